@@ -1,0 +1,178 @@
+const BRAND = Symbol.for('parallel-orchestrator.error');
+
+/** Stable machine-readable error codes. */
+export type ErrorCode =
+  | 'INVALID_OPTIONS'
+  | 'INVALID_TASK'
+  | 'INVALID_AGENT'
+  | 'QUEUE_FULL'
+  | 'NO_CAPABLE_AGENT'
+  | 'TASK_TIMEOUT'
+  | 'TASK_CANCELLED'
+  | 'TASK_FAILED'
+  | 'NON_RETRYABLE'
+  | 'DUPLICATE_TASK'
+  | 'DUPLICATE_AGENT'
+  | 'AGENT_NOT_FOUND'
+  | 'TASK_NOT_FOUND'
+  | 'NOT_RUNNING'
+  | 'SHUTDOWN'
+  | 'ABORTED';
+
+/** Base class of every error this library throws or reports. */
+export class OrchestratorError extends Error {
+  override readonly name: string = 'OrchestratorError';
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+}
+
+/**
+ * True for any error of this library, even one created by a second copy of the package
+ * (the brand is a global symbol, not a class identity).
+ */
+export function isOrchestratorError(error: unknown): error is OrchestratorError {
+  return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/** An option passed to `createParallelOrchestrator` is invalid. `field` is its dotted path. */
+export class InvalidOptionsError extends OrchestratorError {
+  override readonly name = 'InvalidOptionsError';
+  constructor(readonly field: string, detail: string) {
+    super('INVALID_OPTIONS', `${field} ${detail}`);
+  }
+}
+
+/** A submitted task is invalid. `field` is its dotted path inside the task. */
+export class InvalidTaskError extends OrchestratorError {
+  override readonly name = 'InvalidTaskError';
+  constructor(readonly field: string, detail: string, options?: { cause?: unknown }) {
+    super('INVALID_TASK', `${field} ${detail}`, options);
+  }
+}
+
+/** An agent definition passed to `registerAgent` is invalid. */
+export class InvalidAgentError extends OrchestratorError {
+  override readonly name = 'InvalidAgentError';
+  constructor(readonly field: string, detail: string) {
+    super('INVALID_AGENT', `${field} ${detail}`);
+  }
+}
+
+/** `submit` was called while `taskQueue.maxSize` tasks were already queued. */
+export class QueueFullError extends OrchestratorError {
+  override readonly name = 'QueueFullError';
+  constructor(readonly maxSize: number) {
+    super('QUEUE_FULL', `the task queue is full (maxSize ${maxSize}); use submitAsync() to wait for room`);
+  }
+}
+
+/** No registered agent has every capability the task needs. */
+export class NoCapableAgentError extends OrchestratorError {
+  override readonly name = 'NoCapableAgentError';
+  constructor(readonly taskId: string, readonly capabilities: readonly string[]) {
+    super(
+      'NO_CAPABLE_AGENT',
+      `no registered agent has all of [${capabilities.join(', ')}] for task ${taskId}; register one, or submit with waitForAgent: true`,
+    );
+  }
+}
+
+/** A task ran longer than its timeout. */
+export class TaskTimeoutError extends OrchestratorError {
+  override readonly name = 'TaskTimeoutError';
+  constructor(readonly taskId: string, readonly timeout: number) {
+    super('TASK_TIMEOUT', `task ${taskId} timed out after ${timeout} ms`);
+  }
+}
+
+/** A task was cancelled (by `cancel()`, by its own signal, or by a forced shutdown). */
+export class TaskCancelledError extends OrchestratorError {
+  override readonly name = 'TaskCancelledError';
+  constructor(readonly taskId: string, readonly reason: string, options?: { cause?: unknown }) {
+    super('TASK_CANCELLED', `task ${taskId} was cancelled: ${reason}`, options);
+  }
+}
+
+/**
+ * Throw this from a handler to fail the task at once, without retries.
+ * (Any error with `retryable: false` has the same effect.)
+ */
+export class NonRetryableError extends OrchestratorError {
+  override readonly name = 'NonRetryableError';
+  readonly retryable = false;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NON_RETRYABLE', message, options);
+  }
+}
+
+/** A task with this id is already queued or running. */
+export class DuplicateTaskError extends OrchestratorError {
+  override readonly name = 'DuplicateTaskError';
+  constructor(readonly taskId: string) {
+    super('DUPLICATE_TASK', `a task with id ${taskId} is already queued or running`);
+  }
+}
+
+/** An agent with this id is already registered. */
+export class DuplicateAgentError extends OrchestratorError {
+  override readonly name = 'DuplicateAgentError';
+  constructor(readonly agentId: string) {
+    super('DUPLICATE_AGENT', `agent ${agentId} is already registered`);
+  }
+}
+
+/** No agent with this id is registered. */
+export class AgentNotFoundError extends OrchestratorError {
+  override readonly name = 'AgentNotFoundError';
+  constructor(readonly agentId: string) {
+    super('AGENT_NOT_FOUND', `no agent ${agentId} is registered`);
+  }
+}
+
+/** No live task (queued, running, retrying) or dead letter has this id. */
+export class TaskNotFoundError extends OrchestratorError {
+  override readonly name = 'TaskNotFoundError';
+  constructor(readonly taskId: string) {
+    super('TASK_NOT_FOUND', `no task ${taskId} is known`);
+  }
+}
+
+/** The orchestrator has been shut down and accepts no more work. */
+export class OrchestratorShutdownError extends OrchestratorError {
+  override readonly name = 'OrchestratorShutdownError';
+  constructor() {
+    super('SHUTDOWN', 'the orchestrator has been shut down');
+  }
+}
+
+/** A wait (for example `submitAsync` waiting for room) was aborted by its signal. */
+export class AbortedError extends OrchestratorError {
+  override readonly name = 'AbortedError';
+  constructor(what: string, reason: unknown) {
+    super('ABORTED', `${what} was aborted`, { cause: reason });
+  }
+}
+
+/** Turns anything thrown into an Error, keeping the original as `cause` when it was not one. */
+export function coerceError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  if (typeof thrown === 'object' && thrown !== null && typeof (thrown as { message?: unknown }).message === 'string') {
+    return Object.assign(new Error((thrown as { message: string }).message, { cause: thrown }), thrown);
+  }
+  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${String(thrown)}`, { cause: thrown });
+}
+
+/** The code reported for an error: its own string `code`, or TASK_FAILED. */
+export function errorCode(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'TASK_FAILED';
+}
+
+/** False when the error was marked non-retryable (`NonRetryableError` or `retryable: false`). */
+export function isRetryable(error: Error): boolean {
+  return (error as { retryable?: unknown }).retryable !== false;
+}

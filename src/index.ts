@@ -1,0 +1,45 @@
+export { createParallelOrchestrator, ParallelOrchestrator, type ShutdownOptions } from './orchestrator/parallel-orchestrator.js';
+export type { OrchestratorStats, TaskInfo } from './orchestrator/stats.js';
+export type { OrchestratorOptions } from './options.js';
+export { AgentRole, CircuitState, TaskPriority, TaskStatus, type AssignmentStrategy } from './enums.js';
+export { TaskObservable } from './streaming/task-observable.js';
+export type { Unsubscribe } from './util/emitter.js';
+export type { WorkerPoolStats } from './workers/worker-pool.js';
+export type {
+  AgentHandler,
+  AgentInfo,
+  AgentSpec,
+  CancelledEvent,
+  CompleteEvent,
+  DeadLetter,
+  DeltaEvent,
+  ErrorEvent,
+  OrchestratorEvents,
+  RetryEvent,
+  RetryPolicy,
+  StartEvent,
+  Task,
+  TaskContext,
+  TaskEvent,
+  TaskEvents,
+  TaskSpec,
+} from './types.js';
+export {
+  AbortedError,
+  AgentNotFoundError,
+  DuplicateAgentError,
+  DuplicateTaskError,
+  InvalidAgentError,
+  InvalidOptionsError,
+  InvalidTaskError,
+  NoCapableAgentError,
+  NonRetryableError,
+  OrchestratorError,
+  OrchestratorShutdownError,
+  QueueFullError,
+  TaskCancelledError,
+  TaskNotFoundError,
+  TaskTimeoutError,
+  isOrchestratorError,
+  type ErrorCode,
+} from './errors.js';

@@ -1,0 +1,161 @@
+import { z } from 'zod';
+import { AgentRole, PRIORITY_LEVELS, TaskPriority, type AssignmentStrategy } from './enums.js';
+import { InvalidOptionsError } from './errors.js';
+import type { RetryPolicy } from './types.js';
+import { describeIssue } from './util/validation.js';
+
+const ms = (what: string) => z.number({ error: `must be a number of ms (${what})` }).finite().min(0, { error: 'must be ≥ 0' });
+const count = (min: number) => z.int({ error: 'must be an integer' }).min(min, { error: `must be an integer ≥ ${min}` });
+
+export const prioritySchema: z.ZodType<TaskPriority> = z
+  .int({ error: `must be an integer 0..${PRIORITY_LEVELS - 1} (TaskPriority)` })
+  .min(0, { error: `must be 0..${PRIORITY_LEVELS - 1}` })
+  .max(PRIORITY_LEVELS - 1, { error: `must be 0..${PRIORITY_LEVELS - 1}` }) as unknown as z.ZodType<TaskPriority>;
+
+export const roleSchema = z.enum(Object.values(AgentRole) as [AgentRole, ...AgentRole[]], {
+  error: `must be one of AgentRole (${Object.values(AgentRole).join(', ')})`,
+});
+
+export const retrySchema = z.strictObject({
+  maxAttempts: count(1).optional(),
+  initialDelay: ms('delay before the second attempt').optional(),
+  factor: z.number().finite().min(1, { error: 'must be ≥ 1' }).optional(),
+  maxDelay: ms('longest delay').optional(),
+  jitter: z.number().min(0, { error: 'must be 0..1' }).max(1, { error: 'must be 0..1' }).optional(),
+});
+
+const optionsSchema = z.strictObject({
+  workerPool: z
+    .strictObject({
+      minWorkers: count(1).optional(),
+      maxWorkers: count(1).optional(),
+      assignmentStrategy: z.enum(['least-busy', 'round-robin', 'random'], { error: "must be 'least-busy', 'round-robin' or 'random'" }).optional(),
+      stuckGrace: ms('grace after a timeout before a slot is reclaimed').optional(),
+    })
+    .optional(),
+  taskQueue: z
+    .strictObject({
+      maxSize: z.number().int().min(1, { error: 'must be an integer ≥ 1 or Infinity' }).or(z.literal(Infinity)).optional(),
+      defaultPriority: prioritySchema.optional(),
+      defaultTimeout: ms('0 = no timeout').optional(),
+      retry: retrySchema.optional(),
+      agingMs: ms('0 = no aging').optional(),
+    })
+    .optional(),
+  streaming: z
+    .strictObject({
+      enableDeltaCompression: z.boolean().optional(),
+      snapshotInterval: count(1).optional(),
+    })
+    .optional(),
+  checkpointing: z
+    .strictObject({
+      enabled: z.boolean().optional(),
+      interval: ms('between automatic checkpoints').optional(),
+    })
+    .optional(),
+  circuitBreaker: z
+    .strictObject({
+      failureThreshold: count(1).optional(),
+      successThreshold: count(1).optional(),
+      resetTimeout: ms('open time before a probe').optional(),
+    })
+    .optional(),
+});
+
+/** Options of `createParallelOrchestrator`. Every field is optional. */
+export interface OrchestratorOptions {
+  workerPool?: {
+    /** Execution slots kept even when idle. @default 2 */
+    minWorkers?: number;
+    /** Most tasks running at once across all agents. @default 10 */
+    maxWorkers?: number;
+    /** How a task chooses among capable agents. @default 'least-busy' */
+    assignmentStrategy?: AssignmentStrategy;
+    /** After a task's timeout, how long its handler may keep its slot before the slot is reclaimed (ms). @default 5000 */
+    stuckGrace?: number;
+  };
+  taskQueue?: {
+    /** Most queued (not yet running) tasks; `submit` then throws `QueueFullError`. @default Infinity */
+    maxSize?: number;
+    /** Priority of a task that names none. @default TaskPriority.NORMAL */
+    defaultPriority?: TaskPriority;
+    /** Run-time limit of a task that names none, in ms; 0 = none. @default 0 */
+    defaultTimeout?: number;
+    /** Default retry policy. */
+    retry?: Partial<RetryPolicy>;
+    /** A task queued this long (ms) moves up one priority level, so low priorities never starve; 0 = off. @default 0 */
+    agingMs?: number;
+  };
+  streaming?: {
+    /** Send JSON Patch deltas rather than full states. @default true */
+    enableDeltaCompression?: boolean;
+    /** A full snapshot every this many updates. @default 10 */
+    snapshotInterval?: number;
+  };
+  checkpointing?: {
+    /** Checkpoint the latest progress state of running tasks every `interval` ms. @default false */
+    enabled?: boolean;
+    /** @default 5000 */
+    interval?: number;
+  };
+  circuitBreaker?: {
+    /** Consecutive failures that open an agent's circuit. @default 5 */
+    failureThreshold?: number;
+    /** Successes in half-open state that close it. @default 2 */
+    successThreshold?: number;
+    /** Time open before a probe is let through, in ms. @default 30000 */
+    resetTimeout?: number;
+  };
+}
+
+/** Options with every default filled in. */
+export interface ResolvedOptions {
+  workerPool: { minWorkers: number; maxWorkers: number; assignmentStrategy: AssignmentStrategy; stuckGrace: number };
+  taskQueue: { maxSize: number; defaultPriority: TaskPriority; defaultTimeout: number; retry: RetryPolicy; agingMs: number };
+  streaming: { enableDeltaCompression: boolean; snapshotInterval: number };
+  checkpointing: { enabled: boolean; interval: number };
+  circuitBreaker: { failureThreshold: number; successThreshold: number; resetTimeout: number };
+}
+
+export const DEFAULT_RETRY = {
+  maxAttempts: 3,
+  initialDelay: 100,
+  factor: 2,
+  maxDelay: 30_000,
+  jitter: 0.2,
+} as const satisfies RetryPolicy;
+
+const DEFAULTS = {
+  workerPool: { minWorkers: 2, maxWorkers: 10, assignmentStrategy: 'least-busy', stuckGrace: 5_000 },
+  taskQueue: { maxSize: Infinity, defaultPriority: TaskPriority.NORMAL, defaultTimeout: 0, retry: DEFAULT_RETRY, agingMs: 0 },
+  streaming: { enableDeltaCompression: true, snapshotInterval: 10 },
+  checkpointing: { enabled: false, interval: 5_000 },
+  circuitBreaker: { failureThreshold: 5, successThreshold: 2, resetTimeout: 30_000 },
+} as const satisfies ResolvedOptions;
+
+/** Validates options and fills defaults. @throws InvalidOptionsError naming the field. */
+export function resolveOptions(input: OrchestratorOptions | undefined): ResolvedOptions {
+  const parsed = optionsSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const { field, detail } = describeIssue(parsed.error, input);
+    throw new InvalidOptionsError(field, detail);
+  }
+  const o = parsed.data;
+  const resolved: ResolvedOptions = {
+    workerPool: { ...DEFAULTS.workerPool, ...o.workerPool },
+    taskQueue: { ...DEFAULTS.taskQueue, ...o.taskQueue, retry: { ...DEFAULT_RETRY, ...o.taskQueue?.retry } },
+    streaming: { ...DEFAULTS.streaming, ...o.streaming },
+    checkpointing: { ...DEFAULTS.checkpointing, ...o.checkpointing },
+    circuitBreaker: { ...DEFAULTS.circuitBreaker, ...o.circuitBreaker },
+  };
+  const pool = resolved.workerPool;
+  if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);
+  if (pool.minWorkers > pool.maxWorkers) {
+    throw new InvalidOptionsError('workerPool.minWorkers', `must be ≤ workerPool.maxWorkers (${pool.maxWorkers}) (received ${pool.minWorkers})`);
+  }
+  if (resolved.taskQueue.retry.maxDelay < resolved.taskQueue.retry.initialDelay) {
+    throw new InvalidOptionsError('taskQueue.retry.maxDelay', `must be ≥ taskQueue.retry.initialDelay (received ${resolved.taskQueue.retry.maxDelay})`);
+  }
+  return resolved;
+}

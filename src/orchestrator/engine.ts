@@ -1,0 +1,596 @@
+import { randomBytes } from 'node:crypto';
+import { TaskPriority, TaskStatus, type AgentRole } from '../enums.js';
+import {
+  AgentNotFoundError,
+  DuplicateAgentError,
+  DuplicateTaskError,
+  NoCapableAgentError,
+  OrchestratorShutdownError,
+  QueueFullError,
+  TaskCancelledError,
+  TaskNotFoundError,
+  TaskTimeoutError,
+  coerceError,
+  errorCode,
+  isRetryable,
+} from '../errors.js';
+import type { ResolvedOptions } from '../options.js';
+import { retryDelay } from '../queue/backoff.js';
+import { DeadLetterQueue } from '../queue/dead-letter-queue.js';
+import { Lane } from '../queue/lane.js';
+import { TaskQueue } from '../queue/task-queue.js';
+import { DeadlineScheduler } from '../resilience/deadlines.js';
+import { Agent } from '../routing/agent.js';
+import { AgentRouter } from '../routing/agent-router.js';
+import { signatureKey, type CapabilitySignature } from '../routing/capability-signature.js';
+import { TaskObservable } from '../streaming/task-observable.js';
+import { Emitter } from '../util/emitter.js';
+import { WorkerPool } from '../workers/worker-pool.js';
+import type { AgentInfo, AgentSpec, CompleteEvent, DeadLetter, OrchestratorEvents, TaskSpec } from '../types.js';
+import { parseAgentSpec } from './agent-spec.js';
+import type { OrchestratorStats, TaskInfo } from './stats.js';
+import { TaskRecord, TaskRun, type RunHost } from './task-record.js';
+import { parseTaskSpec, type ParsedTask, type TaskDefaults } from './task-spec.js';
+
+type Lifecycle = 'created' | 'running' | 'draining' | 'stopped';
+
+const DEAD_LETTER_LIMIT = 10_000;
+const COMMITTED: Promise<void> = Promise.resolve();
+const now = (): number => performance.now();
+
+/**
+ * The in-process engine behind `ParallelOrchestrator`.
+ *
+ * Dispatch is event-driven: `pump()` runs on a microtask after submits (never inside `submit`)
+ * and synchronously whenever a slot frees. Each pass starts tasks while the pool has room and
+ * some queued task has an available agent, so there is no polling timer at all.
+ *
+ * Task lifecycle (see TaskStatus): queued → running → completed | failed | timeout | cancelled;
+ * a failed attempt with retries left goes running → retrying → queued. Every task reaches
+ * exactly one final state, recorded by `#finish`.
+ */
+export class Engine implements RunHost {
+  readonly options: ResolvedOptions;
+  readonly events: Emitter<OrchestratorEvents>;
+  readonly #router: AgentRouter;
+  readonly #queue: TaskQueue<TaskRecord, CapabilitySignature>;
+  readonly #pool: WorkerPool;
+  readonly #deadlines = new DeadlineScheduler(now);
+  readonly #deadLetters = new DeadLetterQueue(DEAD_LETTER_LIMIT);
+  readonly #lanes = new Map<string, Lane<TaskRecord, CapabilitySignature>>();
+  readonly #live = new Map<string, TaskRecord>();
+  readonly #checkpoints = new Map<string, unknown>();
+  readonly #defaults: TaskDefaults;
+  readonly #idPrefix = `${randomBytes(4).toString('hex')}-`;
+  readonly #idleWaiters: (() => void)[] = [];
+  #lifecycle: Lifecycle = 'created';
+  #shutdown: Promise<void> | null = null;
+  #seq = 0;
+  #pumpScheduled = false;
+  #pumping = false;
+  #pumpAgain = false;
+  #startedAt = Date.now();
+  #retrying = 0;
+  readonly #counts = { submitted: 0, completed: 0, failed: 0, cancelled: 0, timeouts: 0, retries: 0, deadLettered: 0, checkpoints: 0, durationTotal: 0 };
+
+  constructor(options: ResolvedOptions) {
+    this.options = options;
+    this.events = new Emitter<OrchestratorEvents>((error, event) => this.reportListenerError(error, event));
+    this.#router = new AgentRouter(options.workerPool.assignmentStrategy);
+    this.#queue = new TaskQueue(options.taskQueue.maxSize, options.taskQueue.agingMs);
+    this.#pool = new WorkerPool(options.workerPool.minWorkers, options.workerPool.maxWorkers);
+    this.#defaults = {
+      priority: options.taskQueue.defaultPriority,
+      timeout: options.taskQueue.defaultTimeout,
+      retry: options.taskQueue.retry,
+    };
+  }
+
+  // ── lifecycle ────────────────────────────────────────────────────────────
+
+  start(): void {
+    if (this.#lifecycle === 'running') return;
+    if (this.#lifecycle !== 'created') throw new OrchestratorShutdownError();
+    this.#lifecycle = 'running';
+    this.#startedAt = Date.now();
+    if (this.events.has('orchestrator:started')) this.events.emit('orchestrator:started', { timestamp: this.#startedAt });
+    this.#schedulePump();
+  }
+
+  shutdown(graceful: boolean, timeoutMs: number): Promise<void> {
+    return (this.#shutdown ??= this.#stop(graceful, timeoutMs));
+  }
+
+  async #stop(graceful: boolean, timeoutMs: number): Promise<void> {
+    const wasRunning = this.#lifecycle === 'running';
+    this.#lifecycle = 'draining';
+    this.#queue.rejectWaiters();
+    if (graceful && wasRunning && this.#live.size > 0) await this.#idleOrTimeout(timeoutMs);
+    let cancelled = 0;
+    for (const record of [...this.#live.values()]) if (this.#cancel(record, 'the orchestrator shut down')) cancelled++;
+    this.#lifecycle = 'stopped';
+    this.#deadlines.clear();
+    if (this.events.has('orchestrator:shutdown')) {
+      this.events.emit('orchestrator:shutdown', { graceful, cancelled, timestamp: Date.now() });
+    }
+    this.events.removeAll();
+  }
+
+  #idleOrTimeout(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiter = () => done();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#idleWaiters.push(waiter);
+    });
+  }
+
+  get acceptingWork(): boolean {
+    return this.#lifecycle === 'created' || this.#lifecycle === 'running';
+  }
+
+  // ── agents ───────────────────────────────────────────────────────────────
+
+  registerAgent(spec: AgentSpec): AgentInfo {
+    if (this.#lifecycle === 'stopped') throw new OrchestratorShutdownError();
+    const parsed = parseAgentSpec(spec);
+    if (this.#router.get(parsed.agentId) !== undefined) throw new DuplicateAgentError(parsed.agentId);
+    const agent = new Agent(parsed.agentId, parsed.role, parsed.capabilities, parsed.maxConcurrent, parsed.handler);
+    this.#router.register(agent);
+    if (this.events.has('agent:registered')) {
+      this.events.emit('agent:registered', { agentId: agent.agentId, role: agent.role, capabilities: agent.capabilities });
+    }
+    this.#schedulePump();
+    return agent.info();
+  }
+
+  /** Running tasks of the agent finish; queued tasks route elsewhere or, with no capable agent left, fail. */
+  unregisterAgent(agentId: string): void {
+    const agent = this.#router.get(agentId);
+    if (agent === undefined) throw new AgentNotFoundError(agentId);
+    const orphaned = this.#router.unregister(agent).filter((signature) => signature.agents.length === 0);
+    for (const signature of orphaned) {
+      const lane = this.#lanes.get(signature.key);
+      if (lane === undefined) continue;
+      for (const record of [...this.#live.values()]) {
+        if (record.lane === lane && record.inQueue && !record.waitForAgent) {
+          this.#unqueue(record);
+          this.#fail(record, new NoCapableAgentError(record.id, signature.capabilities), TaskStatus.FAILED);
+        }
+      }
+    }
+    if (this.events.has('agent:unregistered')) this.events.emit('agent:unregistered', { agentId });
+  }
+
+  getAgent(agentId: string): AgentInfo | undefined {
+    return this.#router.get(agentId)?.info();
+  }
+
+  listAgents(): AgentInfo[] {
+    return Array.from(this.#router.agents(), (agent) => agent.info());
+  }
+
+  // ── submitting ───────────────────────────────────────────────────────────
+
+  submit(spec: TaskSpec): TaskObservable {
+    if (!this.acceptingWork) throw new OrchestratorShutdownError();
+    const task = parseTaskSpec(spec, this.#defaults);
+    if (this.#queue.full) throw new QueueFullError(this.#queue.maxSize);
+    return this.#admit(task);
+  }
+
+  async submitAsync(spec: TaskSpec, signal: AbortSignal | undefined): Promise<TaskObservable> {
+    const task = parseTaskSpec(spec, this.#defaults);
+    for (;;) {
+      if (!this.acceptingWork) throw new OrchestratorShutdownError();
+      if (!this.#queue.full) return this.#admit(task);
+      await this.#queue.waitForRoom(signal);
+    }
+  }
+
+  #admit(task: ParsedTask): TaskObservable {
+    const id = task.id ?? this.#idPrefix + (this.#seq + 1).toString(36);
+    if (this.#live.has(id)) throw new DuplicateTaskError(id);
+    const key = signatureKey(task.capabilities);
+    const lane = this.#lanes.get(key) ?? this.#createLane(key);
+    const record = new TaskRecord(this, id, task, lane, ++this.#seq, now());
+    this.#live.set(id, record);
+    this.#counts.submitted++;
+    if (lane.key.agents.length === 0 && !task.waitForAgent) {
+      queueMicrotask(() => {
+        if (record.status === TaskStatus.QUEUED) this.#fail(record, new NoCapableAgentError(id, lane.key.capabilities), TaskStatus.FAILED);
+      });
+    } else {
+      this.#enqueue(record);
+    }
+    if (this.events.has('task:submitted')) this.events.emit('task:submitted', { taskId: id, type: task.type, priority: task.priority });
+    return new TaskObservable(record);
+  }
+
+  #createLane(key: string): Lane<TaskRecord, CapabilitySignature> {
+    const lane = new Lane<TaskRecord, CapabilitySignature>(this.#router.signature(key));
+    this.#lanes.set(key, lane);
+    return lane;
+  }
+
+  #enqueue(record: TaskRecord): void {
+    record.inQueue = true;
+    this.#queue.push(record);
+    this.#schedulePump();
+  }
+
+  #unqueue(record: TaskRecord): void {
+    record.inQueue = false;
+    this.#queue.remove(record);
+  }
+
+  // ── dispatch ─────────────────────────────────────────────────────────────
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#lifecycle === 'created' || this.#lifecycle === 'stopped') return;
+    this.#pumpScheduled = true;
+    queueMicrotask(this.#scheduledPump);
+  }
+
+  readonly #scheduledPump = (): void => {
+    this.#pumpScheduled = false;
+    this.#pump();
+  };
+
+  /** Routes a lane's head: records the chosen agent on it, or says no agent is available. */
+  readonly #route = (head: TaskRecord): boolean => {
+    const agent = this.#router.select(head.lane.key, head.preferredRole);
+    if (agent === null) return false;
+    head.agent = agent;
+    return true;
+  };
+
+  #pump(): void {
+    if (this.#lifecycle !== 'running' && this.#lifecycle !== 'draining') return;
+    // A handler may submit, cancel or settle synchronously while we start it; run once more then.
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    const queue = this.#queue;
+    const pool = this.#pool;
+    do {
+      this.#pumpAgain = false;
+      if (queue.agingMs > 0) queue.age(now());
+      while (queue.size > 0 && pool.hasCapacity) {
+        const record = queue.take(this.#route);
+        if (record === null) break;
+        record.inQueue = false;
+        this.#startRun(record);
+      }
+    } while (this.#pumpAgain);
+    this.#pumping = false;
+  }
+
+  #startRun(record: TaskRecord): void {
+    const agent = record.agent!;
+    const slot = this.#pool.acquire();
+    agent.active++;
+    const attempt = ++record.attempt;
+    record.status = TaskStatus.RUNNING;
+    const resumeState = this.#checkpoints.size === 0 ? undefined : this.#checkpoints.get(record.id);
+    const run = new TaskRun(record, agent, slot, attempt, resumeState, now());
+    record.run = run;
+    if (record.timeout > 0) this.#deadlines.add(run, record.timeout);
+    const events = record.events;
+    if (events !== null && events.has('start')) {
+      events.emit('start', { type: 'start', taskId: record.id, agentId: agent.agentId, workerId: slot.workerId, attempt, timestamp: Date.now() });
+    }
+    if (this.events.has('task:started')) {
+      this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: agent.agentId, workerId: slot.workerId, attempt });
+    }
+    void this.#execute(run);
+  }
+
+  async #execute(run: TaskRun): Promise<void> {
+    let ok = true;
+    let value: unknown;
+    try {
+      value = await run.agent.handler(run.task, run);
+    } catch (error) {
+      ok = false;
+      value = error;
+    }
+    this.#settle(run, ok, value);
+  }
+
+  #settle(run: TaskRun, ok: boolean, value: unknown): void {
+    run.settled = true;
+    if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+    if (!run.released) this.#release(run);
+    if (!run.finished) {
+      run.finished = true;
+      const record = run.record;
+      run.duration = now() - run.startedAt;
+      if (ok) this.#complete(record, run, value);
+      else this.#attemptFailed(record, run, coerceError(value), TaskStatus.FAILED);
+    }
+    this.#pump();
+  }
+
+  #release(run: TaskRun): void {
+    run.released = true;
+    this.#pool.release(run.slot);
+    run.agent.active--;
+  }
+
+  /** A run's timeout, or (after a timeout or cancel) the end of its grace to give the slot back. */
+  onRunDeadline(run: TaskRun): void {
+    const record = run.record;
+    if (!run.finished) {
+      run.finished = true;
+      run.duration = now() - run.startedAt;
+      const error = new TaskTimeoutError(record.id, record.timeout);
+      run.abort(error);
+      this.#graceUntilReclaim(run);
+      this.#attemptFailed(record, run, error, TaskStatus.TIMEOUT);
+    } else if (!run.released) {
+      this.#release(run);
+      if (this.events.has('worker:stuck')) {
+        this.events.emit('worker:stuck', { workerId: run.slot.workerId, taskId: record.id, agentId: run.agent.agentId });
+      }
+      this.#pump();
+    }
+  }
+
+  /** Gives a handler that ignores its aborted signal `stuckGrace` ms before its slot is reclaimed. */
+  #graceUntilReclaim(run: TaskRun): void {
+    if (!run.settled && this.#lifecycle !== 'stopped') this.#deadlines.add(run, this.options.workerPool.stuckGrace);
+  }
+
+  // ── outcomes ─────────────────────────────────────────────────────────────
+
+  #complete(record: TaskRecord, run: TaskRun, result: unknown): void {
+    record.status = TaskStatus.COMPLETED;
+    record.outcome = result;
+    run.agent.completed++;
+    this.#counts.completed++;
+    this.#counts.durationTotal += run.duration;
+    const events = record.events;
+    if (events !== null && events.has('complete')) events.emit('complete', record.terminalEvent() as CompleteEvent);
+    if (this.events.has('task:completed')) {
+      this.events.emit('task:completed', {
+        taskId: record.id,
+        type: record.type,
+        agentId: run.agent.agentId,
+        workerId: run.slot.workerId,
+        duration: run.duration,
+        attempts: record.attempt,
+        result,
+      });
+    }
+    this.#finish(record);
+  }
+
+  #attemptFailed(record: TaskRecord, run: TaskRun, error: Error, status: TaskStatus): void {
+    run.agent.failed++;
+    if (status === TaskStatus.TIMEOUT) this.#counts.timeouts++;
+    if (isRetryable(error) && record.attempt < record.retry.maxAttempts && this.#lifecycle !== 'stopped') {
+      this.#scheduleRetry(record, error);
+    } else {
+      this.#fail(record, error, status);
+    }
+  }
+
+  #scheduleRetry(record: TaskRecord, error: Error): void {
+    const attempt = record.attempt + 1;
+    const delay = retryDelay(record.retry, attempt);
+    record.status = TaskStatus.RETRYING;
+    record.outcome = error;
+    this.#counts.retries++;
+    this.#retrying++;
+    record.retryTimer = setTimeout(() => {
+      record.retryTimer = null;
+      this.#retrying--;
+      record.status = TaskStatus.QUEUED;
+      record.level = record.priority;
+      record.enqueuedAt = now();
+      if (record.lane.key.agents.length === 0 && !record.waitForAgent) {
+        this.#fail(record, new NoCapableAgentError(record.id, record.capabilities), TaskStatus.FAILED);
+      } else {
+        this.#enqueue(record);
+      }
+    }, delay);
+    const events = record.events;
+    if (events !== null && events.has('retry')) events.emit('retry', { type: 'retry', taskId: record.id, attempt, delay, error });
+    if (this.events.has('task:retry')) this.events.emit('task:retry', { taskId: record.id, attempt, delay, error });
+  }
+
+  #fail(record: TaskRecord, error: Error, status: TaskStatus): void {
+    record.status = status;
+    record.outcome = error;
+    this.#counts.failed++;
+    this.#counts.deadLettered++;
+    const code = errorCode(error);
+    this.#deadLetters.add({ taskId: record.id, type: record.type, spec: record.toSpec(), error, code, attempts: record.attempt, failedAt: Date.now() });
+    const events = record.events;
+    if (events !== null && events.has('error')) events.emit('error', { type: 'error', taskId: record.id, error, code, attempts: record.attempt });
+    if (this.events.has('task:failed')) {
+      this.events.emit('task:failed', { taskId: record.id, type: record.type, error, code, attempts: record.attempt, status });
+    }
+    if (this.events.has('task:dead-letter')) this.events.emit('task:dead-letter', { taskId: record.id, error, attempts: record.attempt });
+    this.#finish(record);
+  }
+
+  /** Cancels a live task wherever it is; false when it is not live. */
+  cancel(taskId: string, reason: string): boolean {
+    const record = this.#live.get(taskId);
+    return record !== undefined && this.#cancel(record, reason);
+  }
+
+  #cancel(record: TaskRecord, reason: string): boolean {
+    const error = new TaskCancelledError(record.id, reason);
+    switch (record.status) {
+      case TaskStatus.QUEUED:
+        if (record.inQueue) this.#unqueue(record);
+        break;
+      case TaskStatus.RETRYING:
+        clearTimeout(record.retryTimer!);
+        record.retryTimer = null;
+        this.#retrying--;
+        break;
+      case TaskStatus.RUNNING: {
+        const run = record.run!;
+        run.finished = true;
+        run.duration = now() - run.startedAt;
+        if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+        run.abort(error);
+        this.#graceUntilReclaim(run);
+        break;
+      }
+      default:
+        return false;
+    }
+    record.status = TaskStatus.CANCELLED;
+    record.outcome = error;
+    this.#counts.cancelled++;
+    const events = record.events;
+    if (events !== null && events.has('cancelled')) events.emit('cancelled', { type: 'cancelled', taskId: record.id, reason });
+    if (this.events.has('task:cancelled')) this.events.emit('task:cancelled', { taskId: record.id, reason });
+    this.#finish(record);
+    return true;
+  }
+
+  #finish(record: TaskRecord): void {
+    this.#live.delete(record.id);
+    if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0) this.#checkpoints.delete(record.id);
+    record.events?.removeAll();
+    if (this.#live.size === 0 && this.#idleWaiters.length > 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  /** Resolves once no task is queued, running or waiting for a retry. */
+  onIdle(): Promise<void> {
+    if (this.#live.size === 0) return COMMITTED;
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  // ── progress and checkpoints ─────────────────────────────────────────────
+
+  progress(run: TaskRun, state: unknown): void {
+    if (run.finished) return;
+    const record = run.record;
+    const sequence = ++record.updateCount;
+    const events = record.events;
+    if (events !== null && events.has('delta')) {
+      events.emit('delta', { type: 'delta', timestamp: Date.now(), data: state, metadata: { sequence, agentId: run.agent.agentId } });
+    }
+    if (this.events.has('task:progress')) this.events.emit('task:progress', { taskId: record.id, agentId: run.agent.agentId, sequence, data: state });
+  }
+
+  checkpoint(run: TaskRun, state: unknown): Promise<void> {
+    if (run.finished) return COMMITTED;
+    this.#saveCheckpoint(run.record.id, state);
+    return COMMITTED;
+  }
+
+  checkpointTask(taskId: string, state: unknown): Promise<void> {
+    if (!this.#live.has(taskId) && !this.#deadLetters.has(taskId)) throw new TaskNotFoundError(taskId);
+    this.#saveCheckpoint(taskId, state);
+    return COMMITTED;
+  }
+
+  #saveCheckpoint(taskId: string, state: unknown): void {
+    this.#checkpoints.set(taskId, state);
+    this.#counts.checkpoints++;
+  }
+
+  resumeFromCheckpoint(taskId: string): unknown {
+    return this.#checkpoints.has(taskId) ? this.#checkpoints.get(taskId) : null;
+  }
+
+  // ── dead letters ─────────────────────────────────────────────────────────
+
+  deadLetters(): DeadLetter[] {
+    return this.#deadLetters.list();
+  }
+
+  requeueDeadLetter(taskId: string): TaskObservable {
+    if (!this.acceptingWork) throw new OrchestratorShutdownError();
+    const entry = this.#deadLetters.take(taskId);
+    if (entry === undefined) throw new TaskNotFoundError(taskId);
+    try {
+      return this.submit(entry.spec);
+    } catch (error) {
+      this.#deadLetters.add(entry);
+      throw error;
+    }
+  }
+
+  // ── inspection ───────────────────────────────────────────────────────────
+
+  getTask(taskId: string): TaskInfo | undefined {
+    const record = this.#live.get(taskId);
+    if (record === undefined) return undefined;
+    return {
+      taskId: record.id,
+      type: record.type,
+      status: record.status,
+      priority: record.priority,
+      attempt: record.attempt,
+      agentId: record.status === TaskStatus.RUNNING ? record.run!.agent.agentId : undefined,
+    };
+  }
+
+  getStats(): OrchestratorStats {
+    const c = this.#counts;
+    const finished = c.completed + c.failed;
+    const depth = this.#queue.depth;
+    return {
+      uptime: this.#lifecycle === 'created' ? 0 : Date.now() - this.#startedAt,
+      totalSubmitted: c.submitted,
+      totalCompleted: c.completed,
+      totalFailed: c.failed,
+      totalCancelled: c.cancelled,
+      totalTimeouts: c.timeouts,
+      totalRetries: c.retries,
+      successRate: finished === 0 ? 1 : c.completed / finished,
+      averageDuration: c.completed === 0 ? 0 : c.durationTotal / c.completed,
+      checkpoints: c.checkpoints,
+      running: this.#pool.busy,
+      workerPool: this.#pool.stats(),
+      taskQueue: {
+        size: this.#queue.size,
+        maxSize: this.#queue.maxSize,
+        retrying: this.#retrying,
+        byPriority: {
+          CRITICAL: depth[TaskPriority.CRITICAL]!,
+          HIGH: depth[TaskPriority.HIGH]!,
+          NORMAL: depth[TaskPriority.NORMAL]!,
+          LOW: depth[TaskPriority.LOW]!,
+          BACKGROUND: depth[TaskPriority.BACKGROUND]!,
+        },
+        deadLetters: this.#deadLetters.size,
+        deadLettersDropped: this.#deadLetters.dropped,
+      },
+      agentRouter: {
+        agents: this.#router.size,
+        routingDecisions: this.#router.decisions,
+        byRole: this.#countByRole(),
+        agentStats: this.listAgents(),
+      },
+    };
+  }
+
+  #countByRole(): Partial<Record<AgentRole, number>> {
+    const byRole: Partial<Record<AgentRole, number>> = {};
+    for (const agent of this.#router.agents()) byRole[agent.role] = (byRole[agent.role] ?? 0) + 1;
+    return byRole;
+  }
+
+  reportListenerError(error: unknown, event: PropertyKey): void {
+    if (event !== 'listener:error' && this.events.has('listener:error')) {
+      this.events.emit('listener:error', { event: String(event), error });
+    } else {
+      process.emitWarning(`a listener of '${String(event)}' threw: ${coerceError(error).message}`, 'ParallelOrchestratorWarning');
+    }
+  }
+}

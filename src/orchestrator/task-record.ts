@@ -1,0 +1,199 @@
+import { TaskStatus, type AgentRole, type TaskPriority } from '../enums.js';
+import { TaskCancelledError, errorCode } from '../errors.js';
+import type { Lane } from '../queue/lane.js';
+import type { LaneNode } from '../queue/task-queue.js';
+import type { DeadlineBucket, DeadlineNode } from '../resilience/deadlines.js';
+import type { Agent } from '../routing/agent.js';
+import type { CapabilitySignature } from '../routing/capability-signature.js';
+import type { TaskEventSource } from '../streaming/task-observable.js';
+import type { Emitter } from '../util/emitter.js';
+import type { WorkerSlot } from '../workers/worker-pool.js';
+import type { RetryPolicy, Task, TaskContext, TaskEvents, TaskSpec } from '../types.js';
+import type { ParsedTask } from './task-spec.js';
+
+/** What a run calls back into; implemented by the engine. */
+export interface RunHost {
+  progress(run: TaskRun, state: unknown): void;
+  checkpoint(run: TaskRun, state: unknown): Promise<void>;
+  onRunDeadline(run: TaskRun): void;
+  reportListenerError(error: unknown, event: PropertyKey): void;
+}
+
+/**
+ * The engine's record of one task, from submit to its final state. It is also the queue node
+ * (intrusive links) and the source its `TaskObservable` reads, so a queued task is one object
+ * plus its observable. The engine drops it when the task ends; the observable may keep it.
+ */
+export class TaskRecord implements LaneNode<TaskRecord, CapabilitySignature>, TaskEventSource<unknown, unknown> {
+  next: this | null = null;
+  prev: this | null = null;
+  level: number;
+  enqueuedAt: number;
+  status: TaskStatus = TaskStatus.QUEUED;
+  /** True while linked into the queue. */
+  inQueue = false;
+  attempt = 0;
+  /** The agent chosen by routing for the next run, then the agent of the current or last run. */
+  agent: Agent | null = null;
+  run: TaskRun | null = null;
+  events: Emitter<TaskEvents<unknown, unknown>> | null = null;
+  updateCount = 0;
+  /** The result once completed; the last error once failed, retrying or timed out; the reason once cancelled. */
+  outcome: unknown = undefined;
+  retryTimer: NodeJS.Timeout | null = null;
+
+  readonly id: string;
+  readonly type: string;
+  readonly payload: unknown;
+  readonly priority: TaskPriority;
+  readonly timeout: number;
+  readonly retry: RetryPolicy;
+  readonly metadata: Readonly<Record<string, unknown>>;
+  readonly preferredRole: AgentRole | undefined;
+  readonly waitForAgent: boolean;
+
+  constructor(
+    readonly host: RunHost,
+    id: string,
+    task: ParsedTask,
+    readonly lane: Lane<TaskRecord, CapabilitySignature>,
+    readonly seq: number,
+    now: number,
+  ) {
+    this.id = id;
+    this.type = task.type;
+    this.payload = task.payload;
+    this.priority = task.priority;
+    this.level = task.priority;
+    this.timeout = task.timeout;
+    this.retry = task.retry;
+    this.metadata = task.metadata;
+    this.preferredRole = task.preferredRole;
+    this.waitForAgent = task.waitForAgent;
+    this.enqueuedAt = now;
+  }
+
+  get capabilities(): readonly string[] {
+    return this.lane.key.capabilities;
+  }
+
+  terminalEvent(): TaskEvents<unknown, unknown>['complete' | 'error' | 'cancelled'] | null {
+    switch (this.status) {
+      case TaskStatus.COMPLETED: {
+        const run = this.run!;
+        return {
+          type: 'complete',
+          taskId: this.id,
+          result: this.outcome,
+          duration: run.duration,
+          updateCount: this.updateCount,
+          agentId: run.agent.agentId,
+          workerId: run.slot.workerId,
+          attempts: this.attempt,
+        };
+      }
+      case TaskStatus.FAILED:
+      case TaskStatus.TIMEOUT: {
+        const error = this.outcome as Error;
+        return { type: 'error', taskId: this.id, error, code: errorCode(error), attempts: this.attempt };
+      }
+      case TaskStatus.CANCELLED:
+        return { type: 'cancelled', taskId: this.id, reason: (this.outcome as TaskCancelledError).reason };
+      default:
+        return null;
+    }
+  }
+
+  reportListenerError(error: unknown, event: PropertyKey): void {
+    this.host.reportListenerError(error, event);
+  }
+
+  /** The task as it was submitted, for dead letters and requeueing. */
+  toSpec(): TaskSpec {
+    return {
+      id: this.id,
+      type: this.type,
+      priority: this.priority,
+      capabilities: this.capabilities,
+      payload: this.payload,
+      timeout: this.timeout,
+      retry: this.retry,
+      metadata: this.metadata,
+      ...(this.preferredRole === undefined ? {} : { preferredRole: this.preferredRole }),
+      waitForAgent: this.waitForAgent,
+    };
+  }
+}
+
+/**
+ * One attempt of a task: the handler's context, its slot, and its deadline. A run is
+ * `finished` once the attempt has an outcome (result, error, timeout or cancel) and `settled`
+ * once the handler itself returned; between the two, a late result is discarded.
+ */
+export class TaskRun implements TaskContext, DeadlineNode {
+  deadlineAt = 0;
+  deadlineNext: DeadlineNode | null = null;
+  deadlinePrev: DeadlineNode | null = null;
+  deadlineBucket: DeadlineBucket | null = null;
+  finished = false;
+  settled = false;
+  /** Slot and agent capacity given back (at settle, or reclaimed from a stuck handler). */
+  released = false;
+  duration = 0;
+  readonly task: Task;
+  #controller: AbortController | null = null;
+  #abortReason: Error | null = null;
+
+  constructor(
+    readonly record: TaskRecord,
+    readonly agent: Agent,
+    readonly slot: WorkerSlot,
+    readonly attempt: number,
+    readonly resumeState: unknown,
+    readonly startedAt: number,
+  ) {
+    this.task = {
+      id: record.id,
+      type: record.type,
+      payload: record.payload,
+      priority: record.priority,
+      capabilities: record.capabilities,
+      metadata: record.metadata,
+      attempt,
+    };
+  }
+
+  // Created on first use: most handlers never read their signal, and an AbortController per task is costly.
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== null) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  get agentId(): string {
+    return this.agent.agentId;
+  }
+
+  get workerId(): string {
+    return this.slot.workerId;
+  }
+
+  abort(reason: Error): void {
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  progress(state: unknown): void {
+    this.record.host.progress(this, state);
+  }
+
+  checkpoint(state: unknown): Promise<void> {
+    return this.record.host.checkpoint(this, state);
+  }
+
+  onDeadline(): void {
+    this.record.host.onRunDeadline(this);
+  }
+}

@@ -1,0 +1,121 @@
+import type { AgentRole, AssignmentStrategy } from '../enums.js';
+import type { Agent } from './agent.js';
+import { CapabilitySignature, capabilitiesOfKey } from './capability-signature.js';
+
+/**
+ * Agent registry and capability index. A routing decision scans only the agents of one
+ * signature (those whose capabilities include all the task's), never the whole registry.
+ */
+export class AgentRouter {
+  readonly #agents = new Map<string, Agent>();
+  readonly #signatures = new Map<string, CapabilitySignature>();
+  readonly #strategy: AssignmentStrategy;
+  decisions = 0;
+
+  constructor(strategy: AssignmentStrategy) {
+    this.#strategy = strategy;
+  }
+
+  get size(): number {
+    return this.#agents.size;
+  }
+
+  get(agentId: string): Agent | undefined {
+    return this.#agents.get(agentId);
+  }
+
+  agents(): IterableIterator<Agent> {
+    return this.#agents.values();
+  }
+
+  /** Adds the agent to the candidate list of every known signature it serves. */
+  register(agent: Agent): void {
+    this.#agents.set(agent.agentId, agent);
+    for (const signature of this.#signatures.values()) {
+      if (agent.serves(signature.capabilities)) signature.agents.push(agent);
+    }
+  }
+
+  /** Removes the agent everywhere; returns the signatures that lost it. */
+  unregister(agent: Agent): CapabilitySignature[] {
+    this.#agents.delete(agent.agentId);
+    agent.admitting = false;
+    const touched: CapabilitySignature[] = [];
+    for (const signature of this.#signatures.values()) {
+      const index = signature.agents.indexOf(agent);
+      if (index >= 0) {
+        signature.agents.splice(index, 1);
+        touched.push(signature);
+      }
+    }
+    return touched;
+  }
+
+  /** The signature for a canonical key, created (and indexed against all agents) on first use. */
+  signature(key: string): CapabilitySignature {
+    let signature = this.#signatures.get(key);
+    if (signature === undefined) {
+      signature = new CapabilitySignature(key, capabilitiesOfKey(key));
+      for (const agent of this.#agents.values()) if (agent.serves(signature.capabilities)) signature.agents.push(agent);
+      this.#signatures.set(key, signature);
+    }
+    return signature;
+  }
+
+  /**
+   * Picks an available agent for a task of this signature, or null when all capable agents
+   * are at `maxConcurrent` or not admitting. A preferred role wins when one of that role is free.
+   */
+  select(signature: CapabilitySignature, preferredRole: AgentRole | undefined): Agent | null {
+    const agents = signature.agents;
+    if (agents.length === 0) return null;
+    this.decisions++;
+    if (preferredRole !== undefined) {
+      const preferred = this.#pick(signature, agents, preferredRole);
+      if (preferred !== null) return preferred;
+    }
+    return this.#pick(signature, agents, undefined);
+  }
+
+  #pick(signature: CapabilitySignature, agents: Agent[], role: AgentRole | undefined): Agent | null {
+    const n = agents.length;
+    switch (this.#strategy) {
+      case 'least-busy': {
+        // Scan from a rotating start so ties spread over equally loaded agents.
+        const start = signature.cursor % n;
+        let best: Agent | null = null;
+        let bestLoad = Infinity;
+        for (let i = 0; i < n; i++) {
+          const agent = agents[(start + i) % n]!;
+          if (!agent.admitting || agent.active >= agent.maxConcurrent) continue;
+          if (role !== undefined && agent.role !== role) continue;
+          const load = agent.active / agent.maxConcurrent;
+          if (load < bestLoad) {
+            best = agent;
+            bestLoad = load;
+            if (load === 0) break;
+          }
+        }
+        if (best !== null) signature.cursor = start + 1;
+        return best;
+      }
+      case 'round-robin':
+        return this.#firstAvailableFrom(signature, agents, signature.cursor % n, role);
+      case 'random':
+        return this.#firstAvailableFrom(signature, agents, Math.floor(Math.random() * n), role);
+    }
+  }
+
+  #firstAvailableFrom(signature: CapabilitySignature, agents: Agent[], start: number, role: AgentRole | undefined): Agent | null {
+    const n = agents.length;
+    for (let i = 0; i < n; i++) {
+      const index = (start + i) % n;
+      const agent = agents[index]!;
+      if (!agent.admitting || agent.active >= agent.maxConcurrent) continue;
+      if (role !== undefined && agent.role !== role) continue;
+      signature.cursor = index + 1;
+      return agent;
+    }
+    return null;
+  }
+}

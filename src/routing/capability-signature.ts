@@ -1,0 +1,30 @@
+import type { Agent } from './agent.js';
+
+/**
+ * One distinct set of required capabilities, with the agents able to serve it.
+ * Tasks sharing a signature share routing work: the candidate list is computed once,
+ * when the signature is first seen or an agent (un)registers, never per task.
+ */
+export class CapabilitySignature {
+  readonly agents: Agent[] = [];
+  /** Where the next round-robin (and least-busy tie-break) scan starts. */
+  cursor = 0;
+
+  constructor(
+    readonly key: string,
+    readonly capabilities: readonly string[],
+  ) {}
+}
+
+const SEPARATOR = '\u0000';
+
+/** Canonical key of a capability list: order and duplicates do not matter. */
+export function signatureKey(capabilities: readonly string[]): string {
+  if (capabilities.length === 0) return '';
+  if (capabilities.length === 1) return capabilities[0]!;
+  return [...new Set(capabilities)].sort().join(SEPARATOR);
+}
+
+export function capabilitiesOfKey(key: string): readonly string[] {
+  return Object.freeze(key === '' ? [] : key.split(SEPARATOR));
+}

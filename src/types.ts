@@ -1,0 +1,199 @@
+import type { AgentRole, TaskPriority, TaskStatus } from './enums.js';
+
+/** Retry policy: attempt `n` (n ≥ 2) waits `min(maxDelay, initialDelay · factor^(n-2))`, less up to `jitter` of it. */
+export interface RetryPolicy {
+  /** Total attempts including the first. `1` disables retries. @default 3 */
+  maxAttempts: number;
+  /** Delay before the second attempt, in ms. @default 100 */
+  initialDelay: number;
+  /** Growth of the delay per attempt. @default 2 */
+  factor: number;
+  /** Upper bound of a delay, in ms. @default 30000 */
+  maxDelay: number;
+  /** Fraction (0..1) of each delay that is randomised away, so retries of many tasks spread out. @default 0.2 */
+  jitter: number;
+}
+
+/** What `submit()` takes. Only `type` is required. */
+export interface TaskSpec<P = unknown> {
+  /** A name for the kind of work, shown in events and stats. */
+  type: string;
+  /** Your own id; must be unique among live tasks. @default a generated id */
+  id?: string;
+  /** `TaskPriority.CRITICAL` (0) .. `TaskPriority.BACKGROUND` (4). @default taskQueue.defaultPriority */
+  priority?: TaskPriority;
+  /** Every one of these must be among the agent's capabilities. @default [] (any agent) */
+  capabilities?: readonly string[];
+  /** Handed to the handler as `task.payload`. */
+  payload?: P;
+  /** Run-time limit in ms, counted from the moment the task starts. 0 = none. @default taskQueue.defaultTimeout */
+  timeout?: number;
+  /** Overrides fields of `taskQueue.retry` for this task. */
+  retry?: Partial<RetryPolicy>;
+  /** Free-form data carried with the task and its events. */
+  metadata?: Record<string, unknown>;
+  /** Prefer agents of this role when several can serve the task. */
+  preferredRole?: AgentRole;
+  /** Keep the task queued when no registered agent could serve it, instead of failing it. @default false */
+  waitForAgent?: boolean;
+}
+
+/** The task as a handler sees it. */
+export interface Task<P = unknown> {
+  readonly id: string;
+  readonly type: string;
+  readonly payload: P;
+  readonly priority: TaskPriority;
+  readonly capabilities: readonly string[];
+  readonly metadata: Readonly<Record<string, unknown>>;
+  /** 1 for the first run, 2 for the first retry, … */
+  readonly attempt: number;
+}
+
+/** The second argument of a handler. */
+export interface TaskContext<S = unknown> {
+  /** Aborted when the task times out, is cancelled, or the orchestrator is shut down. */
+  readonly signal: AbortSignal;
+  /** Streams a progress state to the task's subscribers (`delta` events). */
+  progress(state: S): void;
+  /** Saves a state that a retried or recovered run receives as `resumeState`. */
+  checkpoint(state: S): Promise<void>;
+  /** The latest checkpoint of this task, when it is being retried or recovered; else `undefined`. */
+  readonly resumeState: S | undefined;
+  /** 1 for the first run, 2 for the first retry, … */
+  readonly attempt: number;
+  readonly agentId: string;
+  readonly workerId: string;
+}
+
+/** An agent's work: an async function of the task and its context. */
+export type AgentHandler<P = unknown, R = unknown> = (task: Task<P>, ctx: TaskContext) => R | Promise<R>;
+
+/** What `registerAgent()` takes. */
+export interface AgentSpec {
+  /** Unique id of the agent. */
+  agentId: string;
+  /** One of `AgentRole`. */
+  role: AgentRole;
+  /** What the agent can do; a task is routed here when all its capabilities are in this list. */
+  capabilities: readonly string[];
+  /** Tasks this agent runs at once. @default 1 */
+  maxConcurrent?: number;
+  /** The work itself, run in-process. */
+  handler: AgentHandler;
+}
+
+/** A registered agent's public view. */
+export interface AgentInfo {
+  readonly agentId: string;
+  readonly role: AgentRole;
+  readonly capabilities: readonly string[];
+  readonly maxConcurrent: number;
+  readonly active: number;
+  readonly completed: number;
+  readonly failed: number;
+}
+
+/** Payload of the `start` event. */
+export interface StartEvent {
+  type: 'start';
+  taskId: string;
+  agentId: string;
+  workerId: string;
+  attempt: number;
+  timestamp: number;
+}
+
+/** Payload of the `delta` event: one progress update. */
+export interface DeltaEvent<S = unknown> {
+  type: 'delta';
+  timestamp: number;
+  /** The state passed to `ctx.progress`. */
+  data: S;
+  metadata: { sequence: number; agentId: string };
+}
+
+/** Payload of the `complete` event (and the value of `result()`). */
+export interface CompleteEvent<R = unknown> {
+  type: 'complete';
+  taskId: string;
+  result: R;
+  /** Run time of the successful attempt, in ms. */
+  duration: number;
+  /** Progress updates streamed over all attempts. */
+  updateCount: number;
+  agentId: string;
+  workerId: string;
+  attempts: number;
+}
+
+/** Payload of the `error` event: the task failed for good. */
+export interface ErrorEvent {
+  type: 'error';
+  taskId: string;
+  error: Error;
+  code: string;
+  attempts: number;
+}
+
+/** Payload of the `retry` event: an attempt failed and another is scheduled. */
+export interface RetryEvent {
+  type: 'retry';
+  taskId: string;
+  /** The attempt that will run next. */
+  attempt: number;
+  /** Wait before it, in ms. */
+  delay: number;
+  error: Error;
+}
+
+/** Payload of the `cancelled` event. */
+export interface CancelledEvent {
+  type: 'cancelled';
+  taskId: string;
+  reason: string;
+}
+
+/** Events of a `TaskObservable`. */
+export interface TaskEvents<R = unknown, S = unknown> {
+  start: StartEvent;
+  delta: DeltaEvent<S>;
+  complete: CompleteEvent<R>;
+  error: ErrorEvent;
+  retry: RetryEvent;
+  cancelled: CancelledEvent;
+}
+
+/** Any event a `TaskObservable` yields when iterated. */
+export type TaskEvent<R = unknown, S = unknown> = TaskEvents<R, S>[keyof TaskEvents];
+
+/** A task whose attempts ran out. */
+export interface DeadLetter {
+  readonly taskId: string;
+  readonly type: string;
+  readonly spec: TaskSpec;
+  readonly error: Error;
+  readonly code: string;
+  readonly attempts: number;
+  readonly failedAt: number;
+}
+
+/** Events of the orchestrator. */
+export interface OrchestratorEvents {
+  'orchestrator:started': { timestamp: number };
+  'orchestrator:shutdown': { graceful: boolean; cancelled: number; timestamp: number };
+  'task:submitted': { taskId: string; type: string; priority: TaskPriority };
+  'task:started': { taskId: string; type: string; agentId: string; workerId: string; attempt: number };
+  'task:progress': { taskId: string; agentId: string; sequence: number; data: unknown };
+  'task:retry': { taskId: string; attempt: number; delay: number; error: Error };
+  'task:completed': { taskId: string; type: string; agentId: string; workerId: string; duration: number; attempts: number; result: unknown };
+  'task:failed': { taskId: string; type: string; error: Error; code: string; attempts: number; status: TaskStatus };
+  'task:cancelled': { taskId: string; reason: string };
+  'task:dead-letter': { taskId: string; error: Error; attempts: number };
+  'agent:registered': { agentId: string; role: AgentRole; capabilities: readonly string[] };
+  'agent:unregistered': { agentId: string };
+  /** A handler kept its slot past its timeout plus `workerPool.stuckGrace`; the slot was reclaimed. */
+  'worker:stuck': { workerId: string; taskId: string; agentId: string };
+  /** A listener threw; the engine went on. */
+  'listener:error': { event: string; error: unknown };
+}
