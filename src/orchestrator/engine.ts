@@ -29,8 +29,9 @@ import { WorkerPool } from '../workers/worker-pool.js';
 import type { AgentInfo, AgentSpec, CompleteEvent, DeadLetter, OrchestratorEvents, TaskSpec } from '../types.js';
 import { parseAgentSpec } from './agent-spec.js';
 import type { OrchestratorStats, TaskInfo } from './stats.js';
-import { TaskRecord, TaskRun, type RunHost } from './task-record.js';
-import { parseTaskSpec, type ParsedTask, type TaskDefaults } from './task-spec.js';
+import { NO_CAPABILITIES, TaskRecord, TaskRun, type RunHost, type TaskDefaults } from './task-record.js';
+import { LiveTasks } from './live-tasks.js';
+import { validateTaskSpec } from './task-spec.js';
 
 type Lifecycle = 'created' | 'running' | 'draining' | 'stopped';
 
@@ -58,10 +59,9 @@ export class Engine implements RunHost {
   readonly #deadlines = new DeadlineScheduler(now);
   readonly #deadLetters = new DeadLetterQueue(DEAD_LETTER_LIMIT);
   readonly #lanes = new Map<string, Lane<TaskRecord, CapabilitySignature>>();
-  readonly #live = new Map<string, TaskRecord>();
+  readonly #live: LiveTasks<TaskRecord>;
   readonly #checkpoints = new Map<string, unknown>();
   readonly #defaults: TaskDefaults;
-  readonly #idPrefix = `${randomBytes(4).toString('hex')}-`;
   readonly #idleWaiters: (() => void)[] = [];
   #lifecycle: Lifecycle = 'created';
   #shutdown: Promise<void> | null = null;
@@ -70,19 +70,20 @@ export class Engine implements RunHost {
   #pumping = false;
   #pumpAgain = false;
   #startedAt = Date.now();
-  #retrying = 0;
+  /** Tasks waiting out a retry delay, with the timer that requeues each. */
+  readonly #retryTimers = new Map<TaskRecord, NodeJS.Timeout>();
   readonly #counts = { submitted: 0, completed: 0, failed: 0, cancelled: 0, timeouts: 0, retries: 0, deadLettered: 0, checkpoints: 0, durationTotal: 0 };
 
   constructor(options: ResolvedOptions) {
     this.options = options;
+    this.#live = new LiveTasks(`${randomBytes(4).toString('hex')}-`);
     this.events = new Emitter<OrchestratorEvents>((error, event) => this.reportListenerError(error, event));
     this.#router = new AgentRouter(options.workerPool.assignmentStrategy);
     this.#queue = new TaskQueue(options.taskQueue.maxSize, options.taskQueue.agingMs);
     this.#pool = new WorkerPool(options.workerPool.minWorkers, options.workerPool.maxWorkers);
     this.#defaults = {
       priority: options.taskQueue.defaultPriority,
-      timeout: options.taskQueue.defaultTimeout,
-      retry: options.taskQueue.retry,
+      options: { timeout: options.taskQueue.defaultTimeout, retry: options.taskQueue.retry, preferredRole: undefined, waitForAgent: false },
     };
   }
 
@@ -177,36 +178,37 @@ export class Engine implements RunHost {
 
   submit(spec: TaskSpec): TaskObservable {
     if (!this.acceptingWork) throw new OrchestratorShutdownError();
-    const task = parseTaskSpec(spec, this.#defaults);
+    validateTaskSpec(spec);
     if (this.#queue.full) throw new QueueFullError(this.#queue.maxSize);
-    return this.#admit(task);
+    return this.#admit(spec);
   }
 
   async submitAsync(spec: TaskSpec, signal: AbortSignal | undefined): Promise<TaskObservable> {
-    const task = parseTaskSpec(spec, this.#defaults);
+    validateTaskSpec(spec);
     for (;;) {
       if (!this.acceptingWork) throw new OrchestratorShutdownError();
-      if (!this.#queue.full) return this.#admit(task);
+      if (!this.#queue.full) return this.#admit(spec);
       await this.#queue.waitForRoom(signal);
     }
   }
 
-  #admit(task: ParsedTask): TaskObservable {
-    const id = task.id ?? this.#idPrefix + (this.#seq + 1).toString(36);
-    if (this.#live.has(id)) throw new DuplicateTaskError(id);
-    const key = signatureKey(task.capabilities);
+  #admit(spec: TaskSpec): TaskObservable {
+    const seq = this.#seq + 1;
+    const id = spec.id ?? this.#live.generatedId(seq);
+    if (spec.id !== undefined && this.#live.has(id)) throw new DuplicateTaskError(id);
+    const key = signatureKey(spec.capabilities ?? NO_CAPABILITIES);
     const lane = this.#lanes.get(key) ?? this.#createLane(key);
-    const record = new TaskRecord(this, id, task, lane, ++this.#seq, now());
-    this.#live.set(id, record);
+    const record = new TaskRecord(this, id, spec, this.#defaults, lane, (this.#seq = seq), this.#queue.agingMs > 0 ? now() : 0);
+    this.#live.add(record, spec.id !== undefined);
     this.#counts.submitted++;
-    if (lane.key.agents.length === 0 && !task.waitForAgent) {
+    if (lane.key.agents.length === 0 && !record.waitForAgent) {
       queueMicrotask(() => {
         if (record.status === TaskStatus.QUEUED) this.#fail(record, new NoCapableAgentError(id, lane.key.capabilities), TaskStatus.FAILED);
       });
     } else {
       this.#enqueue(record);
     }
-    if (this.events.has('task:submitted')) this.events.emit('task:submitted', { taskId: id, type: task.type, priority: task.priority });
+    if (this.events.has('task:submitted')) this.events.emit('task:submitted', { taskId: id, type: record.type, priority: record.priority });
     return new TaskObservable(record);
   }
 
@@ -387,19 +389,18 @@ export class Engine implements RunHost {
     record.status = TaskStatus.RETRYING;
     record.outcome = error;
     this.#counts.retries++;
-    this.#retrying++;
-    record.retryTimer = setTimeout(() => {
-      record.retryTimer = null;
-      this.#retrying--;
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(record);
       record.status = TaskStatus.QUEUED;
       record.level = record.priority;
-      record.enqueuedAt = now();
+      record.enqueuedAt = this.#queue.agingMs > 0 ? now() : 0;
       if (record.lane.key.agents.length === 0 && !record.waitForAgent) {
         this.#fail(record, new NoCapableAgentError(record.id, record.capabilities), TaskStatus.FAILED);
       } else {
         this.#enqueue(record);
       }
     }, delay);
+    this.#retryTimers.set(record, timer);
     const events = record.events;
     if (events !== null && events.has('retry')) events.emit('retry', { type: 'retry', taskId: record.id, attempt, delay, error });
     if (this.events.has('task:retry')) this.events.emit('task:retry', { taskId: record.id, attempt, delay, error });
@@ -434,9 +435,8 @@ export class Engine implements RunHost {
         if (record.inQueue) this.#unqueue(record);
         break;
       case TaskStatus.RETRYING:
-        clearTimeout(record.retryTimer!);
-        record.retryTimer = null;
-        this.#retrying--;
+        clearTimeout(this.#retryTimers.get(record));
+        this.#retryTimers.delete(record);
         break;
       case TaskStatus.RUNNING: {
         const run = record.run!;
@@ -461,7 +461,7 @@ export class Engine implements RunHost {
   }
 
   #finish(record: TaskRecord): void {
-    this.#live.delete(record.id);
+    this.#live.delete(record);
     if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0) this.#checkpoints.delete(record.id);
     record.events?.removeAll();
     if (this.#live.size === 0 && this.#idleWaiters.length > 0) for (const wake of this.#idleWaiters.splice(0)) wake();
@@ -560,7 +560,7 @@ export class Engine implements RunHost {
       taskQueue: {
         size: this.#queue.size,
         maxSize: this.#queue.maxSize,
-        retrying: this.#retrying,
+        retrying: this.#retryTimers.size,
         byPriority: {
           CRITICAL: depth[TaskPriority.CRITICAL]!,
           HIGH: depth[TaskPriority.HIGH]!,

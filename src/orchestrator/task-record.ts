@@ -9,7 +9,24 @@ import type { TaskEventSource } from '../streaming/task-observable.js';
 import type { Emitter } from '../util/emitter.js';
 import type { WorkerSlot } from '../workers/worker-pool.js';
 import type { RetryPolicy, Task, TaskContext, TaskEvents, TaskSpec } from '../types.js';
-import type { ParsedTask } from './task-spec.js';
+
+/** The per-task settings most tasks take from the defaults; one shared object for all of those. */
+export interface TaskOptions {
+  readonly timeout: number;
+  readonly retry: RetryPolicy;
+  readonly preferredRole: AgentRole | undefined;
+  readonly waitForAgent: boolean;
+}
+
+/** Defaults for the fields a task spec may omit. */
+export interface TaskDefaults {
+  readonly priority: TaskPriority;
+  readonly options: TaskOptions;
+}
+
+const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
+const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
+export { NO_CAPABILITIES };
 
 /** What a run calls back into; implemented by the engine. */
 export interface RunHost {
@@ -40,37 +57,56 @@ export class TaskRecord implements LaneNode<TaskRecord, CapabilitySignature>, Ta
   updateCount = 0;
   /** The result once completed; the last error once failed, retrying or timed out; the reason once cancelled. */
   outcome: unknown = undefined;
-  retryTimer: NodeJS.Timeout | null = null;
 
   readonly id: string;
   readonly type: string;
   readonly payload: unknown;
   readonly priority: TaskPriority;
-  readonly timeout: number;
-  readonly retry: RetryPolicy;
   readonly metadata: Readonly<Record<string, unknown>>;
-  readonly preferredRole: AgentRole | undefined;
-  readonly waitForAgent: boolean;
+  readonly options: TaskOptions;
 
+  /** `spec` must have passed `validateTaskSpec`. */
   constructor(
     readonly host: RunHost,
     id: string,
-    task: ParsedTask,
+    spec: TaskSpec,
+    defaults: TaskDefaults,
     readonly lane: Lane<TaskRecord, CapabilitySignature>,
     readonly seq: number,
     now: number,
   ) {
     this.id = id;
-    this.type = task.type;
-    this.payload = task.payload;
-    this.priority = task.priority;
-    this.level = task.priority;
-    this.timeout = task.timeout;
-    this.retry = task.retry;
-    this.metadata = task.metadata;
-    this.preferredRole = task.preferredRole;
-    this.waitForAgent = task.waitForAgent;
+    this.type = spec.type;
+    this.payload = spec.payload;
+    this.priority = this.level = spec.priority ?? defaults.priority;
+    this.metadata = spec.metadata ?? NO_METADATA;
+    const base = defaults.options;
+    this.options =
+      spec.timeout === undefined && spec.retry === undefined && spec.preferredRole === undefined && spec.waitForAgent === undefined
+        ? base
+        : {
+            timeout: spec.timeout ?? base.timeout,
+            retry: spec.retry === undefined ? base.retry : { ...base.retry, ...spec.retry },
+            preferredRole: spec.preferredRole,
+            waitForAgent: spec.waitForAgent ?? base.waitForAgent,
+          };
     this.enqueuedAt = now;
+  }
+
+  get timeout(): number {
+    return this.options.timeout;
+  }
+
+  get retry(): RetryPolicy {
+    return this.options.retry;
+  }
+
+  get preferredRole(): AgentRole | undefined {
+    return this.options.preferredRole;
+  }
+
+  get waitForAgent(): boolean {
+    return this.options.waitForAgent;
   }
 
   get capabilities(): readonly string[] {

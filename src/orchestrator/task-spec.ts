@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import type { AgentRole, TaskPriority } from '../enums.js';
 import { InvalidTaskError } from '../errors.js';
 import { prioritySchema, retrySchema, roleSchema } from '../options.js';
-import type { RetryPolicy, TaskSpec } from '../types.js';
+import type { TaskSpec } from '../types.js';
 import { describeIssue } from '../util/validation.js';
 
 const taskSpecSchema = z.strictObject({
@@ -18,48 +17,51 @@ const taskSpecSchema = z.strictObject({
   waitForAgent: z.boolean({ error: 'must be a boolean' }).optional(),
 });
 
-/** A validated task with defaults applied. */
-export interface ParsedTask {
-  type: string;
-  id: string | undefined;
-  priority: TaskPriority;
-  capabilities: readonly string[];
-  payload: unknown;
-  timeout: number;
-  retry: RetryPolicy;
-  metadata: Readonly<Record<string, unknown>>;
-  preferredRole: AgentRole | undefined;
-  waitForAgent: boolean;
-}
-
-export interface TaskDefaults {
-  priority: TaskPriority;
-  timeout: number;
-  retry: RetryPolicy;
-}
-
-const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
-const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
-
-/** Validates a submitted task. @throws InvalidTaskError naming the field. */
-export function parseTaskSpec(spec: TaskSpec, defaults: TaskDefaults): ParsedTask {
+/**
+ * Validates a submitted task. @throws InvalidTaskError naming the field.
+ *
+ * The zod schema above is the contract and produces every error message. Submitting is the
+ * hottest call of the library, though, and a zod parse costs more than the rest of a task's
+ * scheduling, so the common shape (only the fields below, with plainly valid values) is first
+ * recognised by `isPlainlyValid`, which allocates nothing. Anything it does not recognise,
+ * valid or not, goes through zod.
+ */
+export function validateTaskSpec(spec: TaskSpec): void {
   if (typeof spec !== 'object' || spec === null) throw new InvalidTaskError('task', 'must be an object with at least a type');
+  if (isPlainlyValid(spec)) return;
   const checked = taskSpecSchema.safeParse(spec);
   if (!checked.success) {
     const { field, detail } = describeIssue(checked.error, spec);
     throw new InvalidTaskError(field, detail);
   }
-  // The input is used, not zod's copy: it is already proven valid, and copying costs per task.
-  return {
-    type: spec.type,
-    id: spec.id,
-    priority: spec.priority ?? defaults.priority,
-    capabilities: spec.capabilities ?? NO_CAPABILITIES,
-    payload: spec.payload,
-    timeout: spec.timeout ?? defaults.timeout,
-    retry: spec.retry === undefined ? defaults.retry : { ...defaults.retry, ...spec.retry },
-    metadata: spec.metadata ?? NO_METADATA,
-    preferredRole: spec.preferredRole,
-    waitForAgent: spec.waitForAgent ?? false,
-  };
+}
+
+/** True only for specs the schema certainly accepts; false means "ask zod", not "invalid". */
+function isPlainlyValid(spec: TaskSpec): boolean {
+  for (const key in spec) {
+    const value = (spec as unknown as Record<string, unknown>)[key];
+    switch (key) {
+      case 'type':
+      case 'id':
+        if (typeof value !== 'string' || value.length === 0) return false;
+        break;
+      case 'priority':
+        if (value !== undefined && (typeof value !== 'number' || !(value >= 0 && value <= 4) || (value | 0) !== value)) return false;
+        break;
+      case 'capabilities':
+        if (value !== undefined) {
+          if (!Array.isArray(value)) return false;
+          for (let i = 0; i < value.length; i++) if (typeof value[i] !== 'string') return false;
+        }
+        break;
+      case 'timeout':
+        if (value !== undefined && (typeof value !== 'number' || !(value >= 0 && value < Infinity))) return false;
+        break;
+      case 'payload':
+        break;
+      default:
+        return false;
+    }
+  }
+  return typeof spec.type === 'string';
 }
