@@ -23,7 +23,7 @@ import { DeadlineScheduler } from '../resilience/deadlines.js';
 import { Agent } from '../routing/agent.js';
 import { AgentRouter } from '../routing/agent-router.js';
 import { signatureKey, type CapabilitySignature } from '../routing/capability-signature.js';
-import { TaskObservable } from '../streaming/task-observable.js';
+import type { TaskObservable } from '../streaming/task-observable.js';
 import { Emitter } from '../util/emitter.js';
 import { WorkerPool } from '../workers/worker-pool.js';
 import type { AgentInfo, AgentSpec, CompleteEvent, DeadLetter, OrchestratorEvents, TaskSpec } from '../types.js';
@@ -194,22 +194,21 @@ export class Engine implements RunHost {
 
   #admit(spec: TaskSpec): TaskObservable {
     const seq = this.#seq + 1;
-    const id = spec.id ?? this.#live.generatedId(seq);
-    if (spec.id !== undefined && this.#live.has(id)) throw new DuplicateTaskError(id);
+    if (spec.id !== undefined && this.#live.has(spec.id)) throw new DuplicateTaskError(spec.id);
     const key = signatureKey(spec.capabilities ?? NO_CAPABILITIES);
     const lane = this.#lanes.get(key) ?? this.#createLane(key);
-    const record = new TaskRecord(this, id, spec, this.#defaults, lane, (this.#seq = seq), this.#queue.agingMs > 0 ? now() : 0);
+    const record = new TaskRecord(this, spec, this.#defaults, lane, (this.#seq = seq), this.#queue.agingMs > 0 ? now() : 0);
     this.#live.add(record, spec.id !== undefined);
     this.#counts.submitted++;
     if (lane.key.agents.length === 0 && !record.waitForAgent) {
       queueMicrotask(() => {
-        if (record.status === TaskStatus.QUEUED) this.#fail(record, new NoCapableAgentError(id, lane.key.capabilities), TaskStatus.FAILED);
+        if (record.status === TaskStatus.QUEUED) this.#fail(record, new NoCapableAgentError(record.id, lane.key.capabilities), TaskStatus.FAILED);
       });
     } else {
       this.#enqueue(record);
     }
-    if (this.events.has('task:submitted')) this.events.emit('task:submitted', { taskId: id, type: record.type, priority: record.priority });
-    return new TaskObservable(record);
+    if (this.events.has('task:submitted')) this.events.emit('task:submitted', { taskId: record.id, type: record.type, priority: record.priority });
+    return record;
   }
 
   #createLane(key: string): Lane<TaskRecord, CapabilitySignature> {
@@ -227,6 +226,10 @@ export class Engine implements RunHost {
   #unqueue(record: TaskRecord): void {
     record.inQueue = false;
     this.#queue.remove(record);
+  }
+
+  generatedId(seq: number): string {
+    return this.#live.generatedId(seq);
   }
 
   // ── dispatch ─────────────────────────────────────────────────────────────
@@ -282,6 +285,7 @@ export class Engine implements RunHost {
     const resumeState = this.#checkpoints.size === 0 ? undefined : this.#checkpoints.get(record.id);
     const run = new TaskRun(record, agent, slot, attempt, resumeState, now());
     record.run = run;
+    record.slot = slot;
     if (record.timeout > 0) this.#deadlines.add(run, record.timeout);
     const events = record.events;
     if (events !== null && events.has('start')) {
@@ -354,6 +358,7 @@ export class Engine implements RunHost {
   #complete(record: TaskRecord, run: TaskRun, result: unknown): void {
     record.status = TaskStatus.COMPLETED;
     record.outcome = result;
+    record.duration = run.duration;
     run.agent.completed++;
     this.#counts.completed++;
     this.#counts.durationTotal += run.duration;
@@ -461,6 +466,7 @@ export class Engine implements RunHost {
   }
 
   #finish(record: TaskRecord): void {
+    record.run = null;
     this.#live.delete(record);
     if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0) this.#checkpoints.delete(record.id);
     record.events?.removeAll();

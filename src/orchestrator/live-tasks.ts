@@ -55,7 +55,7 @@ export class LiveTasks<T extends Indexed> {
     if (chunk === undefined || chunk.slots[task.seq & (CHUNK_SIZE - 1)] !== task) return;
     chunk.slots[task.seq & (CHUNK_SIZE - 1)] = undefined;
     if (--chunk.live === 0) this.#chunks.delete(chunkNo);
-    if (this.#byCallerId.get(task.id) === task) this.#byCallerId.delete(task.id);
+    if (this.#byCallerId.size > 0 && this.#byCallerId.get(task.id) === task) this.#byCallerId.delete(task.id);
     this.#size--;
   }
 

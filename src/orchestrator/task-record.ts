@@ -5,7 +5,7 @@ import type { LaneNode } from '../queue/task-queue.js';
 import type { DeadlineBucket, DeadlineNode } from '../resilience/deadlines.js';
 import type { Agent } from '../routing/agent.js';
 import type { CapabilitySignature } from '../routing/capability-signature.js';
-import type { TaskEventSource } from '../streaming/task-observable.js';
+import { TaskObservable } from '../streaming/task-observable.js';
 import type { Emitter } from '../util/emitter.js';
 import type { WorkerSlot } from '../workers/worker-pool.js';
 import type { RetryPolicy, Task, TaskContext, TaskEvents, TaskSpec } from '../types.js';
@@ -30,6 +30,8 @@ export { NO_CAPABILITIES };
 
 /** What a run calls back into; implemented by the engine. */
 export interface RunHost {
+  /** The id of a task submitted without one. */
+  generatedId(seq: number): string;
   progress(run: TaskRun, state: unknown): void;
   checkpoint(run: TaskRun, state: unknown): Promise<void>;
   onRunDeadline(run: TaskRun): void;
@@ -41,7 +43,7 @@ export interface RunHost {
  * (intrusive links) and the source its `TaskObservable` reads, so a queued task is one object
  * plus its observable. The engine drops it when the task ends; the observable may keep it.
  */
-export class TaskRecord implements LaneNode<TaskRecord, CapabilitySignature>, TaskEventSource<unknown, unknown> {
+export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, CapabilitySignature> {
   next: this | null = null;
   prev: this | null = null;
   level: number;
@@ -52,13 +54,17 @@ export class TaskRecord implements LaneNode<TaskRecord, CapabilitySignature>, Ta
   attempt = 0;
   /** The agent chosen by routing for the next run, then the agent of the current or last run. */
   agent: Agent | null = null;
+  /** The current attempt; null once it ended, so a finished record (old-generation garbage) holds no young objects alive. */
   run: TaskRun | null = null;
+  /** Slot and run time of the last attempt, kept for the `complete` event. */
+  slot: WorkerSlot | null = null;
+  duration = 0;
   events: Emitter<TaskEvents<unknown, unknown>> | null = null;
   updateCount = 0;
   /** The result once completed; the last error once failed, retrying or timed out; the reason once cancelled. */
   outcome: unknown = undefined;
-
-  readonly id: string;
+  /** Caller-chosen id, or the generated one once asked for (generated lazily: most are never read). */
+  #id: string | undefined;
   readonly type: string;
   readonly payload: unknown;
   readonly priority: TaskPriority;
@@ -68,14 +74,14 @@ export class TaskRecord implements LaneNode<TaskRecord, CapabilitySignature>, Ta
   /** `spec` must have passed `validateTaskSpec`. */
   constructor(
     readonly host: RunHost,
-    id: string,
     spec: TaskSpec,
     defaults: TaskDefaults,
     readonly lane: Lane<TaskRecord, CapabilitySignature>,
     readonly seq: number,
     now: number,
   ) {
-    this.id = id;
+    super();
+    this.#id = spec.id;
     this.type = spec.type;
     this.payload = spec.payload;
     this.priority = this.level = spec.priority ?? defaults.priority;
@@ -91,6 +97,11 @@ export class TaskRecord implements LaneNode<TaskRecord, CapabilitySignature>, Ta
             waitForAgent: spec.waitForAgent ?? base.waitForAgent,
           };
     this.enqueuedAt = now;
+  }
+
+  // Not cached: a young string stored into this (by then old) record would survive every scavenge.
+  override get id(): string {
+    return this.#id ?? this.host.generatedId(this.seq);
   }
 
   get timeout(): number {
@@ -115,19 +126,17 @@ export class TaskRecord implements LaneNode<TaskRecord, CapabilitySignature>, Ta
 
   terminalEvent(): TaskEvents<unknown, unknown>['complete' | 'error' | 'cancelled'] | null {
     switch (this.status) {
-      case TaskStatus.COMPLETED: {
-        const run = this.run!;
+      case TaskStatus.COMPLETED:
         return {
           type: 'complete',
           taskId: this.id,
           result: this.outcome,
-          duration: run.duration,
+          duration: this.duration,
           updateCount: this.updateCount,
-          agentId: run.agent.agentId,
-          workerId: run.slot.workerId,
+          agentId: this.agent!.agentId,
+          workerId: this.slot!.workerId,
           attempts: this.attempt,
         };
-      }
       case TaskStatus.FAILED:
       case TaskStatus.TIMEOUT: {
         const error = this.outcome as Error;

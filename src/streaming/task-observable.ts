@@ -1,51 +1,49 @@
+import { inspect } from 'node:util';
 import type { TaskStatus } from '../enums.js';
 import { Emitter, type Unsubscribe } from '../util/emitter.js';
 import type { CompleteEvent, TaskEvent, TaskEvents } from '../types.js';
 
-/** What a `TaskObservable` reads from the engine's record of its task. */
-export interface TaskEventSource<R, S> {
-  readonly id: string;
-  readonly status: TaskStatus;
-  /** Once cancelled, the `TaskCancelledError` that `result()` rejects with. */
-  readonly outcome: unknown;
-  /** Created by the observable on first subscription; the engine emits only when it exists. */
-  events: Emitter<TaskEvents<R, S>> | null;
-  /** The task's final event once it has ended, else null. */
-  terminalEvent(): TaskEvents<R, S>['complete' | 'error' | 'cancelled'] | null;
-  reportListenerError(error: unknown, event: PropertyKey): void;
-}
-
 const TERMINAL = new Set<PropertyKey>(['complete', 'error', 'cancelled']);
 const ALL_EVENTS = ['start', 'delta', 'retry', 'complete', 'error', 'cancelled'] as const;
 
+type TerminalEvent<R, S> = TaskEvents<R, S>['complete' | 'error' | 'cancelled'];
+
 /**
  * The live view of one submitted task: subscribe to its events, await its result, or iterate
- * its events. It holds no state of its own beyond listeners, so one nobody subscribes to costs
- * a single small object. Listeners of `complete`, `error` and `cancelled` added after the task
- * ended still receive that event (on a microtask).
+ * its events. Listeners of `complete`, `error` and `cancelled` added after the task ended still
+ * receive that event (on a microtask).
+ *
+ * The engine's record of the task extends this class, so a queued task is a single object:
+ * with hundreds of thousands queued, a second object per task would cost memory and GC time.
+ * The engine-facing members are `protected`.
  */
-export class TaskObservable<R = unknown, S = unknown> implements AsyncIterable<TaskEvent<R, S>> {
-  readonly #source: TaskEventSource<R, S>;
+export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncIterable<TaskEvent<R, S>> {
   #result: Promise<CompleteEvent<R>> | null = null;
 
-  constructor(source: TaskEventSource<R, S>) {
-    this.#source = source;
-  }
-
+  /** The task's id. */
   get taskId(): string {
-    return this.#source.id;
+    return this.id;
   }
 
   /** The task's status now. */
   get state(): TaskStatus {
-    return this.#source.status;
+    return this.status;
   }
+
+  protected abstract readonly id: string;
+  protected abstract readonly status: TaskStatus;
+  /** Created on first subscription; the engine emits only when it exists. */
+  protected abstract events: Emitter<TaskEvents<R, S>> | null;
+  /** Once cancelled, the `TaskCancelledError` that `result()` rejects with. */
+  protected abstract readonly outcome: unknown;
+  /** The task's final event once it has ended, else null. */
+  protected abstract terminalEvent(): TerminalEvent<R, S> | null;
+  protected abstract reportListenerError(error: unknown, event: PropertyKey): void;
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof TaskEvents<R, S>>(event: K, listener: (payload: TaskEvents<R, S>[K]) => void): Unsubscribe {
-    const source = this.#source;
-    const events = (source.events ??= new Emitter<TaskEvents<R, S>>((error, name) => source.reportListenerError(error, name)));
-    const terminal = TERMINAL.has(event) ? source.terminalEvent() : null;
+    const events = (this.events ??= new Emitter<TaskEvents<R, S>>((error, name) => this.reportListenerError(error, name)));
+    const terminal = TERMINAL.has(event) ? this.terminalEvent() : null;
     if (terminal === null || terminal.type !== event) return events.on(event, listener);
     let subscribed = true;
     queueMicrotask(() => {
@@ -53,7 +51,7 @@ export class TaskObservable<R = unknown, S = unknown> implements AsyncIterable<T
       try {
         listener(terminal as TaskEvents<R, S>[K]);
       } catch (error) {
-        source.reportListenerError(error, event);
+        this.reportListenerError(error, event);
       }
     });
     return () => {
@@ -75,7 +73,7 @@ export class TaskObservable<R = unknown, S = unknown> implements AsyncIterable<T
 
   /** Removes a listener added with `on`. */
   off<K extends keyof TaskEvents<R, S>>(event: K, listener: (payload: TaskEvents<R, S>[K]) => void): void {
-    this.#source.events?.off(event, listener);
+    this.events?.off(event, listener);
   }
 
   /**
@@ -85,14 +83,18 @@ export class TaskObservable<R = unknown, S = unknown> implements AsyncIterable<T
   result(): Promise<CompleteEvent<R>> {
     return (this.#result ??= new Promise<CompleteEvent<R>>((resolve, reject) => {
       const offs: Unsubscribe[] = [];
-      const settle = (event: TaskEvents<R, S>['complete' | 'error' | 'cancelled']) => {
+      const settle = (event: TerminalEvent<R, S>) => {
         for (const off of offs) off();
         if (event.type === 'complete') resolve(event);
         else if (event.type === 'error') reject(event.error);
-        else reject(this.#source.outcome as Error);
+        else reject(this.outcome as Error);
       };
       offs.push(this.on('complete', settle), this.on('error', settle), this.on('cancelled', settle));
     }));
+  }
+
+  [inspect.custom](): string {
+    return `TaskObservable { taskId: '${this.taskId}', state: '${this.state}' }`;
   }
 
   /** Yields every event of the task in order, ending after its final event. */
