@@ -17,7 +17,10 @@ export type ErrorCode =
   | 'TASK_NOT_FOUND'
   | 'NOT_RUNNING'
   | 'SHUTDOWN'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'CIRCUIT_OPEN'
+  | 'WORKER_CRASHED'
+  | 'NOT_CLONEABLE';
 
 /** Base class of every error this library throws or reports. */
 export class OrchestratorError extends Error {
@@ -154,6 +157,17 @@ export class AbortedError extends OrchestratorError {
   override readonly name = 'AbortedError';
   constructor(what: string, reason: unknown) {
     super('ABORTED', `${what} was aborted`, { cause: reason });
+  }
+}
+
+/**
+ * The worker thread running a task died (uncaught error, `process.exit`, out of memory) or was
+ * terminated because it was stuck. Retried per the task's retry policy.
+ */
+export class WorkerCrashedError extends OrchestratorError {
+  override readonly name = 'WorkerCrashedError';
+  constructor(readonly taskId: string, readonly workerId: string, detail: string, options?: { cause?: unknown }) {
+    super('WORKER_CRASHED', `worker ${workerId} running task ${taskId} ${detail}`, options);
   }
 }
 

@@ -5,6 +5,15 @@ export { AgentRole, CircuitState, TaskPriority, TaskStatus, type AssignmentStrat
 export { TaskObservable } from './streaming/task-observable.js';
 export type { Unsubscribe } from './util/emitter.js';
 export type { WorkerPoolStats } from './workers/worker-pool.js';
+export {
+  BrokenCircuitError,
+  createCircuitBreaker,
+  withCircuitBreaker,
+  type CircuitTransition,
+  type StandaloneCircuitBreaker,
+} from './resilience/circuit-breaker.js';
+export type { CircuitBreakerOptions } from './resilience/breaker-options.js';
+export type { RateLimit } from './resilience/rate-limiter.js';
 export type {
   AgentHandler,
   AgentInfo,
@@ -40,6 +49,7 @@ export {
   TaskCancelledError,
   TaskNotFoundError,
   TaskTimeoutError,
+  WorkerCrashedError,
   isOrchestratorError,
   type ErrorCode,
 } from './errors.js';

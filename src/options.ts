@@ -1,11 +1,12 @@
+import type { ResourceLimits } from 'node:worker_threads';
 import { z } from 'zod';
 import { AgentRole, PRIORITY_LEVELS, TaskPriority, type AssignmentStrategy } from './enums.js';
 import { InvalidOptionsError } from './errors.js';
+import { BREAKER_DEFAULTS, circuitBreakerSchema, type ResolvedBreakerOptions } from './resilience/breaker-options.js';
+import { count, ms } from './util/schema.js';
 import type { RetryPolicy } from './types.js';
 import { describeIssue } from './util/validation.js';
 
-const ms = (what: string) => z.number({ error: `must be a number of ms (${what})` }).finite().min(0, { error: 'must be ≥ 0' });
-const count = (min: number) => z.int({ error: 'must be an integer' }).min(min, { error: `must be an integer ≥ ${min}` });
 
 export const prioritySchema: z.ZodType<TaskPriority> = z
   .int({ error: `must be an integer 0..${PRIORITY_LEVELS - 1} (TaskPriority)` })
@@ -31,6 +32,17 @@ const optionsSchema = z.strictObject({
       maxWorkers: count(1).optional(),
       assignmentStrategy: z.enum(['least-busy', 'round-robin', 'random'], { error: "must be 'least-busy', 'round-robin' or 'random'" }).optional(),
       stuckGrace: ms('grace after a timeout before a slot is reclaimed').optional(),
+      idleTimeout: ms('idle time before a worker above minWorkers retires').optional(),
+      healthCheckInterval: ms('between health checks of busy workers').min(1, { error: 'must be ≥ 1 ms' }).optional(),
+      threadBatchSize: count(1).optional(),
+      resourceLimits: z
+        .strictObject({
+          maxOldGenerationSizeMb: z.number().positive().optional(),
+          maxYoungGenerationSizeMb: z.number().positive().optional(),
+          codeRangeSizeMb: z.number().positive().optional(),
+          stackSizeMb: z.number().positive().optional(),
+        })
+        .optional(),
     })
     .optional(),
   taskQueue: z
@@ -56,9 +68,8 @@ const optionsSchema = z.strictObject({
     .optional(),
   circuitBreaker: z
     .strictObject({
-      failureThreshold: count(1).optional(),
-      successThreshold: count(1).optional(),
-      resetTimeout: ms('open time before a probe').optional(),
+      enabled: z.boolean().optional(),
+      ...circuitBreakerSchema.shape,
     })
     .optional(),
 });
@@ -72,8 +83,23 @@ export interface OrchestratorOptions {
     maxWorkers?: number;
     /** How a task chooses among capable agents. @default 'least-busy' */
     assignmentStrategy?: AssignmentStrategy;
-    /** After a task's timeout, how long its handler may keep its slot before the slot is reclaimed (ms). @default 5000 */
+    /**
+     * After a task's timeout or cancellation, how long its handler may keep its worker before the
+     * worker counts as stuck: an in-process slot is reclaimed, a thread is terminated and replaced (ms).
+     * @default 5000
+     */
     stuckGrace?: number;
+    /** A worker above `minWorkers` idle this long is retired (ms). @default 30000 */
+    idleTimeout?: number;
+    /** How often busy workers are checked for being stuck (ms). @default 1000 */
+    healthCheckInterval?: number;
+    /**
+     * Most tasks handed to one worker thread at a time. Tasks run one after another in the thread;
+     * handing over several per message saves a round trip per task when the queue is deep. @default 32
+     */
+    threadBatchSize?: number;
+    /** Limits of each worker thread (see node:worker_threads `resourceLimits`); a thread exceeding them is replaced. */
+    resourceLimits?: ResourceLimits;
   };
   taskQueue?: {
     /** Most queued (not yet running) tasks; `submit` then throws `QueueFullError`. @default Infinity */
@@ -104,18 +130,33 @@ export interface OrchestratorOptions {
     failureThreshold?: number;
     /** Successes in half-open state that close it. @default 2 */
     successThreshold?: number;
-    /** Time open before a probe is let through, in ms. @default 30000 */
+    /** Time open before a probe is let through, in ms; doubles on each consecutive trip. @default 30000 */
     resetTimeout?: number;
+    /** Longest open time however often the circuit trips, in ms. @default 300000 */
+    maxResetTimeout?: number;
+    /** Probe tasks running at once while half-open. @default 1 */
+    halfOpenMaxConcurrent?: number;
+    /** Per-agent breakers on or off. @default true */
+    enabled?: boolean;
   };
 }
 
 /** Options with every default filled in. */
 export interface ResolvedOptions {
-  workerPool: { minWorkers: number; maxWorkers: number; assignmentStrategy: AssignmentStrategy; stuckGrace: number };
+  workerPool: {
+    minWorkers: number;
+    maxWorkers: number;
+    assignmentStrategy: AssignmentStrategy;
+    stuckGrace: number;
+    idleTimeout: number;
+    healthCheckInterval: number;
+    threadBatchSize: number;
+    resourceLimits: ResourceLimits | undefined;
+  };
   taskQueue: { maxSize: number; defaultPriority: TaskPriority; defaultTimeout: number; retry: RetryPolicy; agingMs: number };
   streaming: { enableDeltaCompression: boolean; snapshotInterval: number };
   checkpointing: { enabled: boolean; interval: number };
-  circuitBreaker: { failureThreshold: number; successThreshold: number; resetTimeout: number };
+  circuitBreaker: ResolvedBreakerOptions & { enabled: boolean };
 }
 
 export const DEFAULT_RETRY = {
@@ -127,11 +168,20 @@ export const DEFAULT_RETRY = {
 } as const satisfies RetryPolicy;
 
 const DEFAULTS = {
-  workerPool: { minWorkers: 2, maxWorkers: 10, assignmentStrategy: 'least-busy', stuckGrace: 5_000 },
+  workerPool: {
+    minWorkers: 2,
+    maxWorkers: 10,
+    assignmentStrategy: 'least-busy',
+    stuckGrace: 5_000,
+    idleTimeout: 30_000,
+    healthCheckInterval: 1_000,
+    threadBatchSize: 32,
+    resourceLimits: undefined,
+  },
   taskQueue: { maxSize: Infinity, defaultPriority: TaskPriority.NORMAL, defaultTimeout: 0, retry: DEFAULT_RETRY, agingMs: 0 },
   streaming: { enableDeltaCompression: true, snapshotInterval: 10 },
   checkpointing: { enabled: false, interval: 5_000 },
-  circuitBreaker: { failureThreshold: 5, successThreshold: 2, resetTimeout: 30_000 },
+  circuitBreaker: { enabled: true, ...BREAKER_DEFAULTS },
 } as const satisfies ResolvedOptions;
 
 /** Validates options and fills defaults. @throws InvalidOptionsError naming the field. */
@@ -153,6 +203,11 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
   if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);
   if (pool.minWorkers > pool.maxWorkers) {
     throw new InvalidOptionsError('workerPool.minWorkers', `must be ≤ workerPool.maxWorkers (${pool.maxWorkers}) (received ${pool.minWorkers})`);
+  }
+  const breaker = resolved.circuitBreaker;
+  if (o.circuitBreaker?.maxResetTimeout === undefined) breaker.maxResetTimeout = Math.max(breaker.maxResetTimeout, breaker.resetTimeout);
+  if (breaker.maxResetTimeout < breaker.resetTimeout) {
+    throw new InvalidOptionsError('circuitBreaker.maxResetTimeout', `must be ≥ circuitBreaker.resetTimeout (received ${breaker.maxResetTimeout})`);
   }
   if (resolved.taskQueue.retry.maxDelay < resolved.taskQueue.retry.initialDelay) {
     throw new InvalidOptionsError('taskQueue.retry.maxDelay', `must be ≥ taskQueue.retry.initialDelay (received ${resolved.taskQueue.retry.maxDelay})`);

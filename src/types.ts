@@ -1,4 +1,4 @@
-import type { AgentRole, TaskPriority, TaskStatus } from './enums.js';
+import type { AgentRole, CircuitState, TaskPriority, TaskStatus } from './enums.js';
 
 /** Retry policy: attempt `n` (n ≥ 2) waits `min(maxDelay, initialDelay · factor^(n-2))`, less up to `jitter` of it. */
 export interface RetryPolicy {
@@ -79,8 +79,16 @@ export interface AgentSpec {
   capabilities: readonly string[];
   /** Tasks this agent runs at once. @default 1 */
   maxConcurrent?: number;
-  /** The work itself, run in-process. */
-  handler: AgentHandler;
+  /** The work, run in-process: for I/O-bound work (LLM calls, HTTP, databases). Give this or `module`. */
+  handler?: AgentHandler;
+  /**
+   * A module (file path or file: URL) whose default export is the handler, run in worker threads:
+   * for CPU-bound work, and the only work that can be stopped when stuck. Payloads and results
+   * are structured-cloned. Give this or `handler`.
+   */
+  module?: string | URL;
+  /** At most `max` task starts per `perMs` ms; tasks over the rate wait in the queue. */
+  rateLimit?: { max: number; perMs: number };
 }
 
 /** A registered agent's public view. */
@@ -89,9 +97,19 @@ export interface AgentInfo {
   readonly role: AgentRole;
   readonly capabilities: readonly string[];
   readonly maxConcurrent: number;
+  /** 'inline' for a `handler`, 'thread' for a `module`. */
+  readonly execution: 'inline' | 'thread';
   readonly active: number;
   readonly completed: number;
   readonly failed: number;
+  readonly circuitState: CircuitState;
+  /** Consecutive trips of its circuit since it last closed. */
+  readonly circuitTrips: number;
+  /** True while held open by `isolateAgent`. */
+  readonly isolated: boolean;
+  readonly rateLimit: { max: number; perMs: number } | null;
+  /** True while its rate limit keeps it from starting tasks. */
+  readonly rateLimited: boolean;
 }
 
 /** Payload of the `start` event. */
@@ -192,8 +210,17 @@ export interface OrchestratorEvents {
   'task:dead-letter': { taskId: string; error: Error; attempts: number };
   'agent:registered': { agentId: string; role: AgentRole; capabilities: readonly string[] };
   'agent:unregistered': { agentId: string };
-  /** A handler kept its slot past its timeout plus `workerPool.stuckGrace`; the slot was reclaimed. */
+  /**
+   * A worker kept a task past its timeout or cancellation plus `workerPool.stuckGrace`: an
+   * in-process slot is reclaimed, a thread is terminated (and replaced).
+   */
   'worker:stuck': { workerId: string; taskId: string; agentId: string };
+  /** A worker thread died (uncaught error, `process.exit`, out of memory) or was terminated as stuck. */
+  'worker:failed': { workerId: string; error: Error; taskId: string | undefined };
+  /** A new thread took the place of one that failed. */
+  'worker:replaced': { workerId: string; replacementId: string };
+  /** An agent's circuit breaker changed state. */
+  'agent:circuit-state': { agentId: string; from: CircuitState; to: CircuitState };
   /** A listener threw; the engine went on. */
   'listener:error': { event: string; error: unknown };
 }

@@ -1,6 +1,11 @@
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { InvalidAgentError } from '../errors.js';
 import { roleSchema } from '../options.js';
+import type { RateLimit } from '../resilience/rate-limiter.js';
+import type { AgentExecution } from '../routing/agent.js';
 import type { AgentHandler, AgentSpec } from '../types.js';
 import { describeIssue } from '../util/validation.js';
 
@@ -9,7 +14,14 @@ const agentSpecSchema = z.strictObject({
   role: roleSchema,
   capabilities: z.array(z.string({ error: 'must be a string' }), { error: 'must be an array of strings' }),
   maxConcurrent: z.int({ error: 'must be an integer ≥ 1' }).min(1, { error: 'must be an integer ≥ 1' }).optional(),
-  handler: z.custom<AgentHandler>((value) => typeof value === 'function', { error: 'must be a function (task, ctx) => result' }),
+  handler: z.custom<AgentHandler>((value) => typeof value === 'function', { error: 'must be a function (task, ctx) => result' }).optional(),
+  module: z.union([z.string().min(1), z.instanceof(URL)], { error: 'must be a file path or a file: URL' }).optional(),
+  rateLimit: z
+    .strictObject({
+      max: z.int({ error: 'must be an integer ≥ 1' }).min(1, { error: 'must be an integer ≥ 1' }),
+      perMs: z.number({ error: 'must be a number of ms > 0' }).finite().positive({ error: 'must be a number of ms > 0' }),
+    })
+    .optional(),
 });
 
 export interface ParsedAgent {
@@ -17,7 +29,8 @@ export interface ParsedAgent {
   role: AgentSpec['role'];
   capabilities: readonly string[];
   maxConcurrent: number;
-  handler: AgentHandler;
+  execution: AgentExecution;
+  rateLimit: RateLimit | undefined;
 }
 
 /** Validates an agent definition. @throws InvalidAgentError naming the field. */
@@ -28,11 +41,25 @@ export function parseAgentSpec(spec: AgentSpec): ParsedAgent {
     const { field, detail } = describeIssue(checked.error, spec);
     throw new InvalidAgentError(field, detail);
   }
+  if ((spec.handler === undefined) === (spec.module === undefined)) {
+    throw new InvalidAgentError('handler', 'exactly one of handler (in-process) or module (worker threads) must be given');
+  }
   return {
     agentId: spec.agentId,
     role: spec.role,
     capabilities: Object.freeze([...new Set(spec.capabilities)]),
     maxConcurrent: spec.maxConcurrent ?? 1,
-    handler: spec.handler,
+    execution: spec.handler !== undefined ? { kind: 'inline', handler: spec.handler } : { kind: 'thread', module: moduleUrl(spec.module!) },
+    rateLimit: spec.rateLimit,
   };
+}
+
+/** A module path or URL as an absolute URL string, checked to exist when it is a file. */
+function moduleUrl(module: string | URL): string {
+  let url: URL;
+  if (module instanceof URL) url = module;
+  else if (/^[a-z][a-z0-9+.-]*:/i.test(module) && !isAbsolute(module)) url = new URL(module);
+  else url = pathToFileURL(resolve(module));
+  if (url.protocol === 'file:' && !existsSync(fileURLToPath(url))) throw new InvalidAgentError('module', `file not found: ${fileURLToPath(url)}`);
+  return url.href;
 }

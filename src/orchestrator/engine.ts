@@ -6,10 +6,13 @@ import {
   DuplicateTaskError,
   NoCapableAgentError,
   OrchestratorShutdownError,
+  InvalidOptionsError,
+  InvalidTaskError,
   QueueFullError,
   TaskCancelledError,
   TaskNotFoundError,
   TaskTimeoutError,
+  WorkerCrashedError,
   coerceError,
   errorCode,
   isRetryable,
@@ -19,14 +22,20 @@ import { retryDelay } from '../queue/backoff.js';
 import { DeadLetterQueue } from '../queue/dead-letter-queue.js';
 import { Lane } from '../queue/lane.js';
 import { TaskQueue } from '../queue/task-queue.js';
+import { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { DeadlineScheduler } from '../resilience/deadlines.js';
+import { TokenBucket } from '../resilience/rate-limiter.js';
 import { Agent } from '../routing/agent.js';
 import { AgentRouter } from '../routing/agent-router.js';
 import { signatureKey, type CapabilitySignature } from '../routing/capability-signature.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import { Emitter } from '../util/emitter.js';
-import { WorkerPool } from '../workers/worker-pool.js';
-import type { AgentInfo, AgentSpec, CompleteEvent, DeadLetter, OrchestratorEvents, TaskSpec } from '../types.js';
+import { HealthMonitor } from '../workers/health-monitor.js';
+import { deserializeError, type SerializedError } from '../workers/protocol.js';
+import type { ThreadHost, ThreadWorker } from '../workers/thread-worker.js';
+import { WorkerPool, type InlineWorker } from '../workers/worker-pool.js';
+import type { AgentHandler, AgentInfo, AgentSpec, CompleteEvent, DeadLetter, OrchestratorEvents, TaskSpec } from '../types.js';
+import { CircuitState } from '../enums.js';
 import { parseAgentSpec } from './agent-spec.js';
 import type { OrchestratorStats, TaskInfo } from './stats.js';
 import { NO_CAPABILITIES, TaskRecord, TaskRun, type RunHost, type TaskDefaults } from './task-record.js';
@@ -50,12 +59,13 @@ const now = (): number => performance.now();
  * a failed attempt with retries left goes running → retrying → queued. Every task reaches
  * exactly one final state, recorded by `#finish`.
  */
-export class Engine implements RunHost {
+export class Engine implements RunHost, ThreadHost<TaskRun> {
   readonly options: ResolvedOptions;
   readonly events: Emitter<OrchestratorEvents>;
   readonly #router: AgentRouter;
   readonly #queue: TaskQueue<TaskRecord, CapabilitySignature>;
-  readonly #pool: WorkerPool;
+  readonly #pool: WorkerPool<TaskRun>;
+  readonly #health: HealthMonitor<TaskRun>;
   readonly #deadlines = new DeadlineScheduler(now);
   readonly #deadLetters = new DeadLetterQueue(DEAD_LETTER_LIMIT);
   readonly #lanes = new Map<string, Lane<TaskRecord, CapabilitySignature>>();
@@ -80,7 +90,8 @@ export class Engine implements RunHost {
     this.events = new Emitter<OrchestratorEvents>((error, event) => this.reportListenerError(error, event));
     this.#router = new AgentRouter(options.workerPool.assignmentStrategy);
     this.#queue = new TaskQueue(options.taskQueue.maxSize, options.taskQueue.agingMs);
-    this.#pool = new WorkerPool(options.workerPool.minWorkers, options.workerPool.maxWorkers);
+    this.#pool = new WorkerPool(options.workerPool, this);
+    this.#health = new HealthMonitor(options.workerPool.healthCheckInterval, options.workerPool.stuckGrace, (run) => this.#onStuck(run));
     this.#defaults = {
       priority: options.taskQueue.defaultPriority,
       options: { timeout: options.taskQueue.defaultTimeout, retry: options.taskQueue.retry, preferredRole: undefined, waitForAgent: false },
@@ -111,6 +122,9 @@ export class Engine implements RunHost {
     for (const record of [...this.#live.values()]) if (this.#cancel(record, 'the orchestrator shut down')) cancelled++;
     this.#lifecycle = 'stopped';
     this.#deadlines.clear();
+    this.#health.stop();
+    for (const agent of this.#router.agents()) this.#disposeAgent(agent);
+    await this.#pool.close();
     if (this.events.has('orchestrator:shutdown')) {
       this.events.emit('orchestrator:shutdown', { graceful, cancelled, timestamp: Date.now() });
     }
@@ -139,7 +153,11 @@ export class Engine implements RunHost {
     if (this.#lifecycle === 'stopped') throw new OrchestratorShutdownError();
     const parsed = parseAgentSpec(spec);
     if (this.#router.get(parsed.agentId) !== undefined) throw new DuplicateAgentError(parsed.agentId);
-    const agent = new Agent(parsed.agentId, parsed.role, parsed.capabilities, parsed.maxConcurrent, parsed.handler);
+    const breakerOptions = this.options.circuitBreaker;
+    let agent: Agent | null = null;
+    const breaker = breakerOptions.enabled ? new CircuitBreaker(breakerOptions, (transition) => this.#onCircuitChange(agent!, transition.from, transition.to)) : null;
+    const bucket = parsed.rateLimit === undefined ? null : new TokenBucket(parsed.rateLimit, now);
+    agent = new Agent(parsed.agentId, parsed.role, parsed.capabilities, parsed.maxConcurrent, parsed.execution, breaker, bucket);
     this.#router.register(agent);
     if (this.events.has('agent:registered')) {
       this.events.emit('agent:registered', { agentId: agent.agentId, role: agent.role, capabilities: agent.capabilities });
@@ -152,6 +170,8 @@ export class Engine implements RunHost {
   unregisterAgent(agentId: string): void {
     const agent = this.#router.get(agentId);
     if (agent === undefined) throw new AgentNotFoundError(agentId);
+    agent.registered = false;
+    this.#disposeAgent(agent);
     const orphaned = this.#router.unregister(agent).filter((signature) => signature.agents.length === 0);
     for (const signature of orphaned) {
       const lane = this.#lanes.get(signature.key);
@@ -168,6 +188,53 @@ export class Engine implements RunHost {
 
   getAgent(agentId: string): AgentInfo | undefined {
     return this.#router.get(agentId)?.info();
+  }
+
+  /** Closes an agent's circuit by hand. */
+  resetCircuit(agentId: string): void {
+    const agent = this.#requireAgent(agentId);
+    agent.breaker?.reset();
+    this.#schedulePump();
+  }
+
+  /** Opens an agent's circuit by hand and holds it open until `resetCircuit`. */
+  isolateAgent(agentId: string): void {
+    const agent = this.#requireAgent(agentId);
+    if (agent.breaker === null) throw new InvalidOptionsError('circuitBreaker.enabled', 'is false: agents have no circuit breaker to isolate');
+    agent.breaker.isolate();
+  }
+
+  #requireAgent(agentId: string): Agent {
+    const agent = this.#router.get(agentId);
+    if (agent === undefined) throw new AgentNotFoundError(agentId);
+    return agent;
+  }
+
+  #onCircuitChange(agent: Agent, from: CircuitState, to: CircuitState): void {
+    agent.refreshAdmission();
+    if (this.events.has('agent:circuit-state')) this.events.emit('agent:circuit-state', { agentId: agent.agentId, from, to });
+    if (to !== CircuitState.OPEN) this.#schedulePump();
+  }
+
+  /** Takes a rate-limit token for a start; when the bucket runs dry, stops admitting until the next token is due. */
+  #spendToken(agent: Agent, bucket: TokenBucket): void {
+    bucket.tryTake();
+    if (bucket.hasToken) return;
+    agent.hasToken = false;
+    agent.refreshAdmission();
+    agent.rateTimer = setTimeout(() => {
+      agent.rateTimer = null;
+      agent.hasToken = true;
+      agent.refreshAdmission();
+      this.#schedulePump();
+    }, bucket.msUntilToken);
+  }
+
+  #disposeAgent(agent: Agent): void {
+    agent.breaker?.dispose();
+    if (agent.rateTimer !== null) clearTimeout(agent.rateTimer);
+    agent.rateTimer = null;
+    agent.refreshAdmission();
   }
 
   listAgents(): AgentInfo[] {
@@ -197,6 +264,7 @@ export class Engine implements RunHost {
     if (spec.id !== undefined && this.#live.has(spec.id)) throw new DuplicateTaskError(spec.id);
     const key = signatureKey(spec.capabilities ?? NO_CAPABILITIES);
     const lane = this.#lanes.get(key) ?? this.#createLane(key);
+    if (spec.payload !== undefined && lane.key.threadAgents > 0) assertCloneable(spec);
     const record = new TaskRecord(this, spec, this.#defaults, lane, (this.#seq = seq), this.#queue.agingMs > 0 ? now() : 0);
     this.#live.add(record, spec.id !== undefined);
     this.#counts.submitted++;
@@ -249,6 +317,7 @@ export class Engine implements RunHost {
   readonly #route = (head: TaskRecord): boolean => {
     const agent = this.#router.select(head.lane.key, head.preferredRole);
     if (agent === null) return false;
+    if (agent.execution.kind === 'inline' ? !this.#pool.inlineAvailable : (head.worker = this.#pool.acquireThread()) === null) return false;
     head.agent = agent;
     return true;
   };
@@ -266,7 +335,7 @@ export class Engine implements RunHost {
     do {
       this.#pumpAgain = false;
       if (queue.agingMs > 0) queue.age(now());
-      while (queue.size > 0 && pool.hasCapacity) {
+      while (queue.size > 0 && pool.anyAvailable) {
         const record = queue.take(this.#route);
         if (record === null) break;
         record.inQueue = false;
@@ -278,30 +347,44 @@ export class Engine implements RunHost {
 
   #startRun(record: TaskRecord): void {
     const agent = record.agent!;
-    const slot = this.#pool.acquire();
+    const execution = agent.execution;
+    const worker = execution.kind === 'inline' ? this.#pool.acquireInline() : (record.worker as ThreadWorker<TaskRun>);
     agent.active++;
+    if (agent.breaker !== null && agent.breaker.state !== CircuitState.CLOSED) {
+      agent.breaker.onStart();
+      agent.refreshAdmission();
+    }
+    if (agent.bucket !== null) this.#spendToken(agent, agent.bucket);
     const attempt = ++record.attempt;
     record.status = TaskStatus.RUNNING;
     const resumeState = this.#checkpoints.size === 0 ? undefined : this.#checkpoints.get(record.id);
-    const run = new TaskRun(record, agent, slot, attempt, resumeState, now());
+    const run = new TaskRun(record, agent, worker, attempt, resumeState, now());
     record.run = run;
-    record.slot = slot;
+    record.worker = worker;
     if (record.timeout > 0) this.#deadlines.add(run, record.timeout);
     const events = record.events;
     if (events !== null && events.has('start')) {
-      events.emit('start', { type: 'start', taskId: record.id, agentId: agent.agentId, workerId: slot.workerId, attempt, timestamp: Date.now() });
+      events.emit('start', { type: 'start', taskId: record.id, agentId: agent.agentId, workerId: worker.workerId, attempt, timestamp: Date.now() });
     }
     if (this.events.has('task:started')) {
-      this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: agent.agentId, workerId: slot.workerId, attempt });
+      this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: agent.agentId, workerId: worker.workerId, attempt });
     }
-    void this.#execute(run);
+    if (execution.kind === 'inline') void this.#execute(run, execution.handler);
+    else {
+      run.threadSeq = (worker as ThreadWorker<TaskRun>).dispatch(run, {
+        module: execution.module,
+        task: run.task,
+        resumeState,
+        agentId: agent.agentId,
+      });
+    }
   }
 
-  async #execute(run: TaskRun): Promise<void> {
+  async #execute(run: TaskRun, handler: AgentHandler): Promise<void> {
     let ok = true;
     let value: unknown;
     try {
-      value = await run.agent.handler(run.task, run);
+      value = await handler(run.task, run);
     } catch (error) {
       ok = false;
       value = error;
@@ -312,6 +395,7 @@ export class Engine implements RunHost {
   #settle(run: TaskRun, ok: boolean, value: unknown): void {
     run.settled = true;
     if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+    if (run.overdueSince !== 0) this.#health.forget(run);
     if (!run.released) this.#release(run);
     if (!run.finished) {
       run.finished = true;
@@ -325,32 +409,97 @@ export class Engine implements RunHost {
 
   #release(run: TaskRun): void {
     run.released = true;
-    this.#pool.release(run.slot);
+    if (run.worker.kind === 'inline') this.#pool.releaseInline(run.worker as InlineWorker);
     run.agent.active--;
   }
 
-  /** A run's timeout, or (after a timeout or cancel) the end of its grace to give the slot back. */
-  onRunDeadline(run: TaskRun): void {
-    const record = run.record;
-    if (!run.finished) {
+  // ── worker threads ───────────────────────────────────────────────────────
+
+  threadResult(run: TaskRun, ok: boolean, value: unknown): void {
+    this.#settle(run, ok, ok ? value : deserializeError(value as SerializedError));
+  }
+
+  threadProgress(run: TaskRun, state: unknown): void {
+    this.progress(run, state);
+  }
+
+  threadCheckpoint(run: TaskRun, state: unknown): Promise<void> {
+    return this.checkpoint(run, state);
+  }
+
+  threadExited(worker: ThreadWorker<TaskRun>, current: TaskRun | null, unstarted: TaskRun[], error: Error): void {
+    const crashed = !worker.retiring || current !== null;
+    const replacement = this.#pool.removeThread(worker, crashed && this.#lifecycle !== 'stopped');
+    if (crashed && this.#lifecycle !== 'stopped' && this.events.has('worker:failed')) {
+      this.events.emit('worker:failed', { workerId: worker.workerId, error, taskId: current?.record.id });
+    }
+    if (replacement !== null && this.events.has('worker:replaced')) {
+      this.events.emit('worker:replaced', { workerId: worker.workerId, replacementId: replacement.workerId });
+    }
+    if (current !== null) {
+      const failure = new WorkerCrashedError(current.record.id, worker.workerId, worker.retiring ? 'was terminated' : 'died', { cause: error });
+      this.#settle(current, false, failure);
+    }
+    // Jobs that never started go back to the queue without using up an attempt.
+    for (const run of unstarted) {
+      this.#health.forget(run);
+      if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+      run.settled = true;
+      if (!run.released) this.#release(run);
+      if (run.finished) continue;
       run.finished = true;
-      run.duration = now() - run.startedAt;
-      const error = new TaskTimeoutError(record.id, record.timeout);
-      run.abort(error);
-      this.#graceUntilReclaim(run);
-      this.#attemptFailed(record, run, error, TaskStatus.TIMEOUT);
-    } else if (!run.released) {
-      this.#release(run);
-      if (this.events.has('worker:stuck')) {
-        this.events.emit('worker:stuck', { workerId: run.slot.workerId, taskId: record.id, agentId: run.agent.agentId });
-      }
+      const record = run.record;
+      record.attempt--;
+      record.run = null;
+      record.status = TaskStatus.QUEUED;
+      this.#enqueue(record);
+    }
+    this.#pump();
+  }
+
+  /** Work still holding its worker `stuckGrace` after its timeout or cancellation. */
+  #onStuck(run: TaskRun): void {
+    if (run.settled) return;
+    const record = run.record;
+    if (this.events.has('worker:stuck')) {
+      this.events.emit('worker:stuck', { workerId: run.worker.workerId, taskId: record.id, agentId: run.agent.agentId });
+    }
+    if (run.worker.kind === 'inline') {
+      if (!run.released) this.#release(run);
       this.#pump();
+    } else {
+      void (run.worker as ThreadWorker<TaskRun>).terminate();
     }
   }
 
-  /** Gives a handler that ignores its aborted signal `stuckGrace` ms before its slot is reclaimed. */
-  #graceUntilReclaim(run: TaskRun): void {
-    if (!run.settled && this.#lifecycle !== 'stopped') this.#deadlines.add(run, this.options.workerPool.stuckGrace);
+  /**
+   * A run's deadline. For a thread job the deadline was armed when it was handed over, but its
+   * timeout counts from when the thread actually started it (read from shared memory), so the
+   * deadline is pushed back while the job waits behind others.
+   */
+  onRunDeadline(run: TaskRun): void {
+    if (run.finished) return;
+    const record = run.record;
+    if (run.worker.kind === 'thread') {
+      const job = (run.worker as ThreadWorker<TaskRun>).progressOf(run.threadSeq);
+      const remaining = job.state === 'running' ? record.timeout - (now() - job.startedAt) : record.timeout;
+      if (job.state !== 'running' || remaining > 0) {
+        this.#deadlines.add(run, Math.max(1, Math.ceil(remaining)));
+        return;
+      }
+    }
+    run.finished = true;
+    run.duration = now() - run.startedAt;
+    const error = new TaskTimeoutError(record.id, record.timeout);
+    this.#abortRun(run, error);
+    this.#attemptFailed(record, run, error, TaskStatus.TIMEOUT);
+  }
+
+  /** Aborts an attempt that ended (timeout, cancel) while its handler still runs; watches it for being stuck. */
+  #abortRun(run: TaskRun, reason: Error): void {
+    run.abort(reason);
+    if (run.worker.kind === 'thread') (run.worker as ThreadWorker<TaskRun>).abort(run.threadSeq, reason);
+    if (!run.settled && this.#lifecycle !== 'stopped') this.#health.watch(run, now());
   }
 
   // ── outcomes ─────────────────────────────────────────────────────────────
@@ -359,7 +508,9 @@ export class Engine implements RunHost {
     record.status = TaskStatus.COMPLETED;
     record.outcome = result;
     record.duration = run.duration;
-    run.agent.completed++;
+    const agent = run.agent;
+    agent.completed++;
+    if (agent.breaker !== null) agent.breaker.onSuccess();
     this.#counts.completed++;
     this.#counts.durationTotal += run.duration;
     const events = record.events;
@@ -369,7 +520,7 @@ export class Engine implements RunHost {
         taskId: record.id,
         type: record.type,
         agentId: run.agent.agentId,
-        workerId: run.slot.workerId,
+        workerId: run.worker.workerId,
         duration: run.duration,
         attempts: record.attempt,
         result,
@@ -380,6 +531,7 @@ export class Engine implements RunHost {
 
   #attemptFailed(record: TaskRecord, run: TaskRun, error: Error, status: TaskStatus): void {
     run.agent.failed++;
+    run.agent.breaker?.onFailure();
     if (status === TaskStatus.TIMEOUT) this.#counts.timeouts++;
     if (isRetryable(error) && record.attempt < record.retry.maxAttempts && this.#lifecycle !== 'stopped') {
       this.#scheduleRetry(record, error);
@@ -448,8 +600,8 @@ export class Engine implements RunHost {
         run.finished = true;
         run.duration = now() - run.startedAt;
         if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
-        run.abort(error);
-        this.#graceUntilReclaim(run);
+        run.agent.breaker?.onAbandon();
+        this.#abortRun(run, error);
         break;
       }
       default:
@@ -598,5 +750,14 @@ export class Engine implements RunHost {
     } else {
       process.emitWarning(`a listener of '${String(event)}' threw: ${coerceError(error).message}`, 'ParallelOrchestratorWarning');
     }
+  }
+}
+
+/** A payload that a worker thread will receive must survive structured cloning. @throws InvalidTaskError */
+function assertCloneable(spec: TaskSpec): void {
+  try {
+    structuredClone(spec.payload);
+  } catch (error) {
+    throw new InvalidTaskError('payload', `of task ${spec.id ?? spec.type} cannot be cloned for a worker thread: ${(error as Error).message}`, { cause: error });
   }
 }

@@ -1,3 +1,4 @@
+import { AgentNotFoundError } from '../errors.js';
 import { resolveOptions, type OrchestratorOptions } from '../options.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import type { Unsubscribe } from '../util/emitter.js';
@@ -69,6 +70,23 @@ export class ParallelOrchestrator {
 
   listAgents(): AgentInfo[] {
     return this.#engine.listAgents();
+  }
+
+  /** An agent's load, counters, circuit state and rate-limit state. @throws AgentNotFoundError */
+  getAgentState(agentId: string): AgentInfo {
+    const info = this.#engine.getAgent(agentId);
+    if (info === undefined) throw new AgentNotFoundError(agentId);
+    return info;
+  }
+
+  /** Closes an agent's circuit now and forgets its failures. @throws AgentNotFoundError */
+  resetCircuit(agentId: string): void {
+    this.#engine.resetCircuit(agentId);
+  }
+
+  /** Opens an agent's circuit and holds it open (no new tasks) until `resetCircuit`. @throws AgentNotFoundError */
+  isolateAgent(agentId: string): void {
+    this.#engine.isolateAgent(agentId);
   }
 
   /**

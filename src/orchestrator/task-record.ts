@@ -7,7 +7,8 @@ import type { Agent } from '../routing/agent.js';
 import type { CapabilitySignature } from '../routing/capability-signature.js';
 import { TaskObservable } from '../streaming/task-observable.js';
 import type { Emitter } from '../util/emitter.js';
-import type { WorkerSlot } from '../workers/worker-pool.js';
+import type { ThreadWorker } from '../workers/thread-worker.js';
+import type { InlineWorker } from '../workers/worker-pool.js';
 import type { RetryPolicy, Task, TaskContext, TaskEvents, TaskSpec } from '../types.js';
 
 /** The per-task settings most tasks take from the defaults; one shared object for all of those. */
@@ -56,8 +57,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   agent: Agent | null = null;
   /** The current attempt; null once it ended, so a finished record (old-generation garbage) holds no young objects alive. */
   run: TaskRun | null = null;
-  /** Slot and run time of the last attempt, kept for the `complete` event. */
-  slot: WorkerSlot | null = null;
+  /** Worker and run time of the last attempt, kept for the `complete` event. */
+  worker: InlineWorker | ThreadWorker<TaskRun> | null = null;
   duration = 0;
   events: Emitter<TaskEvents<unknown, unknown>> | null = null;
   updateCount = 0;
@@ -134,7 +135,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
           duration: this.duration,
           updateCount: this.updateCount,
           agentId: this.agent!.agentId,
-          workerId: this.slot!.workerId,
+          workerId: this.worker!.workerId,
           attempts: this.attempt,
         };
       case TaskStatus.FAILED:
@@ -171,18 +172,22 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
 }
 
 /**
- * One attempt of a task: the handler's context, its slot, and its deadline. A run is
+ * One attempt of a task: the handler's context, its worker, and its deadline. A run is
  * `finished` once the attempt has an outcome (result, error, timeout or cancel) and `settled`
  * once the handler itself returned; between the two, a late result is discarded.
  */
 export class TaskRun implements TaskContext, DeadlineNode {
+  /** The job's seq in its thread (thread agents only). */
+  threadSeq = 0;
+  /** Set when the attempt ended but the handler still holds its worker (see HealthMonitor). */
+  overdueSince = 0;
   deadlineAt = 0;
   deadlineNext: DeadlineNode | null = null;
   deadlinePrev: DeadlineNode | null = null;
   deadlineBucket: DeadlineBucket | null = null;
   finished = false;
   settled = false;
-  /** Slot and agent capacity given back (at settle, or reclaimed from a stuck handler). */
+  /** Worker and agent capacity given back (at settle, or reclaimed from a stuck handler). */
   released = false;
   duration = 0;
   readonly task: Task;
@@ -192,7 +197,7 @@ export class TaskRun implements TaskContext, DeadlineNode {
   constructor(
     readonly record: TaskRecord,
     readonly agent: Agent,
-    readonly slot: WorkerSlot,
+    readonly worker: InlineWorker | ThreadWorker<TaskRun>,
     readonly attempt: number,
     readonly resumeState: unknown,
     readonly startedAt: number,
@@ -222,7 +227,7 @@ export class TaskRun implements TaskContext, DeadlineNode {
   }
 
   get workerId(): string {
-    return this.slot.workerId;
+    return this.worker.workerId;
   }
 
   abort(reason: Error): void {

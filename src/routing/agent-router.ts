@@ -32,8 +32,13 @@ export class AgentRouter {
   register(agent: Agent): void {
     this.#agents.set(agent.agentId, agent);
     for (const signature of this.#signatures.values()) {
-      if (agent.serves(signature.capabilities)) signature.agents.push(agent);
+      if (agent.serves(signature.capabilities)) this.#add(signature, agent);
     }
+  }
+
+  #add(signature: CapabilitySignature, agent: Agent): void {
+    signature.agents.push(agent);
+    if (agent.execution.kind === 'thread') signature.threadAgents++;
   }
 
   /** Removes the agent everywhere; returns the signatures that lost it. */
@@ -45,6 +50,7 @@ export class AgentRouter {
       const index = signature.agents.indexOf(agent);
       if (index >= 0) {
         signature.agents.splice(index, 1);
+        if (agent.execution.kind === 'thread') signature.threadAgents--;
         touched.push(signature);
       }
     }
@@ -56,7 +62,7 @@ export class AgentRouter {
     let signature = this.#signatures.get(key);
     if (signature === undefined) {
       signature = new CapabilitySignature(key, capabilitiesOfKey(key));
-      for (const agent of this.#agents.values()) if (agent.serves(signature.capabilities)) signature.agents.push(agent);
+      for (const agent of this.#agents.values()) if (agent.serves(signature.capabilities)) this.#add(signature, agent);
       this.#signatures.set(key, signature);
     }
     return signature;

@@ -1,5 +1,10 @@
-import type { AgentRole } from '../enums.js';
+import type { AgentRole, CircuitState } from '../enums.js';
+import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import type { RateLimit, TokenBucket } from '../resilience/rate-limiter.js';
 import type { AgentHandler, AgentInfo } from '../types.js';
+
+/** How an agent's work runs: an in-process async handler, or a module in worker threads. */
+export type AgentExecution = { kind: 'inline'; handler: AgentHandler } | { kind: 'thread'; module: string };
 
 /** A registered agent and its live load. */
 export class Agent {
@@ -9,23 +14,33 @@ export class Agent {
   completed = 0;
   failed = 0;
   /**
-   * False while something other than load keeps the agent from taking new tasks
-   * (unregistered, circuit open, rate limit spent). Kept as one flag so routing reads one field.
+   * False while something other than load keeps the agent from taking new tasks (unregistered,
+   * circuit open, rate limit spent). One flag, so a routing decision reads one field.
    */
   admitting = true;
+  registered = true;
+  /** Rate limit: false while the bucket is empty; `rateTimer` turns it back on when a token is due. */
+  hasToken = true;
+  rateTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly agentId: string,
     readonly role: AgentRole,
     readonly capabilities: readonly string[],
     readonly maxConcurrent: number,
-    readonly handler: AgentHandler,
+    readonly execution: AgentExecution,
+    readonly breaker: CircuitBreaker | null,
+    readonly bucket: TokenBucket | null,
   ) {
     this.capabilitySet = new Set(capabilities);
   }
 
   get available(): boolean {
     return this.admitting && this.active < this.maxConcurrent;
+  }
+
+  refreshAdmission(): void {
+    this.admitting = this.registered && this.hasToken && (this.breaker === null || this.breaker.admits);
   }
 
   serves(capabilities: readonly string[]): boolean {
@@ -39,9 +54,17 @@ export class Agent {
       role: this.role,
       capabilities: this.capabilities,
       maxConcurrent: this.maxConcurrent,
+      execution: this.execution.kind,
       active: this.active,
       completed: this.completed,
       failed: this.failed,
+      circuitState: (this.breaker?.state ?? 'closed') as CircuitState,
+      circuitTrips: this.breaker?.trips ?? 0,
+      isolated: this.breaker?.isolated ?? false,
+      rateLimit: this.bucket?.limit ?? null,
+      rateLimited: !this.hasToken,
     };
   }
 }
+
+export type { RateLimit };

@@ -9,6 +9,8 @@ export class CapabilitySignature {
   readonly agents: Agent[] = [];
   /** Where the next round-robin (and least-busy tie-break) scan starts. */
   cursor = 0;
+  /** Agents in `agents` that run in worker threads: payloads of such tasks must be cloneable. */
+  threadAgents = 0;
 
   constructor(
     readonly key: string,

@@ -1,7 +1,13 @@
-/** One execution slot. In-process slots run async handlers on the main thread. */
-export class WorkerSlot {
+import type { ResourceLimits } from 'node:worker_threads';
+import type { AssignmentStrategy } from '../enums.js';
+import { ThreadWorker, type ThreadHost } from './thread-worker.js';
+
+/** An execution slot for in-process handlers: one task at a time. */
+export class InlineWorker {
+  readonly kind = 'inline';
   busy = false;
   tasksRun = 0;
+  idleSince = performance.now();
   constructor(readonly workerId: string) {}
 }
 
@@ -11,68 +17,215 @@ export interface WorkerPoolStats {
   maxWorkers: number;
   busy: number;
   idle: number;
+  threads: number;
   peakWorkers: number;
   workersCreated: number;
   workersRetired: number;
+  workersReplaced: number;
+  tasksRun: number;
+}
+
+export interface WorkerPoolOptions {
+  minWorkers: number;
+  maxWorkers: number;
+  assignmentStrategy: AssignmentStrategy;
+  idleTimeout: number;
+  threadBatchSize: number;
+  resourceLimits: ResourceLimits | undefined;
 }
 
 /**
- * The pool of execution slots: at most `maxWorkers` tasks run at once. Slots are created on
- * demand up to `maxWorkers`, starting with `minWorkers`; a free slot is reused LIFO so the
- * same few stay warm.
+ * Execution workers, at most `maxWorkers` of them: in-process slots for `handler` agents (one
+ * task each) and worker threads for `module` agents (up to `threadBatchSize` tasks handed over
+ * at once, run in order). It grows on demand, preferring an idle worker, and retires workers
+ * idle for `idleTimeout` ms back down to `minWorkers`.
  */
-export class WorkerPool {
-  readonly #free: WorkerSlot[] = [];
-  #count = 0;
-  #busy = 0;
+export class WorkerPool<Run> {
+  readonly #options: WorkerPoolOptions;
+  readonly #host: ThreadHost<Run>;
+  readonly #idleInline: InlineWorker[] = [];
+  readonly #threads: ThreadWorker<Run>[] = [];
+  #inlineCount = 0;
+  #inlineBusy = 0;
   #peak = 0;
   #created = 0;
   #retired = 0;
+  #replaced = 0;
+  #tasksRun = 0;
+  #roundRobin = 0;
+  #retireTimer: NodeJS.Timeout | null = null;
+  #closed = false;
 
-  constructor(readonly minWorkers: number, readonly maxWorkers: number) {
-    for (let i = 0; i < minWorkers; i++) this.#free.push(this.#create());
+  constructor(options: WorkerPoolOptions, host: ThreadHost<Run>) {
+    this.#options = options;
+    this.#host = host;
+    for (let i = 0; i < options.minWorkers; i++) this.#idleInline.push(this.#createInline());
   }
 
-  /** True while another task may start. */
-  get hasCapacity(): boolean {
-    return this.#busy < this.maxWorkers;
+  get maxWorkers(): number {
+    return this.#options.maxWorkers;
   }
 
+  get size(): number {
+    return this.#inlineCount + this.#threads.length;
+  }
+
+  /** Tasks running on in-process slots plus tasks handed to threads. */
   get busy(): number {
-    return this.#busy;
+    let busy = this.#inlineBusy;
+    for (const thread of this.#threads) busy += thread.inFlight.size;
+    return busy;
   }
 
-  acquire(): WorkerSlot {
-    const slot = this.#free.pop() ?? this.#create();
-    slot.busy = true;
-    this.#busy++;
-    return slot;
+  /** True when an in-process task could start now. */
+  get inlineAvailable(): boolean {
+    return this.#idleInline.length > 0 || this.size < this.#options.maxWorkers;
   }
 
-  release(slot: WorkerSlot): void {
-    slot.busy = false;
-    slot.tasksRun++;
-    this.#busy--;
-    this.#free.push(slot);
+  /** True when some kind of task could start now (a cheap guard for the dispatch loop). */
+  get anyAvailable(): boolean {
+    return this.inlineAvailable || this.#threadWithRoom() !== null;
+  }
+
+  acquireInline(): InlineWorker {
+    const worker = this.#idleInline.pop() ?? this.#createInline();
+    worker.busy = true;
+    this.#inlineBusy++;
+    return worker;
+  }
+
+  releaseInline(worker: InlineWorker): void {
+    worker.busy = false;
+    worker.tasksRun++;
+    this.#tasksRun++;
+    this.#inlineBusy--;
+    if (this.#closed) return;
+    worker.idleSince = performance.now();
+    this.#idleInline.push(worker);
+    this.#armRetirement();
+  }
+
+  /** A thread to hand a task to: an idle one, else a new one, else the least loaded with room; null when none has room. */
+  acquireThread(): ThreadWorker<Run> | null {
+    if (this.#closed) return null;
+    const threads = this.#threads;
+    for (const thread of threads) if (!thread.busy) return thread;
+    if (this.size < this.#options.maxWorkers || this.#retireIdleInline()) return this.#createThread();
+    return this.#threadWithRoom();
+  }
+
+  /** Drops a thread that exited; returns a replacement when the pool would fall below `minWorkers`. */
+  removeThread(worker: ThreadWorker<Run>, replace: boolean): ThreadWorker<Run> | null {
+    const index = this.#threads.indexOf(worker);
+    if (index < 0) return null;
+    this.#threads.splice(index, 1);
+    this.#tasksRun += worker.tasksRun;
+    if (worker.retiring && !replace) return null;
+    if (this.#closed || (!replace && this.size >= this.#options.minWorkers)) return null;
+    this.#replaced++;
+    return this.#createThread();
   }
 
   stats(): WorkerPoolStats {
+    let threadTasks = 0;
+    for (const thread of this.#threads) threadTasks += thread.tasksRun;
     return {
-      currentWorkers: this.#count,
-      minWorkers: this.minWorkers,
-      maxWorkers: this.maxWorkers,
-      busy: this.#busy,
-      idle: this.#count - this.#busy,
+      currentWorkers: this.size,
+      minWorkers: this.#options.minWorkers,
+      maxWorkers: this.#options.maxWorkers,
+      busy: this.#inlineBusy + this.#threads.filter((thread) => thread.busy).length,
+      idle: this.#idleInline.length + this.#threads.filter((thread) => !thread.busy).length,
+      threads: this.#threads.length,
       peakWorkers: this.#peak,
       workersCreated: this.#created,
       workersRetired: this.#retired,
+      workersReplaced: this.#replaced,
+      tasksRun: this.#tasksRun + threadTasks,
     };
   }
 
-  #create(): WorkerSlot {
+  /** Terminates every thread and stops the retirement timer. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#retireTimer !== null) clearTimeout(this.#retireTimer);
+    this.#retireTimer = null;
+    await Promise.all(this.#threads.map((thread) => thread.terminate()));
+  }
+
+  #threadWithRoom(): ThreadWorker<Run> | null {
+    const threads = this.#threads;
+    const n = threads.length;
+    if (n === 0) return null;
+    const limit = this.#options.threadBatchSize;
+    switch (this.#options.assignmentStrategy) {
+      case 'least-busy': {
+        let best: ThreadWorker<Run> | null = null;
+        for (const thread of threads) if (thread.inFlight.size < limit && (best === null || thread.inFlight.size < best.inFlight.size)) best = thread;
+        return best;
+      }
+      case 'round-robin':
+      case 'random': {
+        const start = this.#options.assignmentStrategy === 'random' ? Math.floor(Math.random() * n) : this.#roundRobin++;
+        for (let i = 0; i < n; i++) {
+          const thread = threads[(start + i) % n]!;
+          if (thread.inFlight.size < limit) return thread;
+        }
+        return null;
+      }
+    }
+  }
+
+  #createInline(): InlineWorker {
+    this.#inlineCount++;
+    this.#counted();
+    return new InlineWorker(`worker-${this.#created}`);
+  }
+
+  #createThread(): ThreadWorker<Run> {
+    const thread = new ThreadWorker<Run>(`thread-${this.#created + 1}`, this.#host, this.#options.threadBatchSize, this.#options.resourceLimits);
+    this.#threads.push(thread);
+    this.#counted();
+    this.#armRetirement();
+    return thread;
+  }
+
+  #counted(): void {
     this.#created++;
-    this.#count++;
-    if (this.#count > this.#peak) this.#peak = this.#count;
-    return new WorkerSlot(`worker-${this.#created}`);
+    if (this.size > this.#peak) this.#peak = this.size;
+  }
+
+  /** Frees room for a thread by retiring one idle in-process slot. */
+  #retireIdleInline(): boolean {
+    const worker = this.#idleInline.shift();
+    if (worker === undefined) return false;
+    this.#inlineCount--;
+    this.#retired++;
+    return true;
+  }
+
+  #armRetirement(): void {
+    if (this.#retireTimer !== null || this.size <= this.#options.minWorkers) return;
+    this.#retireTimer = setTimeout(() => this.#retireIdle(), this.#options.idleTimeout);
+  }
+
+  #retireIdle(): void {
+    this.#retireTimer = null;
+    const cutoff = performance.now() - this.#options.idleTimeout;
+    // Oldest idle first; in-process slots are kept LIFO, so the front of the list idled longest.
+    while (this.size > this.#options.minWorkers && this.#idleInline.length > 0 && this.#idleInline[0]!.idleSince <= cutoff) {
+      this.#idleInline.shift();
+      this.#inlineCount--;
+      this.#retired++;
+    }
+    for (const thread of [...this.#threads]) {
+      if (this.size <= this.#options.minWorkers) break;
+      if (!thread.busy && thread.idleSince <= cutoff) {
+        this.#threads.splice(this.#threads.indexOf(thread), 1);
+        this.#tasksRun += thread.tasksRun;
+        this.#retired++;
+        void thread.terminate();
+      }
+    }
+    if (this.size > this.#options.minWorkers) this.#armRetirement();
   }
 }

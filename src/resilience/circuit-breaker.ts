@@ -1,0 +1,227 @@
+import { CircuitState } from '../enums.js';
+import { InvalidOptionsError, OrchestratorError } from '../errors.js';
+import { BREAKER_DEFAULTS, circuitBreakerSchema, type CircuitBreakerOptions, type ResolvedBreakerOptions } from './breaker-options.js';
+import { describeIssue } from '../util/validation.js';
+
+/** A state change of a breaker. */
+export interface CircuitTransition {
+  from: CircuitState;
+  to: CircuitState;
+}
+
+/**
+ * One circuit breaker.
+ *
+ *   closed ──(failureThreshold consecutive failures)──▶ open
+ *   open ──(resetTimeout · 2^(trips-1), capped)──▶ half-open
+ *   half-open ──(successThreshold successes)──▶ closed      (trip count reset)
+ *   half-open ──(one failure)──▶ open                        (trip count + 1)
+ *   any ──isolate()──▶ open, held until reset()
+ *
+ * It does not run calls itself: `admits` is read before starting work and `onSuccess` /
+ * `onFailure` after, so the orchestrator's router can skip an open agent without calling it.
+ * (cockatiel's breaker only wraps calls in `execute()`, closes on one success and admits one
+ * probe; opossum is callback-per-call as well. Neither exposes a routing-time check.)
+ */
+export class CircuitBreaker {
+  #state: CircuitState = CircuitState.CLOSED;
+  #failures = 0;
+  #successes = 0;
+  #probes = 0;
+  #trips = 0;
+  #isolated = false;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #options: ResolvedBreakerOptions;
+  readonly #onChange: (transition: CircuitTransition) => void;
+
+  constructor(options: ResolvedBreakerOptions, onChange: (transition: CircuitTransition) => void) {
+    this.#options = options;
+    this.#onChange = onChange;
+  }
+
+  get state(): CircuitState {
+    return this.#state;
+  }
+
+  get isolated(): boolean {
+    return this.#isolated;
+  }
+
+  /** Consecutive trips since it last closed. */
+  get trips(): number {
+    return this.#trips;
+  }
+
+  /** True when a new call may start now. */
+  get admits(): boolean {
+    return this.#state === CircuitState.CLOSED || (this.#state === CircuitState.HALF_OPEN && this.#probes < this.#options.halfOpenMaxConcurrent);
+  }
+
+  /** Records that a call started (counts half-open probes). */
+  onStart(): void {
+    if (this.#state === CircuitState.HALF_OPEN) this.#probes++;
+  }
+
+  onSuccess(): void {
+    if (this.#state === CircuitState.CLOSED) {
+      this.#failures = 0;
+    } else if (this.#state === CircuitState.HALF_OPEN) {
+      this.#probes = Math.max(0, this.#probes - 1);
+      if (++this.#successes >= this.#options.successThreshold) {
+        this.#trips = 0;
+        this.#move(CircuitState.CLOSED);
+      }
+    }
+  }
+
+  /** A started call ended with no verdict (cancelled): frees its half-open probe place. */
+  onAbandon(): void {
+    if (this.#state === CircuitState.HALF_OPEN) this.#probes = Math.max(0, this.#probes - 1);
+  }
+
+  onFailure(): void {
+    if (this.#state === CircuitState.CLOSED) {
+      if (++this.#failures >= this.#options.failureThreshold) this.#open();
+    } else if (this.#state === CircuitState.HALF_OPEN) {
+      this.#probes = Math.max(0, this.#probes - 1);
+      this.#open();
+    }
+  }
+
+  /** Opens the circuit and holds it open until `reset()`. */
+  isolate(): void {
+    this.#isolated = true;
+    this.#clearTimer();
+    if (this.#state !== CircuitState.OPEN) this.#move(CircuitState.OPEN);
+  }
+
+  /** Closes the circuit now and forgets past failures and trips. */
+  reset(): void {
+    this.#isolated = false;
+    this.#trips = 0;
+    this.#clearTimer();
+    if (this.#state !== CircuitState.CLOSED) this.#move(CircuitState.CLOSED);
+  }
+
+  /** Stops the reset timer (at shutdown). */
+  dispose(): void {
+    this.#clearTimer();
+  }
+
+  #open(): void {
+    this.#trips++;
+    const { resetTimeout, maxResetTimeout } = this.#options;
+    const wait = Math.min(maxResetTimeout, resetTimeout * 2 ** (this.#trips - 1));
+    this.#move(CircuitState.OPEN);
+    this.#clearTimer();
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      if (!this.#isolated) this.#move(CircuitState.HALF_OPEN);
+    }, wait);
+  }
+
+  #move(to: CircuitState): void {
+    const from = this.#state;
+    this.#state = to;
+    this.#failures = 0;
+    this.#successes = 0;
+    this.#probes = 0;
+    this.#onChange({ from, to });
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}
+
+/** Thrown by a standalone breaker's `execute` while its circuit is open. */
+export class BrokenCircuitError extends OrchestratorError {
+  override readonly name = 'BrokenCircuitError';
+  constructor() {
+    super('CIRCUIT_OPEN', 'the circuit is open: calls are refused until it half-opens');
+  }
+}
+
+/** A standalone breaker around async calls. */
+export interface StandaloneCircuitBreaker {
+  readonly state: CircuitState;
+  /** Runs `fn` if the circuit admits a call. @throws BrokenCircuitError when it does not. */
+  execute<T>(fn: () => T | Promise<T>): Promise<T>;
+  /** Listens to state changes; returns a function that removes the listener. */
+  onStateChange(listener: (transition: CircuitTransition) => void): () => void;
+  isolate(): void;
+  reset(): void;
+  /** Clears its timer. */
+  dispose(): void;
+}
+
+/** Validates breaker options and fills defaults. @throws InvalidOptionsError naming the field. */
+export function resolveBreakerOptions(options: CircuitBreakerOptions = {}, path = 'circuitBreaker'): ResolvedBreakerOptions {
+  const checked = circuitBreakerSchema.safeParse(options);
+  if (!checked.success) {
+    const { field, detail } = describeIssue(checked.error, options, path);
+    throw new InvalidOptionsError(field, detail);
+  }
+  const resolved = { ...BREAKER_DEFAULTS, ...stripUndefined(options) };
+  if (options.maxResetTimeout === undefined) resolved.maxResetTimeout = Math.max(resolved.maxResetTimeout, resolved.resetTimeout);
+  if (resolved.maxResetTimeout < resolved.resetTimeout) {
+    throw new InvalidOptionsError(`${path}.maxResetTimeout`, `must be ≥ ${path}.resetTimeout (received ${resolved.maxResetTimeout})`);
+  }
+  return resolved;
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Creates a breaker for use outside the orchestrator.
+ * @example
+ * const breaker = createCircuitBreaker({ failureThreshold: 3, resetTimeout: 1000 });
+ * const body = await breaker.execute(() => fetch(url).then((r) => r.text()));
+ * @throws InvalidOptionsError naming the field
+ */
+export function createCircuitBreaker(options?: CircuitBreakerOptions): StandaloneCircuitBreaker {
+  const listeners = new Set<(transition: CircuitTransition) => void>();
+  const breaker = new CircuitBreaker(resolveBreakerOptions(options), (transition) => {
+    for (const listener of listeners) listener(transition);
+  });
+  return {
+    get state() {
+      return breaker.state;
+    },
+    async execute<T>(fn: () => T | Promise<T>): Promise<T> {
+      if (!breaker.admits) throw new BrokenCircuitError();
+      breaker.onStart();
+      try {
+        const value = await fn();
+        breaker.onSuccess();
+        return value;
+      } catch (error) {
+        breaker.onFailure();
+        throw error;
+      }
+    },
+    onStateChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    isolate: () => breaker.isolate(),
+    reset: () => breaker.reset(),
+    dispose: () => breaker.dispose(),
+  };
+}
+
+/**
+ * Wraps an async function in a new circuit breaker.
+ * @example
+ * const guardedFetch = withCircuitBreaker((url: string) => fetch(url), { failureThreshold: 3 });
+ */
+export function withCircuitBreaker<A extends unknown[], T>(
+  fn: (...args: A) => T | Promise<T>,
+  options?: CircuitBreakerOptions,
+): ((...args: A) => Promise<T>) & { breaker: StandaloneCircuitBreaker } {
+  const breaker = createCircuitBreaker(options);
+  return Object.assign((...args: A) => breaker.execute(() => fn(...args)), { breaker });
+}

@@ -1,0 +1,134 @@
+import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { SHARED_SEQ, SHARED_SLOTS, SHARED_STARTED_AT, serializeError, type ThreadJob, type ThreadToMain } from './protocol.js';
+
+/** What a thread worker reports to; implemented by the engine. */
+export interface ThreadHost<Run> {
+  threadResult(run: Run, ok: boolean, value: unknown): void;
+  threadProgress(run: Run, state: unknown): void;
+  threadCheckpoint(run: Run, state: unknown): Promise<void>;
+  /** The thread is gone; `unstarted` runs never began, `current` (if any) was running. */
+  threadExited(worker: ThreadWorker<Run>, current: Run | null, unstarted: Run[], error: Error): void;
+}
+
+/** Where a job stands in its thread. */
+export type JobProgress = { state: 'waiting' } | { state: 'running'; startedAt: number } | { state: 'done' };
+
+const THREAD_ENTRY = new URL('./thread-main.js', import.meta.url);
+
+/**
+ * The main thread's side of one worker thread. Jobs handed over in the same tick go in one
+ * message; the thread runs them in order and reports back in batches (see thread-main.ts).
+ */
+export class ThreadWorker<Run> {
+  readonly kind = 'thread';
+  readonly inFlight = new Map<number, Run>();
+  idleSince = performance.now();
+  /** Set when the pool terminates it on purpose (retired or stuck), so its exit is not a crash. */
+  retiring = false;
+  tasksRun = 0;
+  readonly #thread: Worker;
+  readonly #shared: Float64Array;
+  readonly #host: ThreadHost<Run>;
+  #nextSeq = 0;
+  #batch: ThreadJob[] = [];
+  #flushScheduled = false;
+  #exited = false;
+
+  constructor(readonly workerId: string, host: ThreadHost<Run>, batchSize: number, resourceLimits: ResourceLimits | undefined) {
+    this.#host = host;
+    const buffer = new SharedArrayBuffer(SHARED_SLOTS * Float64Array.BYTES_PER_ELEMENT);
+    this.#shared = new Float64Array(buffer);
+    this.#thread = new Worker(THREAD_ENTRY, {
+      workerData: { shared: buffer, workerId, batchSize },
+      ...(resourceLimits === undefined ? {} : { resourceLimits }),
+    });
+    this.#thread.on('message', (message: ThreadToMain) => this.#receive(message));
+    let failure: Error | null = null;
+    this.#thread.on('error', (error) => (failure = error));
+    this.#thread.on('exit', (code) => this.#onExit(failure ?? new Error(`the thread exited with code ${code}`)));
+  }
+
+  get busy(): boolean {
+    return this.inFlight.size > 0;
+  }
+
+  /** Hands a job to the thread; returns its seq. Sent with the others of this tick in one message. */
+  dispatch(run: Run, job: Omit<ThreadJob, 'seq'>): number {
+    const seq = ++this.#nextSeq;
+    this.inFlight.set(seq, run);
+    this.#batch.push({ ...job, seq });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+    return seq;
+  }
+
+  abort(seq: number, reason: Error): void {
+    if (!this.#exited) this.#thread.postMessage({ t: 'abort', seq, reason: serializeError(reason) });
+  }
+
+  committed(ack: number): void {
+    if (!this.#exited) this.#thread.postMessage({ t: 'committed', ack });
+  }
+
+  /** Where job `seq` stands: jobs run in seq order, and shared memory names the running one. */
+  progressOf(seq: number): JobProgress {
+    const running = this.#shared[SHARED_SEQ]!;
+    if (running < seq) return { state: 'waiting' };
+    if (running > seq) return { state: 'done' };
+    return { state: 'running', startedAt: this.#shared[SHARED_STARTED_AT]! - performance.timeOrigin };
+  }
+
+  terminate(): Promise<number> {
+    this.retiring = true;
+    return this.#thread.terminate();
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#batch.length === 0 || this.#exited) return;
+    const jobs = this.#batch;
+    this.#batch = [];
+    this.#thread.postMessage({ t: 'run', jobs });
+  }
+
+  #receive(message: ThreadToMain): void {
+    const host = this.#host;
+    for (const item of message.items) {
+      const run = this.inFlight.get(item[1]);
+      if (run === undefined) continue;
+      switch (item[0]) {
+        case 'result':
+          this.inFlight.delete(item[1]);
+          this.tasksRun++;
+          if (this.inFlight.size === 0) this.idleSince = performance.now();
+          host.threadResult(run, item[2], item[3]);
+          break;
+        case 'progress':
+          host.threadProgress(run, item[2]);
+          break;
+        case 'checkpoint': {
+          const ack = item[3];
+          void host.threadCheckpoint(run, item[2]).then(() => this.committed(ack));
+          break;
+        }
+      }
+    }
+  }
+
+  #onExit(error: Error): void {
+    this.#exited = true;
+    const runningSeq = this.#shared[SHARED_SEQ]!;
+    let current: Run | null = null;
+    const unstarted: Run[] = [];
+    for (const [seq, run] of this.inFlight) {
+      if (seq === runningSeq) current = run;
+      else if (seq > runningSeq) unstarted.push(run);
+      else current ??= run;
+    }
+    this.inFlight.clear();
+    this.#batch = [];
+    this.#host.threadExited(this, current, unstarted, error);
+  }
+}
