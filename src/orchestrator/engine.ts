@@ -230,6 +230,13 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     }, bucket.msUntilToken);
   }
 
+  /** A half-open breaker admits again once a probe ends without closing or reopening it. */
+  #afterBreakerVerdict(agent: Agent): void {
+    if (agent.breaker!.state !== CircuitState.HALF_OPEN || agent.admitting) return;
+    agent.refreshAdmission();
+    if (agent.admitting) this.#schedulePump();
+  }
+
   #disposeAgent(agent: Agent): void {
     agent.breaker?.dispose();
     if (agent.rateTimer !== null) clearTimeout(agent.rateTimer);
@@ -269,8 +276,11 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     this.#live.add(record, spec.id !== undefined);
     this.#counts.submitted++;
     if (lane.key.agents.length === 0 && !record.waitForAgent) {
+      // Failed on a microtask, so listeners added right after submit() see the error; unless an agent came meanwhile.
       queueMicrotask(() => {
-        if (record.status === TaskStatus.QUEUED) this.#fail(record, new NoCapableAgentError(record.id, lane.key.capabilities), TaskStatus.FAILED);
+        if (record.status !== TaskStatus.QUEUED || record.inQueue) return;
+        if (lane.key.agents.length > 0) this.#enqueue(record);
+        else this.#fail(record, new NoCapableAgentError(record.id, lane.key.capabilities), TaskStatus.FAILED);
       });
     } else {
       this.#enqueue(record);
@@ -510,7 +520,10 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     record.duration = run.duration;
     const agent = run.agent;
     agent.completed++;
-    if (agent.breaker !== null) agent.breaker.onSuccess();
+    if (agent.breaker !== null) {
+      agent.breaker.onSuccess();
+      this.#afterBreakerVerdict(agent);
+    }
     this.#counts.completed++;
     this.#counts.durationTotal += run.duration;
     const events = record.events;
@@ -530,8 +543,12 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   }
 
   #attemptFailed(record: TaskRecord, run: TaskRun, error: Error, status: TaskStatus): void {
-    run.agent.failed++;
-    run.agent.breaker?.onFailure();
+    const agent = run.agent;
+    agent.failed++;
+    if (agent.breaker !== null) {
+      agent.breaker.onFailure();
+      this.#afterBreakerVerdict(agent);
+    }
     if (status === TaskStatus.TIMEOUT) this.#counts.timeouts++;
     if (isRetryable(error) && record.attempt < record.retry.maxAttempts && this.#lifecycle !== 'stopped') {
       this.#scheduleRetry(record, error);
@@ -600,7 +617,10 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
         run.finished = true;
         run.duration = now() - run.startedAt;
         if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
-        run.agent.breaker?.onAbandon();
+        if (run.agent.breaker !== null) {
+          run.agent.breaker.onAbandon();
+          this.#afterBreakerVerdict(run.agent);
+        }
         this.#abortRun(run, error);
         break;
       }
