@@ -296,14 +296,14 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   }
 
   #enqueue(record: TaskRecord): void {
-    record.inQueue = true;
+    record.level = record.priority;
     this.#queue.push(record);
     this.#schedulePump();
   }
 
   #unqueue(record: TaskRecord): void {
-    record.inQueue = false;
     this.#queue.remove(record);
+    record.level = -1;
   }
 
   generatedId(seq: number): string {
@@ -348,7 +348,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       while (queue.size > 0 && pool.anyAvailable) {
         const record = queue.take(this.#route);
         if (record === null) break;
-        record.inQueue = false;
+        record.level = -1;
         this.#startRun(record);
       }
     } while (this.#pumpAgain);
@@ -603,7 +603,6 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   }
 
   #cancel(record: TaskRecord, reason: string): boolean {
-    const error = new TaskCancelledError(record.id, reason);
     switch (record.status) {
       case TaskStatus.QUEUED:
         if (record.inQueue) this.#unqueue(record);
@@ -621,14 +620,15 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
           run.agent.breaker.onAbandon();
           this.#afterBreakerVerdict(run.agent);
         }
-        this.#abortRun(run, error);
+        this.#abortRun(run, new TaskCancelledError(record.id, reason));
         break;
       }
       default:
         return false;
     }
     record.status = TaskStatus.CANCELLED;
-    record.outcome = error;
+    // The reason, not an error: building one (a stack capture) per task cancelled at shutdown is costly.
+    record.outcome = reason;
     this.#counts.cancelled++;
     const events = record.events;
     if (events !== null && events.has('cancelled')) events.emit('cancelled', { type: 'cancelled', taskId: record.id, reason });

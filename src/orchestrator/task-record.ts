@@ -1,5 +1,5 @@
 import { TaskStatus, type AgentRole, type TaskPriority } from '../enums.js';
-import { TaskCancelledError, errorCode } from '../errors.js';
+import { errorCode } from '../errors.js';
 import type { Lane } from '../queue/lane.js';
 import type { LaneNode } from '../queue/task-queue.js';
 import type { DeadlineBucket, DeadlineNode } from '../resilience/deadlines.js';
@@ -50,8 +50,6 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   level: number;
   enqueuedAt: number;
   status: TaskStatus = TaskStatus.QUEUED;
-  /** True while linked into the queue. */
-  inQueue = false;
   attempt = 0;
   /** The agent chosen by routing for the next run, then the agent of the current or last run. */
   agent: Agent | null = null;
@@ -62,7 +60,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   duration = 0;
   events: Emitter<TaskEvents<unknown, unknown>> | null = null;
   updateCount = 0;
-  /** The result once completed; the last error once failed, retrying or timed out; the reason once cancelled. */
+  /** The result once completed; the last error once failed, retrying or timed out; the reason (a string) once cancelled. */
   outcome: unknown = undefined;
   /** Caller-chosen id, or the generated one once asked for (generated lazily: most are never read). */
   #id: string | undefined;
@@ -85,7 +83,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     this.#id = spec.id;
     this.type = spec.type;
     this.payload = spec.payload;
-    this.priority = this.level = spec.priority ?? defaults.priority;
+    this.priority = spec.priority ?? defaults.priority;
+    this.level = -1;
     this.metadata = spec.metadata ?? NO_METADATA;
     const base = defaults.options;
     this.options =
@@ -103,6 +102,11 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   // Not cached: a young string stored into this (by then old) record would survive every scavenge.
   override get id(): string {
     return this.#id ?? this.host.generatedId(this.seq);
+  }
+
+  /** Linked into the queue. (`level` is -1 while it is not: one field less per queued task.) */
+  get inQueue(): boolean {
+    return this.level >= 0;
   }
 
   get timeout(): number {
@@ -144,7 +148,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
         return { type: 'error', taskId: this.id, error, code: errorCode(error), attempts: this.attempt };
       }
       case TaskStatus.CANCELLED:
-        return { type: 'cancelled', taskId: this.id, reason: (this.outcome as TaskCancelledError).reason };
+        return { type: 'cancelled', taskId: this.id, reason: this.outcome as string };
       default:
         return null;
     }

@@ -4,7 +4,7 @@ import { PRIORITY_LEVELS } from '../enums.js';
 export interface QueueNode {
   next: this | null;
   prev: this | null;
-  /** Current level (0 = CRITICAL); aging lowers it. */
+  /** Current level (0 = CRITICAL); aging lowers it. The owner may use -1 for "not queued". */
   level: number;
   /** Submission order, for FIFO across lanes. */
   seq: number;

@@ -1,5 +1,6 @@
 import { inspect } from 'node:util';
 import type { TaskStatus } from '../enums.js';
+import { TaskCancelledError } from '../errors.js';
 import { Emitter, type Unsubscribe } from '../util/emitter.js';
 import type { CompleteEvent, TaskEvent, TaskEvents } from '../types.js';
 
@@ -18,8 +19,6 @@ type TerminalEvent<R, S> = TaskEvents<R, S>['complete' | 'error' | 'cancelled'];
  * The engine-facing members are `protected`.
  */
 export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncIterable<TaskEvent<R, S>> {
-  #result: Promise<CompleteEvent<R>> | null = null;
-
   /** The task's id. */
   get taskId(): string {
     return this.id;
@@ -34,8 +33,6 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
   protected abstract readonly status: TaskStatus;
   /** Created on first subscription; the engine emits only when it exists. */
   protected abstract events: Emitter<TaskEvents<R, S>> | null;
-  /** Once cancelled, the `TaskCancelledError` that `result()` rejects with. */
-  protected abstract readonly outcome: unknown;
   /** The task's final event once it has ended, else null. */
   protected abstract terminalEvent(): TerminalEvent<R, S> | null;
   protected abstract reportListenerError(error: unknown, event: PropertyKey): void;
@@ -81,16 +78,16 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
    * `TaskCancelledError`, `NoCapableAgentError`, or what the handler threw).
    */
   result(): Promise<CompleteEvent<R>> {
-    return (this.#result ??= new Promise<CompleteEvent<R>>((resolve, reject) => {
+    return new Promise<CompleteEvent<R>>((resolve, reject) => {
       const offs: Unsubscribe[] = [];
       const settle = (event: TerminalEvent<R, S>) => {
         for (const off of offs) off();
         if (event.type === 'complete') resolve(event);
         else if (event.type === 'error') reject(event.error);
-        else reject(this.outcome as Error);
+        else reject(new TaskCancelledError(event.taskId, event.reason));
       };
       offs.push(this.on('complete', settle), this.on('error', settle), this.on('cancelled', settle));
-    }));
+    });
   }
 
   [inspect.custom](): string {

@@ -1,0 +1,229 @@
+// Runs every benchmark and prints their figures and ratios as markdown tables.
+//
+//   npm run bench                      build, then run everything (about 2 minutes on 2 cores)
+//   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
+//   BENCH_WRITE=1 npm run bench        same as --write
+//   node bench/run.mjs --only=routing  run some of throughput, routing, memory (comma-separated)
+//
+// Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
+// child too: its second phase forces a full GC before each run, and a child keeps both phases
+// off this process's heap. Routing (a tight loop on a few objects) runs in this process.
+// Sizes can be lowered for a quick look (BENCH_TASKS, BENCH_MEMORY_TASKS, BENCH_RUNS, ...: see
+// each module); --write refuses to record figures from non-default sizes.
+import { spawn, execFileSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { fmt, fmtInt, fmtRatio, table } from './common.mjs';
+import { routing } from './routing.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
+const START = '<!-- bench:figures:start -->';
+const END = '<!-- bench:figures:end -->';
+const ALL = ['throughput', 'routing', 'memory'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES'];
+
+const args = process.argv.slice(2);
+const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
+const onlyArg = args.find((arg) => arg.startsWith('--only='));
+const only = onlyArg === undefined ? ALL : onlyArg.slice('--only='.length).split(',').filter(Boolean);
+for (const name of only) if (!ALL.includes(name)) throw new Error(`unknown benchmark '${name}' (one of ${ALL.join(', ')})`);
+const overridden = SIZE_VARIABLES.filter((name) => process.env[name] !== undefined);
+if (write && (only.length !== ALL.length || overridden.length > 0)) {
+  console.error(`--write records only a full run with default sizes (got --only=${only.join(',')}${overridden.length ? `, ${overridden.join(', ')} set` : ''})`);
+  process.exit(2);
+}
+
+const log = (line) => console.error(`  · ${line}`);
+const mark = (ok) => (ok ? 'yes' : '**no**');
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+function machine() {
+  const cpus = os.cpus();
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    if (dirty) commit += ' + uncommitted changes in src/';
+  } catch {
+    // not a git checkout
+  }
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cores: cpus.length,
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    memoryGb: os.totalmem() / 1024 ** 3,
+    loadAverage: os.loadavg(),
+    commit,
+  };
+}
+
+/** Runs bench/<name>.mjs in `node --expose-gc`; it prints its results as JSON on stdout, progress on stderr. */
+function runChild(name) {
+  const script = fileURLToPath(new URL(`./${name}.mjs`, import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '  · ')));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`bench/${name}.mjs exited with code ${code}`));
+      try {
+        resolve(JSON.parse(stdout));
+      } catch (error) {
+        reject(new Error(`bench/${name}.mjs printed no JSON: ${error.message}`));
+      }
+    });
+  });
+}
+
+function renderMachine(m, seconds) {
+  return [
+    `Recorded ${m.date} at commit ${m.commit}. Node ${m.node} on ${m.platform}, ${m.cores} cores (${m.cpu}), ${fmt(m.memoryGb, 1)} GB RAM;`,
+    `load average at start ${m.loadAverage.map((l) => fmt(l, 2)).join(' / ')} (other jobs share the machine: compare ratios, not absolute numbers).`,
+    `Each figure is the median of the runs shown, after a warm-up; the whole run took ${Math.round(seconds)} s.`,
+  ].join('\n');
+}
+
+function throughputRows(results) {
+  return Object.values(results).map((e) => [
+    e.label,
+    `**${fmtInt(e.median)}**`,
+    e.tasksPerSec.map(fmtInt).join(' / '),
+    fmt(e.submitMsMedian, 0),
+    fmt(e.totalMsMedian, 0),
+  ]);
+}
+
+function renderThroughput(t) {
+  const header = ['contender', 'tasks/s (median)', 'tasks/s per run', 'submit ms', 'total ms'];
+  const goalRows = (ratios) => [
+    ['ours / p-queue FIFO', fmtRatio(ratios.oursOverPQueueFifo), `≥ ${t.goals.oursOverPQueueFifo}x`, mark(ratios.oursOverPQueueFifo >= t.goals.oursOverPQueueFifo)],
+    ['ours / bare loop', fmtRatio(ratios.oursOverBare), `≥ ${t.goals.oursOverBare}x`, mark(ratios.oursOverBare >= t.goals.oursOverBare)],
+  ];
+  const lines = [
+    `### 1. Throughput: ${fmtInt(t.tasks)} no-op tasks, concurrency ${t.concurrency}, random priorities over 5 levels, all submitted at once`,
+    '',
+    `${t.agents} agents share one capability; a fresh orchestrator per run; contenders alternate order from run to run (${plural(t.runs, 'run')} after a ${fmtInt(t.warmupTasks)}-task warm-up). "submit" is the synchronous submit loop, "total" is submit + drain until idle.`,
+    '',
+    `**Steady state** (nothing but a turn of the event loop between runs, as in a long-lived process):`,
+    '',
+    table(header, throughputRows(t.results)),
+    '',
+    table(['ratio', 'value', 'goal', 'met'], [
+      ...goalRows(t.ratios),
+      ['ours / p-queue with priorities', fmtRatio(t.ratios.oursOverPQueuePriority), '(for information)', ''],
+    ]),
+  ];
+  if (t.afterGc !== null) {
+    lines.push(
+      '',
+      `**After a forced full GC before each run** (${plural(t.afterGc.runs, 'more run')}, same order rule; p-queue with priorities left out for time). Each run starts from a heap just shrunk to what is alive, as a burst after a quiet period would; ours is more sensitive to this state than p-queue:`,
+      '',
+      table(header, throughputRows(t.afterGc.results)),
+      '',
+      table(['ratio', 'value', 'goal', 'met'], goalRows(t.afterGc.ratios)),
+    );
+  }
+  return lines.join('\n');
+}
+
+function renderRouting(g) {
+  const rows = Object.values(g.results).map((e) => [
+    e.label,
+    fmt(e.batchP50Us, 3),
+    `**${fmt(e.batchP99Us, 3)}**`,
+    fmt(e.singleP50Us, 3),
+    fmt(e.singleP99Us, 3),
+    fmt(e.clockP50Us, 3),
+  ]);
+  const main = g.results.leastBusy;
+  const worst = Math.max(...Object.values(g.results).map((e) => e.batchP99Us));
+  const goals = [
+    ['p99 of one decision, least-busy (default), batch timing', `${fmt(main.batchP99Us, 3)} µs`, `< ${g.goals.p99Us} µs`, mark(main.batchP99Us < g.goals.p99Us)],
+    ['worst p99 over all rows, batch timing', `${fmt(worst, 3)} µs`, `< ${g.goals.p99Us} µs`, mark(worst < g.goals.p99Us)],
+    ['p99 of one decision, least-busy, single-call timing (clock included)', `${fmt(main.singleP99Us, 3)} µs`, `< ${g.goals.p99Us} µs`, mark(main.singleP99Us < g.goals.p99Us)],
+  ];
+  return [
+    `### 2. Routing: one decision with ${g.agents} agents and ${g.signatures} capability signatures`,
+    '',
+    `\`AgentRouter.select()\` from dist/routing (internal). Agents hold ~${g.capabilitiesPerAgent} random capabilities of ${g.capabilityPool}, maxConcurrent ${g.maxConcurrent}, random current loads redrawn between batches; signatures have 1–3 capabilities, each served by at least one agent (${main.candidatesMin}–${main.candidatesMax} candidate agents, median ${main.candidatesMedian}). Batch timing: ${fmtInt(g.batches)} batches of ${fmtInt(g.batchSize)} calls, per-call time = batch time / ${fmtInt(g.batchSize)}, percentiles over batches. Single-call timing: ${fmtInt(g.singles)} calls each between two \`process.hrtime.bigint()\` reads, so it includes the clock's own cost (last column). Medians of ${plural(g.runs, 'run')}, each on a freshly drawn set of agents.`,
+    '',
+    table(['scenario', 'batch p50 µs', 'batch p99 µs', 'single p50 µs', 'single p99 µs', 'clock alone p50 µs'], rows),
+    '',
+    table(['goal', 'value', 'goal', 'met'], goals),
+  ].join('\n');
+}
+
+function renderMemory(m) {
+  const rows = Object.values(m.results).map((e) => [
+    e.label,
+    `**${fmt(e.bytesPerTaskMedian, 0)}**`,
+    e.bytesPerTask.map((b) => fmt(b, 0)).join(' / '),
+    `**${fmtInt(e.enqueueMsMedian)}**`,
+    e.enqueueMs.map(fmtInt).join(' / '),
+  ]);
+  const ours = m.results.ours;
+  const ratios = [
+    ['ours bytes/task / p-queue', fmtRatio(m.ratios.bytesOursOverPQueue)],
+    ['ours enqueue time / p-queue', fmtRatio(m.ratios.timeOursOverPQueue)],
+  ];
+  if (m.ratios.bytesOursOverFastq !== undefined) {
+    ratios.push(['ours bytes/task / fastq.promise', fmtRatio(m.ratios.bytesOursOverFastq)]);
+    ratios.push(['ours enqueue time / fastq.promise', fmtRatio(m.ratios.timeOursOverFastq)]);
+  }
+  const goals = [
+    ['heap bytes per queued task (observable included)', `${fmt(ours.bytesPerTaskMedian, 0)} B`, `< ${m.goals.bytesPerTask} B`, mark(ours.bytesPerTaskMedian < m.goals.bytesPerTask)],
+    [`time to enqueue ${fmtInt(m.tasks)} tasks`, `${fmtInt(ours.enqueueMsMedian)} ms`, `< ${fmtInt(m.goals.enqueueMs)} ms`, mark(ours.enqueueMsMedian < m.goals.enqueueMs)],
+  ];
+  return [
+    `### 3. Memory: ${fmtInt(m.tasks)} queued tasks that no agent can take`,
+    '',
+    `Run in a child process with \`--expose-gc\`. Fresh queue per run; the array holding the ${fmtInt(m.tasks)} handles is allocated before the baseline, so it is not counted; full GC before and after the timed enqueue loop; bytes/task = heapUsed difference / ${fmtInt(m.tasks)}. ${plural(m.runs, 'run')} after a ${fmtInt(m.warmupTasks)}-task warm-up, contenders in alternating order.${m.fastqInstalled ? '' : ' fastq is not installed: its rows are missing.'}`,
+    '',
+    table(['queue', 'bytes/task (median)', 'bytes/task per run', 'enqueue ms (median)', 'enqueue ms per run'], rows),
+    '',
+    table(['ratio (lower is better)', 'value'], ratios),
+    '',
+    table(['goal', 'value', 'goal', 'met'], goals),
+  ].join('\n');
+}
+
+const startedAt = performance.now();
+const info = machine();
+console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
+const results = {};
+if (only.includes('throughput')) {
+  console.error('throughput (child process, --expose-gc)…');
+  results.throughput = await runChild('throughput');
+}
+if (only.includes('routing')) {
+  console.error('routing…');
+  results.routing = await routing({ log });
+}
+if (only.includes('memory')) {
+  console.error('memory (child process, --expose-gc)…');
+  results.memory = await runChild('memory');
+}
+const seconds = (performance.now() - startedAt) / 1000;
+
+const sections = [renderMachine(info, seconds)];
+if (results.throughput) sections.push(renderThroughput(results.throughput));
+if (results.routing) sections.push(renderRouting(results.routing));
+if (results.memory) sections.push(renderMemory(results.memory));
+const figures = sections.join('\n\n');
+console.log(`\n${figures}\n`);
+
+if (write) {
+  const current = await readFile(BENCHMARKS_MD, 'utf8');
+  const start = current.indexOf(START);
+  const end = current.indexOf(END);
+  if (start < 0 || end < start) throw new Error(`BENCHMARKS.md lacks the ${START} … ${END} markers`);
+  const updated = `${current.slice(0, start + START.length)}\n\n${figures}\n\n${current.slice(end)}`;
+  await writeFile(BENCHMARKS_MD, updated);
+  console.error('BENCHMARKS.md figures section rewritten.');
+}
