@@ -92,9 +92,11 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     this.#queue = new TaskQueue(options.taskQueue.maxSize, options.taskQueue.agingMs);
     this.#pool = new WorkerPool(options.workerPool, this);
     this.#health = new HealthMonitor(options.workerPool.healthCheckInterval, options.workerPool.stuckGrace, (run) => this.#onStuck(run));
+    const taskOptions = { timeout: options.taskQueue.defaultTimeout, retry: options.taskQueue.retry, preferredRole: undefined, waitForAgent: false };
     this.#defaults = {
       priority: options.taskQueue.defaultPriority,
-      options: { timeout: options.taskQueue.defaultTimeout, retry: options.taskQueue.retry, preferredRole: undefined, waitForAgent: false },
+      options: taskOptions,
+      waitingOptions: { ...taskOptions, waitForAgent: true },
     };
   }
 

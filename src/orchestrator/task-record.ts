@@ -23,6 +23,8 @@ export interface TaskOptions {
 export interface TaskDefaults {
   readonly priority: TaskPriority;
   readonly options: TaskOptions;
+  /** `options` with `waitForAgent: true`, shared too: a common way to submit ahead of agents. */
+  readonly waitingOptions: TaskOptions;
 }
 
 const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
@@ -87,10 +89,13 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     this.level = -1;
     this.metadata = spec.metadata ?? NO_METADATA;
     const base = defaults.options;
+    const onlyDefaults = spec.timeout === undefined && spec.retry === undefined && spec.preferredRole === undefined;
     this.options =
-      spec.timeout === undefined && spec.retry === undefined && spec.preferredRole === undefined && spec.waitForAgent === undefined
+      onlyDefaults && spec.waitForAgent === undefined
         ? base
-        : {
+        : onlyDefaults && spec.waitForAgent === true
+          ? defaults.waitingOptions
+          : {
             timeout: spec.timeout ?? base.timeout,
             retry: spec.retry === undefined ? base.retry : { ...base.retry, ...spec.retry },
             preferredRole: spec.preferredRole,

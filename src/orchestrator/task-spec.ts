@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AgentRole } from '../enums.js';
 import { InvalidTaskError } from '../errors.js';
 import { prioritySchema, retrySchema, roleSchema } from '../options.js';
 import type { TaskSpec } from '../types.js';
@@ -36,6 +37,8 @@ export function validateTaskSpec(spec: TaskSpec): void {
   }
 }
 
+const ROLES: ReadonlySet<string> = new Set(Object.values(AgentRole));
+
 /** True only for specs the schema certainly accepts; false means "ask zod", not "invalid". */
 function isPlainlyValid(spec: TaskSpec): boolean {
   for (const key in spec) {
@@ -56,6 +59,12 @@ function isPlainlyValid(spec: TaskSpec): boolean {
         break;
       case 'timeout':
         if (value !== undefined && (typeof value !== 'number' || !(value >= 0 && value < Infinity))) return false;
+        break;
+      case 'waitForAgent':
+        if (value !== undefined && typeof value !== 'boolean') return false;
+        break;
+      case 'preferredRole':
+        if (value !== undefined && !ROLES.has(value as string)) return false;
         break;
       case 'payload':
         break;
