@@ -58,6 +58,10 @@ const optionsSchema = z.strictObject({
     .strictObject({
       enableDeltaCompression: z.boolean().optional(),
       snapshotInterval: count(1).optional(),
+      backpressureThreshold: count(1).optional(),
+      retainCompletedMs: ms('how long a finished task stays observable by id').optional(),
+      retainCompletedMax: count(0).optional(),
+      eventHistory: count(0).optional(),
     })
     .optional(),
   checkpointing: z
@@ -118,6 +122,17 @@ export interface OrchestratorOptions {
     enableDeltaCompression?: boolean;
     /** A full snapshot every this many updates. @default 10 */
     snapshotInterval?: number;
+    /**
+     * Updates a buffered subscriber (`subscribe()`, async iteration, `events()`) may fall behind by;
+     * past it, its queued updates are dropped and replaced by one fresh snapshot. @default 1000
+     */
+    backpressureThreshold?: number;
+    /** How long a finished task stays findable by id (`observe`, `getTask`) with its final state (ms). @default 60000 */
+    retainCompletedMs?: number;
+    /** Most finished tasks kept findable at once; the oldest go first. @default 10000 */
+    retainCompletedMax?: number;
+    /** Events `orchestrator.events({ fromSequence })` can replay, once `events()` has been called. @default 10000 */
+    eventHistory?: number;
   };
   checkpointing?: {
     /** Checkpoint the latest progress state of running tasks every `interval` ms. @default false */
@@ -154,7 +169,14 @@ export interface ResolvedOptions {
     resourceLimits: ResourceLimits | undefined;
   };
   taskQueue: { maxSize: number; defaultPriority: TaskPriority; defaultTimeout: number; retry: RetryPolicy; agingMs: number };
-  streaming: { enableDeltaCompression: boolean; snapshotInterval: number };
+  streaming: {
+    enableDeltaCompression: boolean;
+    snapshotInterval: number;
+    backpressureThreshold: number;
+    retainCompletedMs: number;
+    retainCompletedMax: number;
+    eventHistory: number;
+  };
   checkpointing: { enabled: boolean; interval: number };
   circuitBreaker: ResolvedBreakerOptions & { enabled: boolean };
 }
@@ -179,7 +201,14 @@ const DEFAULTS = {
     resourceLimits: undefined,
   },
   taskQueue: { maxSize: Infinity, defaultPriority: TaskPriority.NORMAL, defaultTimeout: 0, retry: DEFAULT_RETRY, agingMs: 0 },
-  streaming: { enableDeltaCompression: true, snapshotInterval: 10 },
+  streaming: {
+    enableDeltaCompression: true,
+    snapshotInterval: 10,
+    backpressureThreshold: 1000,
+    retainCompletedMs: 60_000,
+    retainCompletedMax: 10_000,
+    eventHistory: 10_000,
+  },
   checkpointing: { enabled: false, interval: 5_000 },
   circuitBreaker: { enabled: true, ...BREAKER_DEFAULTS },
 } as const satisfies ResolvedOptions;

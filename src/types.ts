@@ -1,4 +1,8 @@
+import type { Operation } from 'fast-json-patch';
 import type { AgentRole, CircuitState, TaskPriority, TaskStatus } from './enums.js';
+
+/** One RFC 6902 JSON Patch operation (apply with `fast-json-patch`'s `applyPatch` or any RFC 6902 library). */
+export type JsonPatchOperation = Operation;
 
 /** Retry policy: attempt `n` (n ≥ 2) waits `min(maxDelay, initialDelay · factor^(n-2))`, less up to `jitter` of it. */
 export interface RetryPolicy {
@@ -122,14 +126,50 @@ export interface StartEvent {
   timestamp: number;
 }
 
-/** Payload of the `delta` event: one progress update. */
+/** Sequence (gap-free per task, from 1) and producing agent of a progress update. */
+export interface UpdateMetadata {
+  sequence: number;
+  agentId: string;
+}
+
+/**
+ * Payload of the `delta` event: one progress update, with `streaming.enableDeltaCompression` on
+ * (the default). Applying `delta` to the state of the previous update gives this one; the first
+ * update's delta replaces the whole document (path '').
+ */
 export interface DeltaEvent<S = unknown> {
   type: 'delta';
   timestamp: number;
-  /** The state passed to `ctx.progress`. */
+  /** The state passed to `ctx.progress` (the object itself, not a copy). */
   data: S;
-  metadata: { sequence: number; agentId: string };
+  /** RFC 6902 JSON Patch from the previous state to this one. Read-only: it is shared by every subscriber. */
+  delta: JsonPatchOperation[];
+  metadata: UpdateMetadata;
 }
+
+/** Payload of the `update` event: one progress update with `streaming.enableDeltaCompression: false`. */
+export interface UpdateEvent<S = unknown> {
+  type: 'update';
+  timestamp: number;
+  /** The state passed to `ctx.progress` (the object itself, not a copy). */
+  data: S;
+  metadata: UpdateMetadata;
+}
+
+/**
+ * Payload of the `snapshot` event: the full state after update `metadata.sequence`, every
+ * `streaming.snapshotInterval` updates, first in a replay, and in place of updates dropped for a
+ * slow subscriber. `data` is a JSON copy taken at that update.
+ */
+export interface SnapshotEvent<S = unknown> {
+  type: 'snapshot';
+  timestamp: number;
+  data: S;
+  metadata: UpdateMetadata;
+}
+
+/** Any progress event: what a subscriber applies to rebuild the state. */
+export type ProgressEvent<S = unknown> = DeltaEvent<S> | UpdateEvent<S> | SnapshotEvent<S>;
 
 /** Payload of the `complete` event (and the value of `result()`). */
 export interface CompleteEvent<R = unknown> {
@@ -175,7 +215,14 @@ export interface CancelledEvent {
 /** Events of a `TaskObservable`. */
 export interface TaskEvents<R = unknown, S = unknown> {
   start: StartEvent;
-  delta: DeltaEvent<S>;
+  /**
+   * A progress update. A listener added after updates were streamed first receives the latest
+   * snapshot (a `SnapshotEvent`) and the deltas after it, then live deltas.
+   */
+  delta: DeltaEvent<S> | SnapshotEvent<S>;
+  /** A progress update with delta compression off; late listeners get a replay as for `delta`. */
+  update: UpdateEvent<S> | SnapshotEvent<S>;
+  snapshot: SnapshotEvent<S>;
   complete: CompleteEvent<R>;
   error: ErrorEvent;
   retry: RetryEvent;
@@ -184,6 +231,18 @@ export interface TaskEvents<R = unknown, S = unknown> {
 
 /** Any event a `TaskObservable` yields when iterated. */
 export type TaskEvent<R = unknown, S = unknown> = TaskEvents<R, S>[keyof TaskEvents];
+
+/** Options of `TaskObservable.subscribe`. */
+export interface SubscribeOptions {
+  /**
+   * Replay from this sequence: the latest snapshot at or before it (or the oldest state still
+   * held), then every update after that snapshot. A value past the current sequence replays
+   * nothing. @default the current sequence (the latest snapshot and the updates after it)
+   */
+  fromSequence?: number;
+  /** Updates the subscriber may fall behind by before conflation. @default streaming.backpressureThreshold */
+  bufferSize?: number;
+}
 
 /** A task whose attempts ran out. */
 export interface DeadLetter {
@@ -202,7 +261,8 @@ export interface OrchestratorEvents {
   'orchestrator:shutdown': { graceful: boolean; cancelled: number; timestamp: number };
   'task:submitted': { taskId: string; type: string; priority: TaskPriority };
   'task:started': { taskId: string; type: string; agentId: string; workerId: string; attempt: number };
-  'task:progress': { taskId: string; agentId: string; sequence: number; data: unknown };
+  /** `delta` is the JSON Patch from the previous state (absent with delta compression off). */
+  'task:progress': { taskId: string; agentId: string; sequence: number; data: unknown; delta?: JsonPatchOperation[] };
   'task:retry': { taskId: string; attempt: number; delay: number; error: Error };
   'task:completed': { taskId: string; type: string; agentId: string; workerId: string; duration: number; attempts: number; result: unknown };
   'task:failed': { taskId: string; type: string; error: Error; code: string; attempts: number; status: TaskStatus };
@@ -221,6 +281,32 @@ export interface OrchestratorEvents {
   'worker:replaced': { workerId: string; replacementId: string };
   /** An agent's circuit breaker changed state. */
   'agent:circuit-state': { agentId: string; from: CircuitState; to: CircuitState };
+  /** A buffered subscriber fell behind: `dropped` queued updates were replaced by one snapshot. */
+  'backpressure:conflated': { taskId: string; dropped: number };
   /** A listener threw; the engine went on. */
   'listener:error': { event: string; error: unknown };
+}
+
+/** One item of `orchestrator.events()`: an orchestrator event with its global sequence. */
+export type OrchestratorStreamItem = {
+  [K in keyof OrchestratorEvents]: { sequence: number; timestamp: number; event: K; data: OrchestratorEvents[K] };
+}[keyof OrchestratorEvents] | StreamGap;
+
+/**
+ * In `orchestrator.events()`: events `from`..`to` are missing here, because the consumer fell
+ * more than `streaming.backpressureThreshold` behind or asked to replay past `streaming.eventHistory`.
+ */
+export interface StreamGap {
+  sequence: number;
+  timestamp: number;
+  event: 'stream:gap';
+  data: { from: number; to: number; dropped: number };
+}
+
+/** Options of `orchestrator.events()`. */
+export interface EventStreamOptions {
+  /** Replay held events from this global sequence on. @default only new events */
+  fromSequence?: number;
+  /** Ends the iteration. */
+  signal?: AbortSignal;
 }

@@ -28,18 +28,31 @@ import { TokenBucket } from '../resilience/rate-limiter.js';
 import { Agent } from '../routing/agent.js';
 import { AgentRouter } from '../routing/agent-router.js';
 import { signatureKey, type CapabilitySignature } from '../routing/capability-signature.js';
+import { EventLog } from '../streaming/event-log.js';
+import { ProgressStream } from '../streaming/progress-stream.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import { Emitter } from '../util/emitter.js';
 import { HealthMonitor } from '../workers/health-monitor.js';
 import { deserializeError, type SerializedError } from '../workers/protocol.js';
 import type { ThreadHost, ThreadWorker } from '../workers/thread-worker.js';
 import { WorkerPool, type InlineWorker } from '../workers/worker-pool.js';
-import type { AgentHandler, AgentInfo, AgentSpec, CompleteEvent, DeadLetter, OrchestratorEvents, TaskSpec } from '../types.js';
+import type {
+  AgentHandler,
+  AgentInfo,
+  AgentSpec,
+  CompleteEvent,
+  DeadLetter,
+  EventStreamOptions,
+  OrchestratorEvents,
+  OrchestratorStreamItem,
+  TaskSpec,
+} from '../types.js';
 import { CircuitState } from '../enums.js';
 import { parseAgentSpec } from './agent-spec.js';
 import type { OrchestratorStats, TaskInfo } from './stats.js';
 import { NO_CAPABILITIES, TaskRecord, TaskRun, type RunHost, type TaskDefaults } from './task-record.js';
 import { LiveTasks } from './live-tasks.js';
+import { RecentTasks } from './recent-tasks.js';
 import { validateTaskSpec } from './task-spec.js';
 
 type Lifecycle = 'created' | 'running' | 'draining' | 'stopped';
@@ -70,6 +83,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   readonly #deadLetters = new DeadLetterQueue(DEAD_LETTER_LIMIT);
   readonly #lanes = new Map<string, Lane<TaskRecord, CapabilitySignature>>();
   readonly #live: LiveTasks<TaskRecord>;
+  readonly #recent: RecentTasks<TaskRecord>;
+  #eventLog: EventLog | null = null;
   readonly #checkpoints = new Map<string, unknown>();
   readonly #defaults: TaskDefaults;
   readonly #idleWaiters: (() => void)[] = [];
@@ -87,6 +102,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   constructor(options: ResolvedOptions) {
     this.options = options;
     this.#live = new LiveTasks(`${randomBytes(4).toString('hex')}-`);
+    this.#recent = new RecentTasks(options.streaming.retainCompletedMax, options.streaming.retainCompletedMs, now);
     this.events = new Emitter<OrchestratorEvents>((error, event) => this.reportListenerError(error, event));
     this.#router = new AgentRouter(options.workerPool.assignmentStrategy);
     this.#queue = new TaskQueue(options.taskQueue.maxSize, options.taskQueue.agingMs);
@@ -131,6 +147,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       this.events.emit('orchestrator:shutdown', { graceful, cancelled, timestamp: Date.now() });
     }
     this.events.removeAll();
+    this.#recent.clear();
   }
 
   #idleOrTimeout(timeoutMs: number): Promise<void> {
@@ -642,6 +659,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   #finish(record: TaskRecord): void {
     record.run = null;
     this.#live.delete(record);
+    this.#recent.add(record);
     if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0) this.#checkpoints.delete(record.id);
     record.events?.removeAll();
     if (this.#live.size === 0 && this.#idleWaiters.length > 0) for (const wake of this.#idleWaiters.splice(0)) wake();
@@ -658,12 +676,42 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   progress(run: TaskRun, state: unknown): void {
     if (run.finished) return;
     const record = run.record;
-    const sequence = ++record.updateCount;
+    const streaming = this.options.streaming;
+    const stream = (record.stream ??= new ProgressStream(streaming.enableDeltaCompression, streaming.snapshotInterval));
+    const agentId = run.agent.agentId;
+    const event = stream.update(state, agentId, Date.now());
+    record.updateCount = stream.sequence;
     const events = record.events;
-    if (events !== null && events.has('delta')) {
-      events.emit('delta', { type: 'delta', timestamp: Date.now(), data: state, metadata: { sequence, agentId: run.agent.agentId } });
+    if (events !== null) {
+      if (event.type === 'delta') {
+        if (events.has('delta')) events.emit('delta', event);
+      } else if (events.has('update')) events.emit('update', event);
+      if (stream.snapshot?.metadata.sequence === stream.sequence && events.has('snapshot')) events.emit('snapshot', stream.snapshot);
     }
-    if (this.events.has('task:progress')) this.events.emit('task:progress', { taskId: record.id, agentId: run.agent.agentId, sequence, data: state });
+    if (this.events.has('task:progress')) {
+      const sequence = stream.sequence;
+      this.events.emit('task:progress', event.type === 'delta' ? { taskId: record.id, agentId, sequence, data: state, delta: event.delta } : { taskId: record.id, agentId, sequence, data: state });
+    }
+  }
+
+  get bufferLimit(): number {
+    return this.options.streaming.backpressureThreshold;
+  }
+
+  reportConflated(record: TaskRecord, dropped: number): void {
+    if (this.events.has('backpressure:conflated')) this.events.emit('backpressure:conflated', { taskId: record.id, dropped });
+  }
+
+  /** The orchestrator-wide stream; history is kept from the first call on. */
+  streamEvents(options: EventStreamOptions): AsyncIterableIterator<OrchestratorStreamItem> {
+    const streaming = this.options.streaming;
+    this.#eventLog ??= new EventLog(this.events, streaming.eventHistory, streaming.backpressureThreshold, (error) => this.reportListenerError(error, 'events'));
+    return this.#eventLog.stream(options);
+  }
+
+  /** A live task, or a finished one still retained. */
+  observe(taskId: string): TaskObservable | undefined {
+    return this.#live.get(taskId) ?? this.#recent.get(taskId);
   }
 
   checkpoint(run: TaskRun, state: unknown): Promise<void> {
@@ -708,7 +756,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   // ── inspection ───────────────────────────────────────────────────────────
 
   getTask(taskId: string): TaskInfo | undefined {
-    const record = this.#live.get(taskId);
+    const record = this.#live.get(taskId) ?? this.#recent.get(taskId);
     if (record === undefined) return undefined;
     return {
       taskId: record.id,

