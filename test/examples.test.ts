@@ -1,0 +1,87 @@
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+// Every example runs as its own process against the built dist/ (built by the global setup).
+const examplesDir = fileURLToPath(new URL('../examples/', import.meta.url));
+const examples = readdirSync(examplesDir).filter((name) => name.endsWith('.mjs')).sort();
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs an example to its end; a hung example is killed after 30 s and shows up as `signal`. */
+function runExample(file: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [file], { cwd: examplesDir, timeout: 30_000, killSignal: 'SIGKILL' }, (_error, stdout, stderr) => {
+      resolve({ code: child.exitCode, signal: child.signalCode, stdout, stderr });
+    });
+  });
+}
+
+/** What each example's output must show. */
+const checks: Record<string, (out: string) => void> = {
+  'basic.mjs': (out) => {
+    expect(out).toMatch(/^Progress: 25$/m);
+    expect(out).toMatch(/^Progress: 100$/m);
+    expect(out).toMatch(/Complete: \{\s+type: 'complete'/);
+    expect(out).toContain('readings: 1000');
+  },
+  'priority-scheduling.mjs': (out) => {
+    expect(out).toContain('start order: system-monitor → system-monitor #2 → data-process → data-process #2 → optimize → optimize #2');
+    expect(out).toMatch(/data-process on executor-1: \{"acct-0":4750/);
+  },
+  'checkpointing.mjs': (out) => {
+    expect(out).toContain("checkpoint of");
+    expect(out).toContain("{ progress: 50, data: 'checkpoint-state' }");
+    expect(out).toMatch(/retry: attempt 2 after "simulated crash after chunk 3"; checkpoint: \{ chunk: 3, primes: \d+ \}/);
+    expect(out).toMatch(/^attempt 2: resuming at chunk 3 /m);
+    // Attempt 2 runs only the chunks left: 4 and 5.
+    expect(out).not.toMatch(/^attempt 2: chunk [123]\/5/m);
+    // π(200000) = 17984: resuming lost no partial count.
+    expect(out).toContain('primes: { limit: 200000, primes: 17984 }');
+    expect(out).toContain('from: 5000');
+    expect(out).toContain('after completion: null');
+  },
+  'circuit-breaker.mjs': (out) => {
+    expect(out).toMatch(/Agent geo-primary: closed → open[\s\S]*Agent geo-primary: open → half-open[\s\S]*Agent geo-primary: half-open → closed/);
+    expect(out).toMatch(/^route 0: \d+ km by geo-backup \(attempts: 2\)$/m);
+    expect(out).toMatch(/^route 12: \d+ km by geo-primary$/m);
+    expect(out).toContain('geo-primary: closed, completed 3, failed 5');
+  },
+  'parallel-agent-execution.mjs': (out) => {
+    const completed = Number(/totalCompleted: (\d+)/.exec(out)?.[1]);
+    expect(completed).toBeGreaterThan(0);
+    expect(out).toContain(`totalSubmitted: ${completed}, totalCompleted: ${completed}, totalFailed: 0`);
+    expect(out).toContain('successRate: 100.0%');
+    expect(out).toMatch(/^ {2}workerPool: \{"currentWorkers":\d+/m);
+    expect(out).toMatch(/^ {2}taskQueue: \{"size":0/m);
+    expect(out).toContain('agentRouter: 10 agents');
+    for (const priority of ['CRITICAL', 'HIGH', 'NORMAL', 'LOW', 'BACKGROUND']) expect(out).toMatch(new RegExp(`^✓ \\S+ +${priority} `, 'm'));
+    expect(out).toMatch(/^ {2}… compress-1 100% /m);
+    expect(out).toMatch(/^ {2}↻ monitor-\d retry \(attempt 2\): health probe timed out$/m);
+    expect(out).toMatch(/^✓ monitor-\d +CRITICAL +monitor .* \[\d attempts\]$/m);
+    expect(out.split('\n').length).toBeLessThan(80);
+  },
+  'thread-agents.mjs': (out) => {
+    expect(out).toMatch(/^hash 7 on thread-\d+: [0-9a-f]{16}…$/m);
+    expect(out).toContain('Agent flaky-api: half-open → closed');
+    expect(out).toContain('flaky: { ok: true, calls: 3 }');
+  },
+};
+
+describe('examples', () => {
+  it('has a check for every example and an example for every check', () => {
+    expect(examples).toEqual(Object.keys(checks).sort());
+  });
+
+  it.each(examples)('%s exits 0 by itself with the expected output', async (file) => {
+    const run = await runExample(file);
+    expect({ code: run.code, signal: run.signal, stderr: run.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+    checks[file]?.(run.stdout);
+  });
+});
