@@ -1,6 +1,6 @@
 export { createParallelOrchestrator, ParallelOrchestrator, type ShutdownOptions } from './orchestrator/parallel-orchestrator.js';
 export type { OrchestratorStats, TaskInfo } from './orchestrator/stats.js';
-export type { OrchestratorOptions } from './options.js';
+export type { OrchestratorOptions, ThreadResourceLimits } from './options.js';
 export { AgentRole, CircuitState, TaskPriority, TaskStatus, type AssignmentStrategy } from './enums.js';
 export { TaskObservable } from './streaming/task-observable.js';
 export type { Unsubscribe } from './util/emitter.js';

@@ -1,4 +1,3 @@
-import type { ResourceLimits } from 'node:worker_threads';
 import { z } from 'zod';
 import { AgentRole, PRIORITY_LEVELS, TaskPriority, type AssignmentStrategy } from './enums.js';
 import { InvalidOptionsError } from './errors.js';
@@ -78,6 +77,14 @@ const optionsSchema = z.strictObject({
     .optional(),
 });
 
+/** Limits of each worker thread, as node:worker_threads `resourceLimits` takes them (declared here so users' types need no @types/node). */
+export interface ThreadResourceLimits {
+  maxOldGenerationSizeMb?: number;
+  maxYoungGenerationSizeMb?: number;
+  codeRangeSizeMb?: number;
+  stackSizeMb?: number;
+}
+
 /** Options of `createParallelOrchestrator`. Every field is optional. */
 export interface OrchestratorOptions {
   workerPool?: {
@@ -103,7 +110,7 @@ export interface OrchestratorOptions {
      */
     threadBatchSize?: number;
     /** Limits of each worker thread (see node:worker_threads `resourceLimits`); a thread exceeding them is replaced. */
-    resourceLimits?: ResourceLimits;
+    resourceLimits?: ThreadResourceLimits;
   };
   taskQueue?: {
     /** Most queued (not yet running) tasks; `submit` then throws `QueueFullError`. @default Infinity */
@@ -166,7 +173,7 @@ export interface ResolvedOptions {
     idleTimeout: number;
     healthCheckInterval: number;
     threadBatchSize: number;
-    resourceLimits: ResourceLimits | undefined;
+    resourceLimits: ThreadResourceLimits | undefined;
   };
   taskQueue: { maxSize: number; defaultPriority: TaskPriority; defaultTimeout: number; retry: RetryPolicy; agingMs: number };
   streaming: {

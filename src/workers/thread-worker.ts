@@ -1,4 +1,5 @@
-import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
+import type { ThreadResourceLimits } from '../options.js';
 import { SHARED_SEQ, SHARED_SLOTS, SHARED_STARTED_AT, serializeError, type ThreadJob, type ThreadToMain } from './protocol.js';
 
 /** What a thread worker reports to; implemented by the engine. */
@@ -34,7 +35,7 @@ export class ThreadWorker<Run> {
   #flushScheduled = false;
   #exited = false;
 
-  constructor(readonly workerId: string, host: ThreadHost<Run>, batchSize: number, resourceLimits: ResourceLimits | undefined) {
+  constructor(readonly workerId: string, host: ThreadHost<Run>, batchSize: number, resourceLimits: ThreadResourceLimits | undefined) {
     this.#host = host;
     const buffer = new SharedArrayBuffer(SHARED_SLOTS * Float64Array.BYTES_PER_ELEMENT);
     this.#shared = new Float64Array(buffer);

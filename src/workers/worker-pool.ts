@@ -1,4 +1,4 @@
-import type { ResourceLimits } from 'node:worker_threads';
+import type { ThreadResourceLimits } from '../options.js';
 import type { AssignmentStrategy } from '../enums.js';
 import { ThreadWorker, type ThreadHost } from './thread-worker.js';
 
@@ -31,7 +31,7 @@ export interface WorkerPoolOptions {
   assignmentStrategy: AssignmentStrategy;
   idleTimeout: number;
   threadBatchSize: number;
-  resourceLimits: ResourceLimits | undefined;
+  resourceLimits: ThreadResourceLimits | undefined;
 }
 
 /**
