@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'ABORTED'
   | 'CIRCUIT_OPEN'
   | 'WORKER_CRASHED'
+  | 'STORE_ERROR'
   | 'NOT_CLONEABLE';
 
 /** Base class of every error this library throws or reports. */
@@ -168,6 +169,18 @@ export class WorkerCrashedError extends OrchestratorError {
   override readonly name = 'WorkerCrashedError';
   constructor(readonly taskId: string, readonly workerId: string, detail: string, options?: { cause?: unknown }) {
     super('WORKER_CRASHED', `worker ${workerId} running task ${taskId} ${detail}`, options);
+  }
+}
+
+/**
+ * The store could not be opened or written: a corrupt, locked or unreadable database file, or a
+ * schema from a newer version of this library. Thrown by `start()` (or by `shutdown()` when
+ * the last writes fail), naming the file.
+ */
+export class StoreError extends OrchestratorError {
+  override readonly name = 'StoreError';
+  constructor(readonly path: string, detail: string, options?: { cause?: unknown }) {
+    super('STORE_ERROR', `store ${path}: ${detail}`, options);
   }
 }
 

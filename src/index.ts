@@ -58,6 +58,7 @@ export {
   TaskCancelledError,
   TaskNotFoundError,
   TaskTimeoutError,
+  StoreError,
   WorkerCrashedError,
   isOrchestratorError,
   type ErrorCode,

@@ -1,0 +1,121 @@
+import type { TaskStatus } from '../enums.js';
+import type { SerializedError } from '../workers/protocol.js';
+
+/** A task as the store keeps it: enough to queue it again after a crash. */
+export interface TaskRow {
+  id: string;
+  type: string;
+  priority: number;
+  capabilities: string[];
+  payload: unknown;
+  metadata: Record<string, unknown>;
+  /** timeout, retry policy, preferredRole, waitForAgent: what the task spec set beyond the defaults. */
+  options: Record<string, unknown>;
+  status: TaskStatus;
+  /** Attempts started so far. */
+  attempt: number;
+  agentId: string | null;
+  submittedAt: number;
+  updatedAt: number;
+  /** Set once completed. */
+  result?: unknown;
+  /** Set once failed, timed out or cancelled (a cancel reason is a message). */
+  error?: SerializedError | null;
+}
+
+/** Something the store can turn into a row when it writes (late, so one write carries the latest state). */
+export interface PersistableTask {
+  readonly id: string;
+  toRow(): TaskRow;
+}
+
+export type AuditEventType =
+  | 'submitted'
+  | 'started'
+  | 'checkpoint'
+  | 'retried'
+  | 'completed'
+  | 'failed'
+  | 'timed-out'
+  | 'cancelled'
+  | 'dead-lettered'
+  | 'requeued'
+  | 'recovered'
+  | 'circuit';
+
+/** One entry of the audit trail. */
+export interface AuditEvent {
+  /** Position in the trail, increasing (gaps where retention removed entries). */
+  seq: number;
+  timestamp: number;
+  type: AuditEventType;
+  taskId: string | null;
+  agentId: string | null;
+  attempt: number | null;
+  details: Record<string, unknown> | null;
+}
+
+export type NewAuditEvent = Omit<AuditEvent, 'seq'>;
+
+export interface AuditQuery {
+  /** Entries with `seq` greater than this. @default 0 */
+  since?: number;
+  /** @default 100 */
+  limit?: number;
+  type?: AuditEventType;
+}
+
+/** A dead letter as stored. */
+export interface DeadLetterRow {
+  taskId: string;
+  row: TaskRow;
+  error: SerializedError;
+  code: string;
+  attempts: number;
+  failedAt: number;
+}
+
+/**
+ * Where tasks, checkpoints, the audit trail and dead letters live. Writes are queued and
+ * committed in batches; `flush()` resolves once everything queued before it is committed.
+ * Reads see queued writes too (read-your-writes).
+ */
+export interface Store {
+  readonly kind: 'memory' | 'sqlite';
+  /** Creates or migrates the schema. @throws StoreError for a corrupt, locked or unreadable database */
+  open(): Promise<void>;
+  /** Commits what is queued and releases the database. */
+  close(): Promise<void>;
+  /** Resolves once every write queued so far is committed. */
+  flush(): Promise<void>;
+
+  /** Queues an insert or update of the task; its row is taken at commit time. */
+  saveTask(task: PersistableTask): void;
+  /** Tasks that were queued, running or retrying (not finished) when the store was last closed or the process died. */
+  unfinishedTasks(): TaskRow[];
+  /** Finished task rows older than `before` (ms epoch) are deleted; returns how many. */
+  pruneFinished(before: number): number;
+
+  /** Queues the checkpoint; resolves once committed. */
+  saveCheckpoint(taskId: string, state: unknown): Promise<void>;
+  loadCheckpoint(taskId: string): unknown;
+  hasCheckpoint(taskId: string): boolean;
+  deleteCheckpoint(taskId: string): void;
+
+  appendAudit(event: NewAuditEvent): void;
+  history(taskId: string): AuditEvent[];
+  audit(query: AuditQuery): AuditEvent[];
+
+  putDeadLetter(entry: DeadLetterRow): void;
+  takeDeadLetter(taskId: string): DeadLetterRow | undefined;
+  listDeadLetters(): DeadLetterRow[];
+}
+
+/** Retention of the audit trail: entries older than `retainMs` or beyond the newest `maxEvents` go. */
+export interface AuditRetention {
+  retainMs: number;
+  maxEvents: number;
+}
+
+/** How a SQLite commit is made durable (PRAGMA synchronous). */
+export type SqliteSynchronous = 'off' | 'normal' | 'full';
