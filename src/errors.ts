@@ -15,13 +15,11 @@ export type ErrorCode =
   | 'DUPLICATE_AGENT'
   | 'AGENT_NOT_FOUND'
   | 'TASK_NOT_FOUND'
-  | 'NOT_RUNNING'
   | 'SHUTDOWN'
   | 'ABORTED'
   | 'CIRCUIT_OPEN'
   | 'WORKER_CRASHED'
-  | 'STORE_ERROR'
-  | 'NOT_CLONEABLE';
+  | 'STORE_ERROR';
 
 /** Base class of every error this library throws or reports. */
 export class OrchestratorError extends Error {

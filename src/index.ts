@@ -1,6 +1,7 @@
 export { createParallelOrchestrator, ParallelOrchestrator, type ShutdownOptions } from './orchestrator/parallel-orchestrator.js';
 export type { OrchestratorStats, TaskInfo } from './orchestrator/stats.js';
-export type { OrchestratorOptions, ThreadResourceLimits } from './options.js';
+export type { OrchestratorOptions, StoreOptions, ThreadResourceLimits } from './options.js';
+export type { AuditEvent, AuditEventType, AuditQuery } from './persistence/store.js';
 export { AgentRole, CircuitState, TaskPriority, TaskStatus, type AssignmentStrategy } from './enums.js';
 export { TaskObservable } from './streaming/task-observable.js';
 export type { Unsubscribe } from './util/emitter.js';

@@ -24,6 +24,9 @@ export const retrySchema = z.strictObject({
   jitter: z.number().min(0, { error: 'must be 0..1' }).max(1, { error: 'must be 0..1' }).optional(),
 });
 
+const flag = z.boolean({ error: 'must be true or false' });
+const megabytes = z.number({ error: 'must be a number of MB' }).positive({ error: 'must be a number of MB > 0' });
+
 const optionsSchema = z.strictObject({
   workerPool: z
     .strictObject({
@@ -36,17 +39,20 @@ const optionsSchema = z.strictObject({
       threadBatchSize: count(1).optional(),
       resourceLimits: z
         .strictObject({
-          maxOldGenerationSizeMb: z.number().positive().optional(),
-          maxYoungGenerationSizeMb: z.number().positive().optional(),
-          codeRangeSizeMb: z.number().positive().optional(),
-          stackSizeMb: z.number().positive().optional(),
+          maxOldGenerationSizeMb: megabytes.optional(),
+          maxYoungGenerationSizeMb: megabytes.optional(),
+          codeRangeSizeMb: megabytes.optional(),
+          stackSizeMb: megabytes.optional(),
         })
         .optional(),
     })
     .optional(),
   taskQueue: z
     .strictObject({
-      maxSize: z.number().int().min(1, { error: 'must be an integer ≥ 1 or Infinity' }).or(z.literal(Infinity)).optional(),
+      maxSize: z
+        .number({ error: 'must be an integer ≥ 1 or Infinity' })
+        .refine((n) => n === Infinity || (Number.isInteger(n) && n >= 1), { error: 'must be an integer ≥ 1 or Infinity' })
+        .optional(),
       defaultPriority: prioritySchema.optional(),
       defaultTimeout: ms('0 = no timeout').optional(),
       retry: retrySchema.optional(),
@@ -55,7 +61,7 @@ const optionsSchema = z.strictObject({
     .optional(),
   streaming: z
     .strictObject({
-      enableDeltaCompression: z.boolean().optional(),
+      enableDeltaCompression: flag.optional(),
       snapshotInterval: count(1).optional(),
       backpressureThreshold: count(1).optional(),
       retainCompletedMs: ms('how long a finished task stays observable by id').optional(),
@@ -65,14 +71,36 @@ const optionsSchema = z.strictObject({
     .optional(),
   checkpointing: z
     .strictObject({
-      enabled: z.boolean().optional(),
+      enabled: flag.optional(),
       interval: ms('between automatic checkpoints').optional(),
     })
     .optional(),
   circuitBreaker: z
     .strictObject({
-      enabled: z.boolean().optional(),
+      enabled: flag.optional(),
       ...circuitBreakerSchema.shape,
+    })
+    .optional(),
+  store: z
+    .discriminatedUnion(
+      'type',
+      [
+        z.strictObject({ type: z.literal('memory') }),
+        z.strictObject({
+          type: z.literal('sqlite'),
+          path: z.string({ error: 'must be a file path' }).min(1, { error: 'must be a file path' }),
+          synchronous: z.enum(['off', 'normal', 'full'], { error: "must be 'off', 'normal' or 'full'" }).optional(),
+          flushIntervalMs: ms('longest wait before queued writes are committed').optional(),
+        }),
+      ],
+      { error: "must be { type: 'memory' } or { type: 'sqlite', path }" },
+    )
+    .optional(),
+  audit: z
+    .strictObject({
+      enabled: flag.optional(),
+      retainMs: ms('how long audit entries are kept').optional(),
+      maxEvents: count(0).optional(),
     })
     .optional(),
 });
@@ -161,7 +189,38 @@ export interface OrchestratorOptions {
     /** Per-agent breakers on or off. @default true */
     enabled?: boolean;
   };
+  /**
+   * Where tasks, checkpoints, the audit trail and dead letters are kept. `memory` (the default)
+   * survives nothing; `sqlite` (needs the optional dependency better-sqlite3) survives a crash:
+   * `start()` queues again the tasks that had not finished. @default { type: 'memory' }
+   */
+  store?: StoreOptions;
+  audit?: {
+    /** Append every task transition and circuit change to the store's audit trail. @default true */
+    enabled?: boolean;
+    /** Entries older than this are removed (ms). @default 604800000 (7 days) */
+    retainMs?: number;
+    /** Most entries kept; the oldest go first. @default 100000 */
+    maxEvents?: number;
+  };
 }
+
+/** The store option. */
+export type StoreOptions =
+  | { type: 'memory' }
+  | {
+    type: 'sqlite';
+    /** The database file; created when missing. */
+    path: string;
+    /**
+     * PRAGMA synchronous: 'normal' (the default, with WAL) loses no commit when the process dies,
+     * but may lose the last commits if the machine loses power; 'full' syncs every commit to disk;
+     * 'off' leaves flushing to the OS.
+     */
+    synchronous?: 'off' | 'normal' | 'full';
+    /** Longest wait before queued writes are committed in one transaction (ms). @default 2 */
+    flushIntervalMs?: number;
+  };
 
 /** Options with every default filled in. */
 export interface ResolvedOptions {
@@ -186,6 +245,8 @@ export interface ResolvedOptions {
   };
   checkpointing: { enabled: boolean; interval: number };
   circuitBreaker: ResolvedBreakerOptions & { enabled: boolean };
+  store: StoreOptions;
+  audit: { enabled: boolean; retainMs: number; maxEvents: number };
 }
 
 export const DEFAULT_RETRY = {
@@ -218,6 +279,8 @@ const DEFAULTS = {
   },
   checkpointing: { enabled: false, interval: 5_000 },
   circuitBreaker: { enabled: true, ...BREAKER_DEFAULTS },
+  store: { type: 'memory' },
+  audit: { enabled: true, retainMs: 7 * 24 * 3600 * 1000, maxEvents: 100_000 },
 } as const satisfies ResolvedOptions;
 
 /** Validates options and fills defaults. @throws InvalidOptionsError naming the field. */
@@ -234,6 +297,8 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
     streaming: { ...DEFAULTS.streaming, ...o.streaming },
     checkpointing: { ...DEFAULTS.checkpointing, ...o.checkpointing },
     circuitBreaker: { ...DEFAULTS.circuitBreaker, ...o.circuitBreaker },
+    store: o.store ?? DEFAULTS.store,
+    audit: { ...DEFAULTS.audit, ...o.audit },
   };
   const pool = resolved.workerPool;
   if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);

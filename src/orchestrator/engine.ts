@@ -24,11 +24,14 @@ import { Lane } from '../queue/lane.js';
 import { TaskQueue } from '../queue/task-queue.js';
 import { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { DeadlineScheduler } from '../resilience/deadlines.js';
-import { TokenBucket } from '../resilience/rate-limiter.js';
+import { StartRateLimiter } from '../resilience/rate-limiter.js';
 import { Agent } from '../routing/agent.js';
 import { AgentRouter } from '../routing/agent-router.js';
 import { signatureKey, type CapabilitySignature } from '../routing/capability-signature.js';
+import { createStore } from '../persistence/index.js';
+import type { AuditEvent, AuditQuery, Store, TaskRow } from '../persistence/store.js';
 import { EventLog } from '../streaming/event-log.js';
+import { cloneJson } from '../streaming/json.js';
 import { ProgressStream } from '../streaming/progress-stream.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import { Emitter } from '../util/emitter.js';
@@ -51,6 +54,7 @@ import { CircuitState } from '../enums.js';
 import { parseAgentSpec } from './agent-spec.js';
 import type { OrchestratorStats, TaskInfo } from './stats.js';
 import { NO_CAPABILITIES, TaskRecord, TaskRun, type RunHost, type TaskDefaults } from './task-record.js';
+import { Journal } from './journal.js';
 import { LiveTasks } from './live-tasks.js';
 import { RecentTasks } from './recent-tasks.js';
 import { validateTaskSpec } from './task-spec.js';
@@ -85,7 +89,14 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   readonly #live: LiveTasks<TaskRecord>;
   readonly #recent: RecentTasks<TaskRecord>;
   #eventLog: EventLog | null = null;
+  /** Latest checkpoint of each live task (the store holds them durably). */
   readonly #checkpoints = new Map<string, unknown>();
+  readonly #store: Store;
+  readonly #journal: Journal;
+  /** Running tasks whose progress changed since the last automatic checkpoint. */
+  readonly #progressed = new Set<TaskRecord>();
+  #checkpointTimer: NodeJS.Timeout | null = null;
+  #opening: Promise<void> | null = null;
   readonly #defaults: TaskDefaults;
   readonly #idleWaiters: (() => void)[] = [];
   #lifecycle: Lifecycle = 'created';
@@ -97,12 +108,14 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   #startedAt = Date.now();
   /** Tasks waiting out a retry delay, with the timer that requeues each. */
   readonly #retryTimers = new Map<TaskRecord, NodeJS.Timeout>();
-  readonly #counts = { submitted: 0, completed: 0, failed: 0, cancelled: 0, timeouts: 0, retries: 0, deadLettered: 0, checkpoints: 0, durationTotal: 0 };
+  readonly #counts = { submitted: 0, completed: 0, failed: 0, cancelled: 0, timeouts: 0, retries: 0, deadLettered: 0, checkpoints: 0, recovered: 0, durationTotal: 0 };
 
   constructor(options: ResolvedOptions) {
     this.options = options;
     this.#live = new LiveTasks(`${randomBytes(4).toString('hex')}-`);
     this.#recent = new RecentTasks(options.streaming.retainCompletedMax, options.streaming.retainCompletedMs, now);
+    this.#store = createStore(options.store, options.audit);
+    this.#journal = new Journal(this.#store, options.audit.enabled);
     this.events = new Emitter<OrchestratorEvents>((error, event) => this.reportListenerError(error, event));
     this.#router = new AgentRouter(options.workerPool.assignmentStrategy);
     this.#queue = new TaskQueue(options.taskQueue.maxSize, options.taskQueue.agingMs);
@@ -118,13 +131,57 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
 
   // ── lifecycle ────────────────────────────────────────────────────────────
 
-  start(): void {
-    if (this.#lifecycle === 'running') return;
-    if (this.#lifecycle !== 'created') throw new OrchestratorShutdownError();
+  start(): Promise<void> {
+    if (this.#lifecycle === 'running') return COMMITTED;
+    if (this.#lifecycle !== 'created') return Promise.reject(new OrchestratorShutdownError());
+    return (this.#opening ??= this.#open());
+  }
+
+  async #open(): Promise<void> {
+    try {
+      await this.#store.open();
+    } catch (error) {
+      this.#opening = null;
+      throw error;
+    }
+    if (this.#lifecycle !== 'created') return;
+    if (this.#journal.durable) this.#recover();
     this.#lifecycle = 'running';
     this.#startedAt = Date.now();
+    const checkpointing = this.options.checkpointing;
+    if (checkpointing.enabled) {
+      this.#checkpointTimer = setInterval(() => this.#checkpointProgress(), checkpointing.interval);
+      this.#checkpointTimer.unref();
+    }
     if (this.events.has('orchestrator:started')) this.events.emit('orchestrator:started', { timestamp: this.#startedAt });
     this.#schedulePump();
+  }
+
+  /**
+   * Queues again the tasks a previous process left unfinished, with their attempt count (a run
+   * that was cut short counts) and latest checkpoint. They wait for an agent: agents are usually
+   * registered after `start()`.
+   */
+  #recover(): void {
+    for (const entry of this.#store.listDeadLetters()) {
+      const error = deserializeError(entry.error);
+      this.#deadLetters.add({ taskId: entry.taskId, type: entry.row.type, spec: specOf(entry.row), error, code: entry.code, attempts: entry.attempts, failedAt: entry.failedAt });
+    }
+    for (const row of this.#store.unfinishedTasks()) {
+      if (this.#live.has(row.id)) continue;
+      const spec = { ...specOf(row), waitForAgent: true };
+      const key = signatureKey(spec.capabilities ?? NO_CAPABILITIES);
+      const lane = this.#lanes.get(key) ?? this.#createLane(key);
+      const record = new TaskRecord(this, spec, this.#defaults, lane, ++this.#seq, this.#queue.agingMs > 0 ? now() : 0);
+      record.attempt = row.attempt;
+      const resumed = this.#store.hasCheckpoint(row.id);
+      if (resumed) this.#checkpoints.set(row.id, this.#store.loadCheckpoint(row.id));
+      this.#live.add(record, true);
+      this.#counts.submitted++;
+      this.#counts.recovered++;
+      this.#journal.recovered(record, row.status, resumed);
+      this.#enqueue(record);
+    }
   }
 
   shutdown(graceful: boolean, timeoutMs: number): Promise<void> {
@@ -137,7 +194,16 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     this.#queue.rejectWaiters();
     if (graceful && wasRunning && this.#live.size > 0) await this.#idleOrTimeout(timeoutMs);
     let cancelled = 0;
-    for (const record of [...this.#live.values()]) if (this.#cancel(record, 'the orchestrator shut down')) cancelled++;
+    if (this.#checkpointTimer !== null) clearInterval(this.#checkpointTimer);
+    this.#checkpointTimer = null;
+    // A durable store keeps unfinished tasks for the next start(); the memory store cannot.
+    const cancelReason = 'the orchestrator shut down';
+    for (const record of [...this.#live.values()]) {
+      if (this.#journal.durable && !graceful) {
+        this.#abandon(record);
+        cancelled++;
+      } else if (this.#cancel(record, cancelReason)) cancelled++;
+    }
     this.#lifecycle = 'stopped';
     this.#deadlines.clear();
     this.#health.stop();
@@ -148,6 +214,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     }
     this.events.removeAll();
     this.#recent.clear();
+    await this.#store.close();
   }
 
   #idleOrTimeout(timeoutMs: number): Promise<void> {
@@ -175,8 +242,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const breakerOptions = this.options.circuitBreaker;
     let agent: Agent | null = null;
     const breaker = breakerOptions.enabled ? new CircuitBreaker(breakerOptions, (transition) => this.#onCircuitChange(agent!, transition.from, transition.to)) : null;
-    const bucket = parsed.rateLimit === undefined ? null : new TokenBucket(parsed.rateLimit, now);
-    agent = new Agent(parsed.agentId, parsed.role, parsed.capabilities, parsed.maxConcurrent, parsed.execution, breaker, bucket);
+    const limiter = parsed.rateLimit === undefined ? null : new StartRateLimiter(parsed.rateLimit, now);
+    agent = new Agent(parsed.agentId, parsed.role, parsed.capabilities, parsed.maxConcurrent, parsed.execution, breaker, limiter);
     this.#router.register(agent);
     if (this.events.has('agent:registered')) {
       this.events.emit('agent:registered', { agentId: agent.agentId, role: agent.role, capabilities: agent.capabilities });
@@ -231,22 +298,30 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
 
   #onCircuitChange(agent: Agent, from: CircuitState, to: CircuitState): void {
     agent.refreshAdmission();
+    this.#journal.circuit(agent.agentId, from, to);
     if (this.events.has('agent:circuit-state')) this.events.emit('agent:circuit-state', { agentId: agent.agentId, from, to });
     if (to !== CircuitState.OPEN) this.#schedulePump();
   }
 
-  /** Takes a rate-limit token for a start; when the bucket runs dry, stops admitting until the next token is due. */
-  #spendToken(agent: Agent, bucket: TokenBucket): void {
-    bucket.tryTake();
-    if (bucket.hasToken) return;
-    agent.hasToken = false;
+  /** Records a start against the agent's rate limit; once no further start is allowed, stops admitting until one is due. */
+  #recordStart(agent: Agent, limiter: StartRateLimiter): void {
+    limiter.tryStart();
+    if (limiter.canStart) return;
+    agent.mayStart = false;
     agent.refreshAdmission();
+    this.#armRateTimer(agent, limiter);
+  }
+
+  // Timers may fire a little early by performance.now(): re-arm until the start is really due.
+  #armRateTimer(agent: Agent, limiter: StartRateLimiter): void {
     agent.rateTimer = setTimeout(() => {
       agent.rateTimer = null;
-      agent.hasToken = true;
+      if (!agent.registered) return;
+      if (!limiter.canStart) return this.#armRateTimer(agent, limiter);
+      agent.mayStart = true;
       agent.refreshAdmission();
       this.#schedulePump();
-    }, bucket.msUntilToken);
+    }, Math.max(1, Math.ceil(limiter.msUntilStart)));
   }
 
   /** A half-open breaker admits again once a probe ends without closing or reopening it. */
@@ -294,6 +369,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const record = new TaskRecord(this, spec, this.#defaults, lane, (this.#seq = seq), this.#queue.agingMs > 0 ? now() : 0);
     this.#live.add(record, spec.id !== undefined);
     this.#counts.submitted++;
+    this.#journal.submitted(record);
     if (lane.key.agents.length === 0 && !record.waitForAgent) {
       // Failed on a microtask, so listeners added right after submit() see the error; unless an agent came meanwhile.
       queueMicrotask(() => {
@@ -383,7 +459,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       agent.breaker.onStart();
       agent.refreshAdmission();
     }
-    if (agent.bucket !== null) this.#spendToken(agent, agent.bucket);
+    if (agent.limiter !== null) this.#recordStart(agent, agent.limiter);
     const attempt = ++record.attempt;
     record.status = TaskStatus.RUNNING;
     const resumeState = this.#checkpoints.size === 0 ? undefined : this.#checkpoints.get(record.id);
@@ -398,6 +474,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     if (this.events.has('task:started')) {
       this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: agent.agentId, workerId: worker.workerId, attempt });
     }
+    this.#journal.started(record, agent.agentId, worker.workerId);
     if (execution.kind === 'inline') void this.#execute(run, execution.handler);
     else {
       run.threadSeq = (worker as ThreadWorker<TaskRun>).dispatch(run, {
@@ -446,6 +523,10 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
 
   threadResult(run: TaskRun, ok: boolean, value: unknown): void {
     this.#settle(run, ok, ok ? value : deserializeError(value as SerializedError));
+  }
+
+  threadRefused(run: TaskRun, error: Error): void {
+    this.#settle(run, false, error);
   }
 
   threadProgress(run: TaskRun, state: unknown): void {
@@ -558,6 +639,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
         result,
       });
     }
+    this.#journal.completed(record, agent.agentId, run.duration);
     this.#finish(record);
   }
 
@@ -594,6 +676,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       }
     }, delay);
     this.#retryTimers.set(record, timer);
+    this.#journal.retried(record, record.agent?.agentId ?? null, error, delay);
     const events = record.events;
     if (events !== null && events.has('retry')) events.emit('retry', { type: 'retry', taskId: record.id, attempt, delay, error });
     if (this.events.has('task:retry')) this.events.emit('task:retry', { taskId: record.id, attempt, delay, error });
@@ -612,6 +695,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       this.events.emit('task:failed', { taskId: record.id, type: record.type, error, code, attempts: record.attempt, status });
     }
     if (this.events.has('task:dead-letter')) this.events.emit('task:dead-letter', { taskId: record.id, error, attempts: record.attempt });
+    this.#journal.failed(record, record.agent?.agentId ?? null, error, status === TaskStatus.TIMEOUT);
+    this.#journal.deadLettered(record, error);
     this.#finish(record);
   }
 
@@ -652,15 +737,40 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const events = record.events;
     if (events !== null && events.has('cancelled')) events.emit('cancelled', { type: 'cancelled', taskId: record.id, reason });
     if (this.events.has('task:cancelled')) this.events.emit('task:cancelled', { taskId: record.id, reason });
+    this.#journal.cancelled(record, reason);
     this.#finish(record);
     return true;
+  }
+
+  /**
+   * Forced shutdown on a durable store: the task stops here but stays unfinished in the store
+   * (queued, or running with its attempt counted), so the next start() runs it again.
+   */
+  #abandon(record: TaskRecord): void {
+    if (record.status === TaskStatus.RETRYING) {
+      clearTimeout(this.#retryTimers.get(record));
+      this.#retryTimers.delete(record);
+    } else if (record.status === TaskStatus.QUEUED && record.inQueue) {
+      this.#unqueue(record);
+    } else if (record.status === TaskStatus.RUNNING) {
+      const run = record.run!;
+      run.finished = true;
+      if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+      this.#abortRun(run, new OrchestratorShutdownError());
+    }
+    this.#progressed.delete(record);
+    record.run = null;
+    this.#live.delete(record);
   }
 
   #finish(record: TaskRecord): void {
     record.run = null;
     this.#live.delete(record);
     this.#recent.add(record);
-    if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0) this.#checkpoints.delete(record.id);
+    if (this.#progressed.size > 0) this.#progressed.delete(record);
+    if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0 && this.#checkpoints.delete(record.id) && this.#journal.durable) {
+      this.#store.deleteCheckpoint(record.id);
+    }
     record.events?.removeAll();
     if (this.#live.size === 0 && this.#idleWaiters.length > 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
@@ -681,6 +791,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const agentId = run.agent.agentId;
     const event = stream.update(state, agentId, Date.now());
     record.updateCount = stream.sequence;
+    if (this.#checkpointTimer !== null) this.#progressed.add(record);
     const events = record.events;
     if (events !== null) {
       if (event.type === 'delta') {
@@ -716,19 +827,42 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
 
   checkpoint(run: TaskRun, state: unknown): Promise<void> {
     if (run.finished) return COMMITTED;
-    this.#saveCheckpoint(run.record.id, state);
-    return COMMITTED;
+    return this.#saveCheckpoint(run.record.id, state, run.agent.agentId, run.attempt, false);
   }
 
   checkpointTask(taskId: string, state: unknown): Promise<void> {
-    if (!this.#live.has(taskId) && !this.#deadLetters.has(taskId)) throw new TaskNotFoundError(taskId);
-    this.#saveCheckpoint(taskId, state);
-    return COMMITTED;
+    const record = this.#live.get(taskId);
+    if (record === undefined && !this.#deadLetters.has(taskId)) throw new TaskNotFoundError(taskId);
+    return this.#saveCheckpoint(taskId, state, record?.run?.agent.agentId ?? null, record?.attempt ?? null, false);
   }
 
-  #saveCheckpoint(taskId: string, state: unknown): void {
-    this.#checkpoints.set(taskId, state);
+  /** Keeps a copy (the caller may go on changing `state`); resolves once the store committed it. */
+  #saveCheckpoint(taskId: string, state: unknown, agentId: string | null, attempt: number | null, automatic: boolean): Promise<void> {
+    const copy = cloneJson(state);
+    this.#checkpoints.set(taskId, copy);
     this.#counts.checkpoints++;
+    this.#journal.checkpointed(taskId, agentId, attempt, automatic);
+    return this.#journal.durable ? this.#store.saveCheckpoint(taskId, copy) : COMMITTED;
+  }
+
+  /** `checkpointing.enabled`: the latest progress state of each task that streamed since the last pass. */
+  #checkpointProgress(): void {
+    for (const record of this.#progressed) {
+      const run = record.run;
+      if (run === null || record.stream === null) continue;
+      this.#saveCheckpoint(record.id, record.stream.currentState(), run.agent.agentId, run.attempt, true).catch((error: unknown) =>
+        this.reportListenerError(error, 'checkpoint'),
+      );
+    }
+    this.#progressed.clear();
+  }
+
+  history(taskId: string): AuditEvent[] {
+    return this.#store.history(taskId);
+  }
+
+  audit(query: AuditQuery): AuditEvent[] {
+    return this.#store.audit(query);
   }
 
   resumeFromCheckpoint(taskId: string): unknown {
@@ -746,7 +880,9 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const entry = this.#deadLetters.take(taskId);
     if (entry === undefined) throw new TaskNotFoundError(taskId);
     try {
-      return this.submit(entry.spec);
+      const observable = this.submit(entry.spec);
+      this.#journal.requeued(taskId);
+      return observable;
     } catch (error) {
       this.#deadLetters.add(entry);
       throw error;
@@ -783,6 +919,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       successRate: finished === 0 ? 1 : c.completed / finished,
       averageDuration: c.completed === 0 ? 0 : c.durationTotal / c.completed,
       checkpoints: c.checkpoints,
+      recovered: c.recovered,
+      store: this.#store.kind,
       running: this.#pool.busy,
       workerPool: this.#pool.stats(),
       taskQueue: {
@@ -830,4 +968,17 @@ function assertCloneable(spec: TaskSpec): void {
   } catch (error) {
     throw new InvalidTaskError('payload', `of task ${spec.id ?? spec.type} cannot be cloned for a worker thread: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/** The spec to submit a stored task again. */
+function specOf(row: TaskRow): TaskSpec {
+  return {
+    ...(row.options as Partial<TaskSpec>),
+    id: row.id,
+    type: row.type,
+    priority: row.priority as TaskPriority,
+    capabilities: row.capabilities,
+    payload: row.payload,
+    metadata: row.metadata,
+  };
 }

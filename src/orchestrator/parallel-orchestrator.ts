@@ -1,5 +1,6 @@
 import { AgentNotFoundError } from '../errors.js';
 import { resolveOptions, type OrchestratorOptions } from '../options.js';
+import type { AuditEvent, AuditQuery } from '../persistence/store.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import type { Unsubscribe } from '../util/emitter.js';
 import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskSpec } from '../types.js';
@@ -33,9 +34,14 @@ export class ParallelOrchestrator {
     this.#engine = new Engine(resolveOptions(options));
   }
 
-  /** Starts dispatching. Tasks submitted before wait in the queue. Idempotent. */
-  async start(): Promise<void> {
-    this.#engine.start();
+  /**
+   * Opens the store and starts dispatching. With a durable store, tasks a previous process left
+   * unfinished are queued again first (they wait for a capable agent). Tasks submitted before
+   * `start()` wait in the queue. Idempotent.
+   * @throws StoreError when the store cannot be opened (a corrupt, locked or newer database)
+   */
+  start(): Promise<void> {
+    return this.#engine.start();
   }
 
   /**
@@ -150,6 +156,16 @@ export class ParallelOrchestrator {
    */
   events(options: EventStreamOptions = {}): AsyncIterableIterator<OrchestratorStreamItem> {
     return this.#engine.streamEvents(options);
+  }
+
+  /** The audit trail of one task, oldest first (submitted, started, checkpoints, retries, its end, ...). */
+  history(taskId: string): AuditEvent[] {
+    return this.#engine.history(taskId);
+  }
+
+  /** Pages through the whole audit trail: entries after `since` (an entry's `seq`), at most `limit`, of one `type` if given. */
+  audit(query: AuditQuery = {}): AuditEvent[] {
+    return this.#engine.audit(query);
   }
 
   getStats(): OrchestratorStats {

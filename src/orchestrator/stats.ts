@@ -19,6 +19,10 @@ export interface OrchestratorStats {
   /** Mean run time of completed tasks, ms. */
   averageDuration: number;
   checkpoints: number;
+  /** Tasks queued again at start() because a previous process left them unfinished (durable stores). */
+  recovered: number;
+  /** 'memory' or 'sqlite'. */
+  store: 'memory' | 'sqlite';
   /** Tasks running now. */
   running: number;
   workerPool: WorkerPoolStats;

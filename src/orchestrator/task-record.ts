@@ -5,10 +5,12 @@ import type { LaneNode } from '../queue/task-queue.js';
 import type { DeadlineBucket, DeadlineNode } from '../resilience/deadlines.js';
 import type { Agent } from '../routing/agent.js';
 import type { CapabilitySignature } from '../routing/capability-signature.js';
+import type { PersistableTask, TaskRow } from '../persistence/store.js';
 import type { ProgressStream } from '../streaming/progress-stream.js';
 import { TaskObservable } from '../streaming/task-observable.js';
 import type { Emitter } from '../util/emitter.js';
 import type { ThreadWorker } from '../workers/thread-worker.js';
+import { serializeError } from '../workers/protocol.js';
 import type { InlineWorker } from '../workers/worker-pool.js';
 import type { RetryPolicy, StartEvent, Task, TaskContext, TaskEvents, TaskSpec } from '../types.js';
 
@@ -50,7 +52,7 @@ export interface RunHost {
  * (intrusive links) and the source its `TaskObservable` reads, so a queued task is one object
  * plus its observable. The engine drops it when the task ends; the observable may keep it.
  */
-export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, CapabilitySignature> {
+export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, CapabilitySignature>, PersistableTask {
   next: this | null = null;
   prev: this | null = null;
   level: number;
@@ -187,6 +189,34 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   /** Called by the retention when the task is no longer findable: late subscribers then get only its final event. */
   release(): void {
     this.stream = null;
+  }
+
+  /** The task as a durable store keeps it (taken when the store writes; `submittedAt` is kept from the first write). */
+  toRow(): TaskRow {
+    const timestamp = Date.now();
+    const options: Record<string, unknown> = { timeout: this.timeout, retry: this.retry, waitForAgent: this.waitForAgent };
+    if (this.preferredRole !== undefined) options.preferredRole = this.preferredRole;
+    return {
+      id: this.id,
+      type: this.type,
+      priority: this.priority,
+      capabilities: [...this.capabilities],
+      payload: this.payload,
+      metadata: this.metadata,
+      options,
+      status: this.status,
+      attempt: this.attempt,
+      agentId: this.agent?.agentId ?? null,
+      submittedAt: timestamp,
+      updatedAt: timestamp,
+      ...(this.status === TaskStatus.COMPLETED ? { result: this.outcome } : {}),
+      error:
+        this.status === TaskStatus.CANCELLED
+          ? { name: 'TaskCancelledError', message: this.outcome as string, stack: undefined, props: { code: 'TASK_CANCELLED' } }
+          : this.outcome instanceof Error
+            ? serializeError(this.outcome)
+            : null,
+    };
   }
 
   /** The task as it was submitted, for dead letters and requeueing. */

@@ -1,6 +1,6 @@
 import type { AgentRole, CircuitState } from '../enums.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
-import type { RateLimit, TokenBucket } from '../resilience/rate-limiter.js';
+import type { RateLimit, StartRateLimiter } from '../resilience/rate-limiter.js';
 import type { AgentHandler, AgentInfo } from '../types.js';
 
 /** How an agent's work runs: an in-process async handler, or a module in worker threads. */
@@ -19,8 +19,8 @@ export class Agent {
    */
   admitting = true;
   registered = true;
-  /** Rate limit: false while the bucket is empty; `rateTimer` turns it back on when a token is due. */
-  hasToken = true;
+  /** Rate limit: false while no start is allowed; `rateTimer` turns it back on when one is due. */
+  mayStart = true;
   rateTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -30,7 +30,7 @@ export class Agent {
     readonly maxConcurrent: number,
     readonly execution: AgentExecution,
     readonly breaker: CircuitBreaker | null,
-    readonly bucket: TokenBucket | null,
+    readonly limiter: StartRateLimiter | null,
   ) {
     this.capabilitySet = new Set(capabilities);
   }
@@ -40,7 +40,7 @@ export class Agent {
   }
 
   refreshAdmission(): void {
-    this.admitting = this.registered && this.hasToken && (this.breaker === null || this.breaker.admits);
+    this.admitting = this.registered && this.mayStart && (this.breaker === null || this.breaker.admits);
   }
 
   serves(capabilities: readonly string[]): boolean {
@@ -61,8 +61,8 @@ export class Agent {
       circuitState: (this.breaker?.state ?? 'closed') as CircuitState,
       circuitTrips: this.breaker?.trips ?? 0,
       isolated: this.breaker?.isolated ?? false,
-      rateLimit: this.bucket?.limit ?? null,
-      rateLimited: !this.hasToken,
+      rateLimit: this.limiter?.limit ?? null,
+      rateLimited: !this.mayStart,
     };
   }
 }

@@ -81,11 +81,13 @@ export class EventLog {
   #replay(consumer: Subscriber<OrchestratorStreamItem>, fromSequence: number): void {
     const from = Math.max(1, fromSequence);
     const oldestHeld = this.#history[this.#historyStart]?.sequence ?? this.#sequence + 1;
-    if (from < oldestHeld) consumer.push(gap(from, oldestHeld - 1, oldestHeld - from));
+    const replay: OrchestratorStreamItem[] = [];
+    if (from < oldestHeld) replay.push(gap(from, oldestHeld - 1, oldestHeld - from));
     for (let i = this.#historyStart; i < this.#history.length; i++) {
       const item = this.#history[i]!;
-      if (item.sequence >= from) consumer.push(item);
+      if (item.sequence >= from) replay.push(item);
     }
+    consumer.preload(replay);
   }
 
   #append<K extends keyof OrchestratorEvents>(event: K, data: OrchestratorEvents[K]): void {

@@ -46,6 +46,11 @@ export class ProgressStream {
     return event;
   }
 
+  /** A JSON copy of the latest state. */
+  currentState(): unknown {
+    return cloneJson(this.#mirror);
+  }
+
   /** A snapshot of the current state (a copy), at the current sequence. */
   takeSnapshot(timestamp: number): SnapshotEvent {
     return { type: 'snapshot', timestamp, data: cloneJson(this.#mirror), metadata: { sequence: this.sequence, agentId: this.#agentId } };

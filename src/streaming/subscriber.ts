@@ -25,6 +25,8 @@ export class Subscriber<E> implements AsyncIterableIterator<E> {
   #queue: E[] = [];
   #head = 0;
   #droppable = 0;
+  /** Preloaded events at the head of the queue: not counted against the limit, never conflated. */
+  #preloaded = 0;
   #listener: Listener<E> | null = null;
   #delivering = false;
   #waiter: ((result: IteratorResult<E>) => void) | null = null;
@@ -76,12 +78,27 @@ export class Subscriber<E> implements AsyncIterableIterator<E> {
     this.#drain();
   }
 
+  /**
+   * Queues a replay ahead of live events. It is held in full (its size is bounded by what the
+   * producer retains), so a consumer that has not read yet still gets all of it.
+   */
+  preload(events: readonly E[]): void {
+    for (const event of events) {
+      if (this.#ended || this.#closed) return;
+      if (this.policy.isLast(event)) this.#ended = true;
+      this.#queue.push(event);
+      this.#preloaded++;
+    }
+    this.#drain();
+  }
+
   /** Ends the subscription without waiting for more events. */
   close(): void {
     this.#ended = true;
     this.#queue = [];
     this.#head = 0;
     this.#droppable = 0;
+    this.#preloaded = 0;
     if (this.#waiter !== null) {
       const wake = this.#waiter;
       this.#waiter = null;
@@ -123,14 +140,15 @@ export class Subscriber<E> implements AsyncIterableIterator<E> {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
-    if (this.policy.droppable(event)) this.#droppable--;
+    if (this.#preloaded > 0) this.#preloaded--;
+    else if (this.policy.droppable(event)) this.#droppable--;
     return event;
   }
 
   #conflate(incoming: E): void {
-    const kept: E[] = [];
+    const kept: E[] = this.#queue.slice(this.#head, this.#head + this.#preloaded);
     const dropped: E[] = [];
-    for (let i = this.#head; i < this.#queue.length; i++) {
+    for (let i = this.#head + this.#preloaded; i < this.#queue.length; i++) {
       const event = this.#queue[i]!;
       (this.policy.droppable(event) ? dropped : kept).push(event);
     }

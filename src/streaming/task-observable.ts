@@ -56,7 +56,8 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
       if (terminal.type !== event) return noop;
       return this.#later([terminal as TaskEvents<R, S>[K]], listener, event);
     }
-    if ((event === 'delta' || event === 'update') && this.stream !== null) {
+    // A late listener of the kind of update this task streams first gets the replay.
+    if (this.stream !== null && (event === 'delta' ? this.stream.compression : event === 'update' && !this.stream.compression)) {
       const replay = this.stream.replay() as TaskEvents<R, S>[K][];
       if (replay.length > 0) return this.#replayThenLive(events, event, replay, listener);
     }
@@ -138,15 +139,14 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
       isLast: (event) => TERMINAL.has(event.type),
       onListenerError: (error) => this.reportListenerError(error, 'subscribe'),
     });
+    const replay: TaskEvent<R, S>[] = [];
     const start = this.startEvent();
-    if (start !== null) subscriber.push(start);
-    const replay = this.stream?.replay(options.fromSequence) ?? [];
-    for (const event of replay) subscriber.push(event as TaskEvent<R, S>);
+    if (start !== null) replay.push(start);
+    for (const event of this.stream?.replay(options.fromSequence) ?? []) replay.push(event as TaskEvent<R, S>);
     const terminal = this.terminalEvent();
-    if (terminal !== null) {
-      subscriber.push(terminal);
-      return subscriber;
-    }
+    if (terminal !== null) replay.push(terminal);
+    subscriber.preload(replay);
+    if (terminal !== null) return subscriber;
     const push = (event: TaskEvent<R, S>) => subscriber.push(event);
     const events = this.#emitter();
     const offs = ALL_EVENTS.map((name) => events.on(name, push));

@@ -13,7 +13,7 @@ export interface ThreadJob {
 export type MainToThread =
   | { t: 'run'; jobs: ThreadJob[] }
   | { t: 'abort'; seq: number; reason: SerializedError }
-  | { t: 'committed'; ack: number };
+  | { t: 'committed'; ack: number; error?: SerializedError };
 
 /** Items a thread sends back, in the order they happened. */
 export type ThreadOutput =

@@ -2,7 +2,8 @@
  * Entry of a worker thread. Runs the jobs it is handed one after another, in order, writing
  * the running job's seq and start time to shared memory (so the main thread can time out and
  * detect stuck jobs without a message per start), and sends results and progress back in
- * batches: half a batch at a time, after a millisecond, or when its queue is empty.
+ * batches: half a batch at a time, a millisecond after the first item waiting (so progress
+ * streams while a task runs), or when its queue is empty.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AgentHandler, TaskContext } from '../types.js';
@@ -28,7 +29,8 @@ let firstOutputAt = 0;
 const FLUSH_AFTER_MS = 1;
 const controllers = new Map<number, AbortController>();
 const abortedBeforeStart = new Map<number, Error>();
-const pendingCommits = new Map<number, () => void>();
+const pendingCommits = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+let flushTimer: NodeJS.Timeout | null = null;
 let nextAck = 0;
 
 port.on('message', (message: MainToThread) => {
@@ -44,10 +46,13 @@ port.on('message', (message: MainToThread) => {
       else abortedBeforeStart.set(message.seq, reason);
       break;
     }
-    case 'committed':
-      pendingCommits.get(message.ack)?.();
+    case 'committed': {
+      const pending = pendingCommits.get(message.ack);
       pendingCommits.delete(message.ack);
+      if (message.error === undefined) pending?.resolve();
+      else pending?.reject(deserializeError(message.error));
       break;
+    }
   }
 });
 
@@ -64,11 +69,23 @@ function load(module: string): Promise<AgentHandler> {
 }
 
 function emit(item: ThreadOutput): void {
-  if (output.length === 0) firstOutputAt = performance.now();
+  if (output.length === 0) {
+    firstOutputAt = performance.now();
+    flushTimer ??= setTimeout(flush, FLUSH_AFTER_MS);
+  } else if (performance.now() - firstOutputAt >= FLUSH_AFTER_MS) {
+    // A handler streaming from a synchronous loop never lets the timer run.
+    output.push(item);
+    flush();
+    return;
+  }
   output.push(item);
 }
 
 function flush(): void {
+  if (flushTimer !== null) {
+    clearTimeout(flushTimer);
+    flushTimer = null;
+  }
   if (output.length === 0) return;
   const items = output;
   output = [];
@@ -81,6 +98,11 @@ function flush(): void {
         port.postMessage({ t: 'out', items: [item] });
       } catch (error) {
         const seq = item[1];
+        if (item[0] === 'checkpoint') {
+          const pending = pendingCommits.get(item[3]);
+          pendingCommits.delete(item[3]);
+          pending?.reject(new TypeError(`the checkpoint state cannot be cloned to the main thread: ${(error as Error).message}`));
+        }
         if (item[0] === 'result') port.postMessage({ t: 'out', items: [['result', seq, false, serializeError(new TypeError(`the result of the task cannot be cloned to the main thread: ${(error as Error).message}`))]] });
       }
     }
@@ -92,9 +114,9 @@ function context(job: ThreadJob, controller: AbortController): TaskContext {
     signal: controller.signal,
     progress: (state) => emit(['progress', job.seq, state]),
     checkpoint: (state) =>
-      new Promise<void>((resolve) => {
+      new Promise<void>((resolve, reject) => {
         const ack = ++nextAck;
-        pendingCommits.set(ack, resolve);
+        pendingCommits.set(ack, { resolve, reject });
         emit(['checkpoint', job.seq, state, ack]);
         flush();
       }),

@@ -1,10 +1,13 @@
 import { Worker } from 'node:worker_threads';
+import { InvalidTaskError } from '../errors.js';
 import type { ThreadResourceLimits } from '../options.js';
 import { SHARED_SEQ, SHARED_SLOTS, SHARED_STARTED_AT, serializeError, type ThreadJob, type ThreadToMain } from './protocol.js';
 
 /** What a thread worker reports to; implemented by the engine. */
 export interface ThreadHost<Run> {
   threadResult(run: Run, ok: boolean, value: unknown): void;
+  /** The run could not be handed to the thread (its payload cannot be cloned). */
+  threadRefused(run: Run, error: Error): void;
   threadProgress(run: Run, state: unknown): void;
   threadCheckpoint(run: Run, state: unknown): Promise<void>;
   /** The thread is gone; `unstarted` runs never began, `current` (if any) was running. */
@@ -69,8 +72,9 @@ export class ThreadWorker<Run> {
     if (!this.#exited) this.#thread.postMessage({ t: 'abort', seq, reason: serializeError(reason) });
   }
 
-  committed(ack: number): void {
-    if (!this.#exited) this.#thread.postMessage({ t: 'committed', ack });
+  committed(ack: number, error?: unknown): void {
+    if (this.#exited) return;
+    this.#thread.postMessage(error === undefined ? { t: 'committed', ack } : { t: 'committed', ack, error: serializeError(error) });
   }
 
   /** Where job `seq` stands: jobs run in seq order, and shared memory names the running one. */
@@ -91,7 +95,23 @@ export class ThreadWorker<Run> {
     if (this.#batch.length === 0 || this.#exited) return;
     const jobs = this.#batch;
     this.#batch = [];
-    this.#thread.postMessage({ t: 'run', jobs });
+    try {
+      this.#thread.postMessage({ t: 'run', jobs });
+    } catch {
+      // A payload that cannot be cloned (the check at submit does not see agents registered
+      // later): hand over the others one by one and fail that task, without retries.
+      for (const job of jobs) {
+        try {
+          this.#thread.postMessage({ t: 'run', jobs: [job] });
+        } catch (error) {
+          const run = this.inFlight.get(job.seq);
+          if (run === undefined) continue;
+          this.inFlight.delete(job.seq);
+          const refusal = new InvalidTaskError('payload', `of task ${job.task.id} cannot be cloned for a worker thread: ${(error as Error).message}`, { cause: error });
+          this.#host.threadRefused(run, Object.assign(refusal, { retryable: false }));
+        }
+      }
+    }
   }
 
   #receive(message: ThreadToMain): void {
@@ -111,7 +131,10 @@ export class ThreadWorker<Run> {
           break;
         case 'checkpoint': {
           const ack = item[3];
-          void host.threadCheckpoint(run, item[2]).then(() => this.committed(ack));
+          host.threadCheckpoint(run, item[2]).then(
+            () => this.committed(ack),
+            (error: unknown) => this.committed(ack, error),
+          );
           break;
         }
       }

@@ -1,0 +1,89 @@
+import type { CircuitState } from '../enums.js';
+import { errorCode } from '../errors.js';
+import type { AuditEventType, Store } from '../persistence/store.js';
+import { serializeError } from '../workers/protocol.js';
+import type { TaskRecord } from './task-record.js';
+
+/**
+ * What the engine tells the store at each transition: the task's row (durable stores only:
+ * the engine itself holds live tasks, so the memory store need not) and an audit entry.
+ * One place, so the engine's hot path makes one call per transition and the audit vocabulary
+ * stays in one file.
+ */
+export class Journal {
+  /** True for stores that survive the process: task rows are written. */
+  readonly durable: boolean;
+
+  constructor(
+    readonly store: Store,
+    readonly auditEnabled: boolean,
+  ) {
+    this.durable = store.kind !== 'memory';
+  }
+
+  submitted(record: TaskRecord): void {
+    if (this.durable) this.store.saveTask(record);
+    if (this.auditEnabled) this.#append('submitted', record, null, { type: record.type, priority: record.priority });
+  }
+
+  started(record: TaskRecord, agentId: string, workerId: string): void {
+    if (this.durable) this.store.saveTask(record);
+    if (this.auditEnabled) this.#append('started', record, agentId, { workerId });
+  }
+
+  completed(record: TaskRecord, agentId: string, duration: number): void {
+    if (this.durable) this.store.saveTask(record);
+    if (this.auditEnabled) this.#append('completed', record, agentId, { duration });
+  }
+
+  retried(record: TaskRecord, agentId: string | null, error: Error, delay: number): void {
+    if (this.durable) this.store.saveTask(record);
+    if (this.auditEnabled) this.#append('retried', record, agentId, { delay, error: error.message, code: errorCode(error) });
+  }
+
+  failed(record: TaskRecord, agentId: string | null, error: Error, timedOut: boolean): void {
+    if (this.durable) this.store.saveTask(record);
+    if (this.auditEnabled) this.#append(timedOut ? 'timed-out' : 'failed', record, agentId, { error: error.message, code: errorCode(error) });
+  }
+
+  deadLettered(record: TaskRecord, error: Error): void {
+    if (this.durable) {
+      this.store.putDeadLetter({
+        taskId: record.id,
+        row: record.toRow(),
+        error: serializeError(error),
+        code: errorCode(error),
+        attempts: record.attempt,
+        failedAt: Date.now(),
+      });
+    }
+    if (this.auditEnabled) this.#append('dead-lettered', record, null, { attempts: record.attempt });
+  }
+
+  requeued(taskId: string): void {
+    if (this.durable) this.store.takeDeadLetter(taskId);
+    if (this.auditEnabled) this.store.appendAudit({ timestamp: Date.now(), type: 'requeued', taskId, agentId: null, attempt: null, details: null });
+  }
+
+  cancelled(record: TaskRecord, reason: string): void {
+    if (this.durable) this.store.saveTask(record);
+    if (this.auditEnabled) this.#append('cancelled', record, null, { reason });
+  }
+
+  recovered(record: TaskRecord, previousStatus: string, resumed: boolean): void {
+    this.store.saveTask(record);
+    if (this.auditEnabled) this.#append('recovered', record, null, { previousStatus, resumeState: resumed });
+  }
+
+  checkpointed(taskId: string, agentId: string | null, attempt: number | null, automatic: boolean): void {
+    if (this.auditEnabled) this.store.appendAudit({ timestamp: Date.now(), type: 'checkpoint', taskId, agentId, attempt, details: automatic ? { automatic } : null });
+  }
+
+  circuit(agentId: string, from: CircuitState, to: CircuitState): void {
+    if (this.auditEnabled) this.store.appendAudit({ timestamp: Date.now(), type: 'circuit', taskId: null, agentId, attempt: null, details: { from, to } });
+  }
+
+  #append(type: AuditEventType, record: TaskRecord, agentId: string | null, details: Record<string, unknown> | null): void {
+    this.store.appendAudit({ timestamp: Date.now(), type, taskId: record.id, agentId, attempt: record.attempt, details });
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Schema of the SQLite store. `MIGRATIONS[i]` takes a database from version `i` to `i + 1`;
+ * `schema_version` holds the version reached. Append new migrations, never edit old ones.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 0 -> 1
+  `
+  CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    capabilities TEXT NOT NULL,
+    payload TEXT,
+    metadata TEXT NOT NULL,
+    options TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    agent_id TEXT,
+    submitted_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    result TEXT,
+    error TEXT
+  );
+  -- Partial: only live tasks are indexed, so recovery reads them without a scan of finished ones.
+  CREATE INDEX tasks_unfinished ON tasks (status) WHERE status IN ('queued', 'running', 'retrying');
+  CREATE TABLE checkpoints (
+    task_id TEXT PRIMARY KEY,
+    state TEXT,
+    saved_at INTEGER NOT NULL
+  );
+  CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    task_id TEXT,
+    agent_id TEXT,
+    attempt INTEGER,
+    details TEXT
+  );
+  CREATE INDEX audit_task ON audit (task_id);
+  CREATE INDEX audit_type ON audit (type);
+  CREATE TABLE dead_letters (
+    task_id TEXT PRIMARY KEY,
+    row TEXT NOT NULL,
+    error TEXT NOT NULL,
+    code TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Statuses of tasks that have not finished (the ones recovered after a crash). */
+export const UNFINISHED_STATUSES = `('queued', 'running', 'retrying')`;
+export const FINISHED_STATUSES = `('completed', 'failed', 'cancelled', 'timeout')`;

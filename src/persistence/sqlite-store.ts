@@ -1,0 +1,620 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import { StoreError } from '../errors.js';
+import type { SerializedError } from '../workers/protocol.js';
+import { FINISHED_STATUSES, MIGRATIONS, SCHEMA_VERSION, UNFINISHED_STATUSES } from './sqlite-schema.js';
+import type {
+  AuditEvent,
+  AuditEventType,
+  AuditQuery,
+  AuditRetention,
+  DeadLetterRow,
+  NewAuditEvent,
+  PersistableTask,
+  SqliteSynchronous,
+  Store,
+  TaskRow,
+} from './store.js';
+
+type Database = BetterSqlite3.Database;
+type Statement = BetterSqlite3.Statement<unknown[], unknown>;
+
+export interface SqliteStoreOptions {
+  /** The database file; created when missing. */
+  path: string;
+  /** PRAGMA synchronous. @default 'normal' */
+  synchronous?: SqliteSynchronous;
+  audit: AuditRetention;
+  /** Longest wait between the first queued write and the commit of its batch (ms). @default 2 */
+  flushIntervalMs?: number;
+  /** How long opening or committing waits for another connection's lock (ms). @default 1000 */
+  busyTimeoutMs?: number;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+/** Marks a queued delete in the pending maps. */
+const DELETE = Symbol('delete');
+
+const TASK_COLUMNS = [
+  'id', 'type', 'priority', 'capabilities', 'payload', 'metadata', 'options',
+  'status', 'attempt', 'agent_id', 'submitted_at', 'updated_at', 'result', 'error',
+] as const;
+const AUDIT_COLUMNS = ['ts', 'type', 'task_id', 'agent_id', 'attempt', 'details'] as const;
+// Rows per multi-row INSERT: one statement carries many rows, cutting per-statement overhead.
+const TASK_ROWS_PER_INSERT = 32;
+const AUDIT_ROWS_PER_INSERT = 64;
+
+interface TaskRecordRow {
+  id: string;
+  type: string;
+  priority: number;
+  capabilities: string;
+  payload: string | null;
+  metadata: string;
+  options: string;
+  status: TaskRow['status'];
+  attempt: number;
+  agent_id: string | null;
+  submitted_at: number;
+  updated_at: number;
+  result: string | null;
+  error: string | null;
+}
+
+interface AuditRecordRow {
+  seq: number;
+  ts: number;
+  type: AuditEventType;
+  task_id: string | null;
+  agent_id: string | null;
+  attempt: number | null;
+  details: string | null;
+}
+
+interface DeadLetterRecordRow {
+  task_id: string;
+  row: string;
+  error: string;
+  code: string;
+  attempts: number;
+  failed_at: number;
+}
+
+interface Statements {
+  upsertCheckpoint: Statement;
+  deleteCheckpoint: Statement;
+  loadCheckpoint: Statement;
+  upsertDeadLetter: Statement;
+  deleteDeadLetter: Statement;
+  loadDeadLetter: Statement;
+  listDeadLetters: Statement;
+  unfinished: Statement;
+  pruneFinished: Statement;
+  history: Statement;
+  auditSince: Statement;
+  auditSinceOfType: Statement;
+  auditOldest: Statement;
+  auditFirstFresh: Statement;
+  auditDeleteUpTo: Statement;
+}
+
+/** `JSON.stringify`, with undefined (and other values JSON has no text for) as SQL NULL. */
+function json(value: unknown): string | null {
+  return JSON.stringify(value) ?? null;
+}
+
+function parse(text: string | null): unknown {
+  return text === null ? undefined : JSON.parse(text);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Rows of one table written with multi-row INSERTs: values are pushed flat, a full chunk is
+ * written at once, the rest by one statement sized to it (statements are cached per size).
+ */
+class RowWriter {
+  readonly values: unknown[] = [];
+  lastRowid = 0;
+  #rows = 0;
+  readonly #statements = new Map<number, Statement>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly sql: (rows: number) => string,
+    private readonly width: number,
+    private readonly chunk: number,
+  ) {}
+
+  /** Call after pushing one row's values. */
+  endRow(): void {
+    if (++this.#rows === this.chunk) this.finish();
+  }
+
+  /** Drops the values of a row that could not be completed. */
+  abortRow(): void {
+    this.values.length = this.#rows * this.width;
+  }
+
+  /** Forgets buffered rows (after a failed transaction). */
+  reset(): void {
+    this.values.length = 0;
+    this.#rows = 0;
+  }
+
+  finish(): void {
+    if (this.#rows === 0) return;
+    let statement = this.#statements.get(this.#rows);
+    if (statement === undefined) {
+      statement = this.db.prepare(this.sql(this.#rows));
+      this.#statements.set(this.#rows, statement);
+    }
+    this.lastRowid = Number(statement.run(this.values).lastInsertRowid);
+    this.values.length = 0;
+    this.#rows = 0;
+  }
+}
+
+function placeholders(width: number, rows: number): string {
+  const row = `(${new Array<string>(width).fill('?').join(', ')})`;
+  return new Array<string>(rows).fill(row).join(', ');
+}
+
+function taskUpsertSql(rows: number): string {
+  // submitted_at keeps its first value: a row is rewritten at every transition.
+  const updates = TASK_COLUMNS.filter((c) => c !== 'id' && c !== 'submitted_at').map((c) => `${c} = excluded.${c}`);
+  return `INSERT INTO tasks (${TASK_COLUMNS.join(', ')}) VALUES ${placeholders(TASK_COLUMNS.length, rows)}
+    ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}`;
+}
+
+function auditInsertSql(rows: number): string {
+  return `INSERT INTO audit (${AUDIT_COLUMNS.join(', ')}) VALUES ${placeholders(AUDIT_COLUMNS.length, rows)}`;
+}
+
+/**
+ * A store in one SQLite file (WAL). Writes are queued in memory and committed in one
+ * transaction per batch, at most `flushIntervalMs` after the batch's first write or at
+ * `flush()`. Task rows are taken (`toRow()`) at commit, so several transitions of a task
+ * within one batch cost one upsert. Reads see queued writes.
+ *
+ * A value that JSON cannot encode (a BigInt, a cycle) is reported when its write is attempted:
+ * `saveCheckpoint` rejects at once; a task row, audit entry or dead letter is skipped at commit and
+ * the next `flush()` (or `close()`) rejects with a StoreError naming it.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly path: string;
+
+  readonly #synchronous: SqliteSynchronous;
+  readonly #retainMs: number;
+  readonly #maxEvents: number;
+  readonly #flushIntervalMs: number;
+  readonly #busyTimeoutMs: number;
+
+  #db: Database | null = null;
+  #statements: Statements | null = null;
+  #taskWriter: RowWriter | null = null;
+  #auditWriter: RowWriter | null = null;
+  #commitBatch: ((now: number) => void) | null = null;
+
+  readonly #tasks = new Map<string, PersistableTask>();
+  /** JSON of the state (null for undefined), or DELETE. */
+  readonly #checkpoints = new Map<string, string | null | typeof DELETE>();
+  readonly #deadLetters = new Map<string, DeadLetterRow | typeof DELETE>();
+  #audit: NewAuditEvent[] = [];
+  #batch: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  /** A failure of a commit nobody was waiting for; the next flush() or close() rejects with it. */
+  #failure: StoreError | null = null;
+  /** Highest audit seq assigned, and every seq up to `#auditFloor` has been deleted by retention. */
+  #lastSeq = 0;
+  #auditFloor = 0;
+
+  constructor(options: SqliteStoreOptions) {
+    this.path = options.path;
+    this.#synchronous = options.synchronous ?? 'normal';
+    this.#retainMs = options.audit.retainMs;
+    this.#maxEvents = options.audit.maxEvents;
+    this.#flushIntervalMs = options.flushIntervalMs ?? 2;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? 1000;
+  }
+
+  /** @throws StoreError when better-sqlite3 is missing, or the file is corrupt, locked, unreadable or from a newer schema */
+  async open(): Promise<void> {
+    if (this.#db !== null) return;
+    let Database: typeof BetterSqlite3;
+    try {
+      Database = (await import('better-sqlite3')).default;
+    } catch (cause) {
+      throw new StoreError(this.path, 'needs the optional dependency better-sqlite3 (npm install better-sqlite3)', { cause });
+    }
+    let db: Database | null = null;
+    try {
+      db = new Database(this.path, { timeout: this.#busyTimeoutMs });
+      // Each step reads the file, so corrupt or locked files fail here rather than at a later commit.
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${this.#synchronous}`);
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new StoreError(this.path, `is corrupt (quick_check: ${String(check)})`);
+      this.#migrate(db);
+      this.#prepare(db);
+    } catch (cause) {
+      db?.close();
+      this.#statements = null;
+      throw cause instanceof StoreError ? cause : new StoreError(this.path, describeOpenFailure(cause), { cause });
+    }
+    this.#db = db;
+    this.#retain(Date.now());
+  }
+
+  /** Commits what is queued, then closes the file. Idempotent. Rejects when the last commits failed. */
+  close(): Promise<void> {
+    const db = this.#db;
+    if (db === null) return RESOLVED;
+    this.#commit();
+    db.close();
+    this.#db = null;
+    this.#statements = null;
+    this.#taskWriter = null;
+    this.#auditWriter = null;
+    this.#commitBatch = null;
+    return this.#takeFailure();
+  }
+
+  flush(): Promise<void> {
+    if (this.#db === null) return Promise.reject(this.#notOpen());
+    this.#commit();
+    return this.#takeFailure();
+  }
+
+  saveTask(task: PersistableTask): void {
+    if (this.#db === null) throw this.#notOpen();
+    this.#tasks.set(task.id, task);
+    this.#schedule();
+  }
+
+  unfinishedTasks(): TaskRow[] {
+    const statements = this.#read();
+    return (statements.unfinished.all() as TaskRecordRow[]).map(toTaskRow);
+  }
+
+  pruneFinished(before: number): number {
+    const statements = this.#read();
+    return statements.pruneFinished.run(before).changes;
+  }
+
+  saveCheckpoint(taskId: string, state: unknown): Promise<void> {
+    if (this.#db === null) return Promise.reject(this.#notOpen());
+    let text: string | null;
+    try {
+      // Encoded now: the caller may go on mutating the state, and an unencodable state fails this call.
+      text = json(state);
+    } catch (cause) {
+      return Promise.reject(new StoreError(this.path, `checkpoint of task ${taskId} is not JSON-serializable: ${messageOf(cause)}`, { cause }));
+    }
+    this.#checkpoints.set(taskId, text);
+    this.#schedule();
+    if (this.#batch === null) {
+      let resolve!: () => void;
+      let reject!: (error: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      // Handled here too, so a caller that drops the promise does not crash the process.
+      promise.catch(() => {});
+      this.#batch = { promise, resolve, reject };
+    }
+    return this.#batch.promise;
+  }
+
+  loadCheckpoint(taskId: string): unknown {
+    const pending = this.#checkpoints.get(taskId);
+    if (pending !== undefined) return pending === DELETE ? undefined : parse(pending);
+    const row = this.#open().loadCheckpoint.get(taskId) as { state: string | null } | undefined;
+    return row === undefined ? undefined : parse(row.state);
+  }
+
+  hasCheckpoint(taskId: string): boolean {
+    const pending = this.#checkpoints.get(taskId);
+    if (pending !== undefined) return pending !== DELETE;
+    return this.#open().loadCheckpoint.get(taskId) !== undefined;
+  }
+
+  deleteCheckpoint(taskId: string): void {
+    if (this.#db === null) throw this.#notOpen();
+    this.#checkpoints.set(taskId, DELETE);
+    this.#schedule();
+  }
+
+  appendAudit(event: NewAuditEvent): void {
+    if (this.#db === null) throw this.#notOpen();
+    this.#audit.push(event);
+    this.#schedule();
+  }
+
+  history(taskId: string): AuditEvent[] {
+    const statements = this.#read();
+    this.#retain(Date.now());
+    return (statements.history.all(taskId) as AuditRecordRow[]).map(toAuditEvent);
+  }
+
+  audit(query: AuditQuery): AuditEvent[] {
+    const statements = this.#read();
+    this.#retain(Date.now());
+    const since = query.since ?? 0;
+    const limit = query.limit ?? 100;
+    const rows = query.type === undefined ? statements.auditSince.all(since, limit) : statements.auditSinceOfType.all(query.type, since, limit);
+    return (rows as AuditRecordRow[]).map(toAuditEvent);
+  }
+
+  putDeadLetter(entry: DeadLetterRow): void {
+    if (this.#db === null) throw this.#notOpen();
+    this.#deadLetters.set(entry.taskId, entry);
+    this.#schedule();
+  }
+
+  takeDeadLetter(taskId: string): DeadLetterRow | undefined {
+    const pending = this.#deadLetters.get(taskId);
+    let entry: DeadLetterRow | undefined;
+    if (pending === DELETE) return undefined;
+    if (pending !== undefined) entry = pending;
+    else {
+      const row = this.#open().loadDeadLetter.get(taskId) as DeadLetterRecordRow | undefined;
+      if (row === undefined) return undefined;
+      entry = toDeadLetter(row);
+    }
+    this.#deadLetters.set(taskId, DELETE);
+    this.#schedule();
+    return entry;
+  }
+
+  listDeadLetters(): DeadLetterRow[] {
+    return (this.#read().listDeadLetters.all() as DeadLetterRecordRow[]).map(toDeadLetter);
+  }
+
+  #notOpen(): StoreError {
+    return new StoreError(this.path, 'is not open');
+  }
+
+  #open(): Statements {
+    if (this.#statements === null) throw this.#notOpen();
+    return this.#statements;
+  }
+
+  /** Statements for a read that must see every queued write: commits them first. */
+  #read(): Statements {
+    const statements = this.#open();
+    this.#commit();
+    return statements;
+  }
+
+  #schedule(): void {
+    if (this.#timer === null) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = null;
+    this.#commit();
+  };
+
+  #takeFailure(): Promise<void> {
+    const failure = this.#failure;
+    this.#failure = null;
+    return failure === null ? RESOLVED : Promise.reject(failure);
+  }
+
+  /** Commits every queued write in one transaction. Failures are kept for the next flush(). */
+  #commit(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    const batch = this.#batch;
+    this.#batch = null;
+    if (this.#tasks.size === 0 && this.#checkpoints.size === 0 && this.#deadLetters.size === 0 && this.#audit.length === 0) {
+      batch?.resolve();
+      return;
+    }
+    const lastSeq = this.#lastSeq;
+    const auditFloor = this.#auditFloor;
+    try {
+      this.#commitBatch!(Date.now());
+      batch?.resolve();
+    } catch (cause) {
+      // Rolled back: the batch is lost (reported), the seq bookkeeping goes back to the committed state.
+      this.#lastSeq = lastSeq;
+      this.#auditFloor = auditFloor;
+      this.#taskWriter!.reset();
+      this.#auditWriter!.reset();
+      const error = cause instanceof StoreError ? cause : new StoreError(this.path, `commit failed: ${messageOf(cause)}`, { cause });
+      this.#failure ??= error;
+      batch?.reject(error);
+    } finally {
+      this.#tasks.clear();
+      this.#checkpoints.clear();
+      this.#deadLetters.clear();
+      this.#audit = [];
+    }
+  }
+
+  /** The body of a commit, run inside one transaction. Items JSON cannot encode are skipped and reported. */
+  #write(now: number): void {
+    const statements = this.#statements!;
+    const skipped: string[] = [];
+
+    const tasks = this.#taskWriter!;
+    for (const task of this.#tasks.values()) {
+      try {
+        const row = task.toRow();
+        tasks.values.push(
+          row.id, row.type, row.priority, JSON.stringify(row.capabilities), json(row.payload), JSON.stringify(row.metadata),
+          JSON.stringify(row.options), row.status, row.attempt, row.agentId, row.submittedAt, row.updatedAt,
+          json(row.result), row.error == null ? null : JSON.stringify(row.error),
+        );
+        tasks.endRow();
+      } catch (cause) {
+        tasks.abortRow();
+        skipped.push(`task ${task.id}: ${messageOf(cause)}`);
+      }
+    }
+    tasks.finish();
+
+    for (const [taskId, state] of this.#checkpoints) {
+      if (state === DELETE) statements.deleteCheckpoint.run(taskId);
+      else statements.upsertCheckpoint.run(taskId, state, now);
+    }
+
+    for (const [taskId, entry] of this.#deadLetters) {
+      if (entry === DELETE) {
+        statements.deleteDeadLetter.run(taskId);
+        continue;
+      }
+      try {
+        statements.upsertDeadLetter.run(taskId, JSON.stringify(entry.row), JSON.stringify(entry.error), entry.code, entry.attempts, entry.failedAt);
+      } catch (cause) {
+        skipped.push(`dead letter ${taskId}: ${messageOf(cause)}`);
+      }
+    }
+
+    if (this.#audit.length > 0) {
+      const audit = this.#auditWriter!;
+      for (const event of this.#audit) {
+        try {
+          audit.values.push(event.timestamp, event.type, event.taskId, event.agentId, event.attempt, event.details === null ? null : JSON.stringify(event.details));
+          audit.endRow();
+        } catch (cause) {
+          audit.abortRow();
+          skipped.push(`audit ${event.type} of ${event.taskId ?? event.agentId ?? '-'}: ${messageOf(cause)}`);
+        }
+      }
+      audit.finish();
+      this.#lastSeq = Math.max(this.#lastSeq, audit.lastRowid);
+      this.#retain(now);
+    }
+
+    if (skipped.length > 0) {
+      this.#failure ??= new StoreError(
+        this.path,
+        `could not write ${skipped.length} item(s) that JSON cannot encode: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`,
+      );
+    }
+  }
+
+  /** Deletes audit entries beyond the newest `maxEvents` and older than `retainMs`: range deletes on seq, no scan. */
+  #retain(now: number): void {
+    const statements = this.#statements!;
+    let upTo = this.#lastSeq - this.#maxEvents;
+    const cutoff = now - this.#retainMs;
+    const oldest = statements.auditOldest.get() as { seq: number; ts: number } | undefined;
+    if (oldest !== undefined && oldest.ts < cutoff) {
+      // Timestamps grow with seq, so the expired entries are a prefix of the trail.
+      const fresh = statements.auditFirstFresh.get(cutoff) as { seq: number } | undefined;
+      upTo = Math.max(upTo, fresh === undefined ? this.#lastSeq : fresh.seq - 1);
+    }
+    if (upTo > this.#auditFloor) {
+      statements.auditDeleteUpTo.run(upTo);
+      this.#auditFloor = upTo;
+    }
+  }
+
+  #migrate(db: Database): void {
+    db.transaction(() => {
+      db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+      const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+      const version = row?.version ?? 0;
+      if (version > SCHEMA_VERSION) {
+        throw new StoreError(this.path, `has schema version ${version}, written by a newer version of this library (this one reads up to ${SCHEMA_VERSION})`);
+      }
+      for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+      if (row === undefined) db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(SCHEMA_VERSION);
+      else if (version !== SCHEMA_VERSION) db.prepare('UPDATE schema_version SET version = ?').run(SCHEMA_VERSION);
+      // BEGIN IMMEDIATE takes the write lock: a database another connection holds locked fails here.
+    }).immediate();
+  }
+
+  #prepare(db: Database): void {
+    this.#statements = {
+      upsertCheckpoint: db.prepare(
+        'INSERT INTO checkpoints (task_id, state, saved_at) VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at',
+      ),
+      deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE task_id = ?'),
+      loadCheckpoint: db.prepare('SELECT state FROM checkpoints WHERE task_id = ?'),
+      upsertDeadLetter: db.prepare(
+        `INSERT INTO dead_letters (task_id, row, error, code, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (task_id) DO UPDATE SET row = excluded.row, error = excluded.error, code = excluded.code, attempts = excluded.attempts, failed_at = excluded.failed_at`,
+      ),
+      deleteDeadLetter: db.prepare('DELETE FROM dead_letters WHERE task_id = ?'),
+      loadDeadLetter: db.prepare('SELECT * FROM dead_letters WHERE task_id = ?'),
+      listDeadLetters: db.prepare('SELECT * FROM dead_letters ORDER BY rowid'),
+      unfinished: db.prepare(`SELECT * FROM tasks WHERE status IN ${UNFINISHED_STATUSES} ORDER BY rowid`),
+      pruneFinished: db.prepare(`DELETE FROM tasks WHERE status IN ${FINISHED_STATUSES} AND updated_at < ?`),
+      history: db.prepare('SELECT * FROM audit WHERE task_id = ? ORDER BY seq'),
+      auditSince: db.prepare('SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?'),
+      auditSinceOfType: db.prepare('SELECT * FROM audit WHERE type = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      auditOldest: db.prepare('SELECT seq, ts FROM audit ORDER BY seq LIMIT 1'),
+      auditFirstFresh: db.prepare('SELECT seq FROM audit WHERE ts >= ? ORDER BY seq LIMIT 1'),
+      auditDeleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
+    };
+    this.#taskWriter = new RowWriter(db, taskUpsertSql, TASK_COLUMNS.length, TASK_ROWS_PER_INSERT);
+    this.#auditWriter = new RowWriter(db, auditInsertSql, AUDIT_COLUMNS.length, AUDIT_ROWS_PER_INSERT);
+    const write = db.transaction((now: number) => this.#write(now));
+    this.#commitBatch = (now) => write.immediate(now);
+    const last = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").get() as { seq: number } | undefined;
+    const first = db.prepare('SELECT min(seq) AS seq FROM audit').get() as { seq: number | null };
+    this.#lastSeq = last?.seq ?? 0;
+    this.#auditFloor = first.seq === null ? this.#lastSeq : first.seq - 1;
+  }
+}
+
+function describeOpenFailure(cause: unknown): string {
+  const code = (cause as { code?: unknown } | null)?.code;
+  const message = messageOf(cause);
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return `is locked by another connection (${message})`;
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return `is corrupt or not a SQLite database (${message})`;
+  return `cannot be opened (${typeof code === 'string' ? `${code}: ` : ''}${message})`;
+}
+
+function toTaskRow(r: TaskRecordRow): TaskRow {
+  const row: TaskRow = {
+    id: r.id,
+    type: r.type,
+    priority: r.priority,
+    capabilities: JSON.parse(r.capabilities) as string[],
+    payload: parse(r.payload),
+    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+    options: JSON.parse(r.options) as Record<string, unknown>,
+    status: r.status,
+    attempt: r.attempt,
+    agentId: r.agent_id,
+    submittedAt: r.submitted_at,
+    updatedAt: r.updated_at,
+    error: r.error === null ? null : (JSON.parse(r.error) as SerializedError),
+  };
+  if (r.result !== null) row.result = JSON.parse(r.result);
+  return row;
+}
+
+function toAuditEvent(r: AuditRecordRow): AuditEvent {
+  return {
+    seq: r.seq,
+    timestamp: r.ts,
+    type: r.type,
+    taskId: r.task_id,
+    agentId: r.agent_id,
+    attempt: r.attempt,
+    details: r.details === null ? null : (JSON.parse(r.details) as Record<string, unknown>),
+  };
+}
+
+function toDeadLetter(r: DeadLetterRecordRow): DeadLetterRow {
+  return {
+    taskId: r.task_id,
+    row: JSON.parse(r.row) as TaskRow,
+    error: JSON.parse(r.error) as SerializedError,
+    code: r.code,
+    attempts: r.attempts,
+    failedAt: r.failed_at,
+  };
+}
