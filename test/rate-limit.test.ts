@@ -55,7 +55,7 @@ describe('rateLimit { max, perMs }', () => {
     expect(o.getStats().totalFailed).toBe(0);
   });
 
-  it('getAgentState shows rateLimited while throttled, and not once a token is due again', async () => {
+  it('getAgentState shows rateLimited while throttled, and not once a start is due again', async () => {
     const o = await started();
     const limitedAtStart: boolean[] = [];
     o.registerAgent({
@@ -71,14 +71,15 @@ describe('rateLimit { max, perMs }', () => {
     });
     expect(o.getAgentState('api')).toMatchObject({ rateLimited: false, rateLimit: { max: 2, perMs: 60 } });
     const tasks = Array.from({ length: 4 }, () => o.submit({ type: 'search', capabilities: ['search'] }));
-    // The first two starts spend the bucket; the third waits for a token.
+    // The first two starts fill the window; the third waits until the first is perMs old.
     await tasks[1]!.result();
     expect(o.getAgentState('api').rateLimited).toBe(true);
     expect(tasks[2]!.state).toBe('queued');
     await Promise.all(tasks.map((task) => task.result()));
-    expect(limitedAtStart).toEqual([false, true, true, true]);
+    // Whether the third start sees a full window depends on how far apart the first two were.
+    expect(limitedAtStart.slice(0, 2)).toEqual([false, true]);
     expect(o.getStats().totalFailed).toBe(0);
-    // No event marks the refill: poll until the next token is due (30 ms here).
+    // No event marks the window moving on: poll until the next start is due (within perMs).
     const deadline = performance.now() + 2_000;
     while (o.getAgentState('api').rateLimited && performance.now() < deadline) await delay(5);
     expect(o.getAgentState('api').rateLimited).toBe(false);
