@@ -200,7 +200,10 @@ export interface OrchestratorOptions {
     enabled?: boolean;
     /** Entries older than this are removed (ms). @default 604800000 (7 days) */
     retainMs?: number;
-    /** Most entries kept; the oldest go first. @default 100000 */
+    /**
+     * Most entries kept; the oldest go first. @default 10000 with the memory store (a larger ring
+     * keeps more objects alive across garbage collections and slows a busy orchestrator), 1000000 with SQLite
+     */
     maxEvents?: number;
   };
 }
@@ -257,6 +260,8 @@ export const DEFAULT_RETRY = {
   jitter: 0.2,
 } as const satisfies RetryPolicy;
 
+const SQLITE_AUDIT_EVENTS = 1_000_000;
+
 const DEFAULTS = {
   workerPool: {
     minWorkers: 2,
@@ -280,7 +285,7 @@ const DEFAULTS = {
   checkpointing: { enabled: false, interval: 5_000 },
   circuitBreaker: { enabled: true, ...BREAKER_DEFAULTS },
   store: { type: 'memory' },
-  audit: { enabled: true, retainMs: 7 * 24 * 3600 * 1000, maxEvents: 100_000 },
+  audit: { enabled: true, retainMs: 7 * 24 * 3600 * 1000, maxEvents: 10_000 },
 } as const satisfies ResolvedOptions;
 
 /** Validates options and fills defaults. @throws InvalidOptionsError naming the field. */
@@ -298,7 +303,7 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
     checkpointing: { ...DEFAULTS.checkpointing, ...o.checkpointing },
     circuitBreaker: { ...DEFAULTS.circuitBreaker, ...o.circuitBreaker },
     store: o.store ?? DEFAULTS.store,
-    audit: { ...DEFAULTS.audit, ...o.audit },
+    audit: { ...DEFAULTS.audit, ...(o.store?.type === 'sqlite' ? { maxEvents: SQLITE_AUDIT_EVENTS } : {}), ...o.audit },
   };
   const pool = resolved.workerPool;
   if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);

@@ -816,7 +816,13 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   /** The orchestrator-wide stream; history is kept from the first call on. */
   streamEvents(options: EventStreamOptions): AsyncIterableIterator<OrchestratorStreamItem> {
     const streaming = this.options.streaming;
-    this.#eventLog ??= new EventLog(this.events, streaming.eventHistory, streaming.backpressureThreshold, (error) => this.reportListenerError(error, 'events'));
+    this.#eventLog ??= new EventLog(
+      this.events,
+      streaming.eventHistory,
+      streaming.backpressureThreshold,
+      (error) => this.reportListenerError(error, 'events'),
+      this.#lifecycle === 'stopped',
+    );
     return this.#eventLog.stream(options);
   }
 

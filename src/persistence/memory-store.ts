@@ -114,23 +114,23 @@ export class MemoryStore implements Store {
   }
 
   history(taskId: string): AuditEvent[] {
-    this.#expire();
+    const cutoff = this.#expire();
     const out: AuditEvent[] = [];
     for (let i = 0; i < this.#count; i++) {
       const slot = this.#slot(i);
-      if (this.#taskIds[slot] === taskId) out.push(this.#event(i, slot));
+      if (this.#taskIds[slot] === taskId && this.#timestamps[slot]! >= cutoff) out.push(this.#event(i, slot));
     }
     return out;
   }
 
   audit(query: AuditQuery): AuditEvent[] {
-    this.#expire();
+    const cutoff = this.#expire();
     const limit = query.limit ?? 100;
     const type = query.type;
     const out: AuditEvent[] = [];
     for (let i = Math.max(0, (query.since ?? 0) - this.#firstSeq + 1); i < this.#count && out.length < limit; i++) {
       const slot = this.#slot(i);
-      if (type === undefined || this.#types[slot] === type) out.push(this.#event(i, slot));
+      if ((type === undefined || this.#types[slot] === type) && this.#timestamps[slot]! >= cutoff) out.push(this.#event(i, slot));
     }
     return out;
   }
@@ -183,10 +183,14 @@ export class MemoryStore implements Store {
     this.#firstSeq++;
   }
 
-  /** Drops entries older than `retainMs` as of now (reads can come long after the last append). */
-  #expire(): void {
+  /**
+   * Drops the expired head of the ring as of now (reads can come long after the last append) and
+   * returns the cutoff, which reads also apply to entries left behind a clock step back.
+   */
+  #expire(): number {
     const cutoff = Date.now() - this.#retainMs;
     while (this.#count > 0 && this.#timestamps[this.#head]! < cutoff) this.#dropOldest();
+    return cutoff;
   }
 
   /** Doubles the ring (up to maxEvents), laying entries out from slot 0. */

@@ -43,7 +43,10 @@ export class EventLog {
     readonly capacity: number,
     readonly bufferLimit: number,
     readonly onListenerError: (error: unknown) => void,
+    /** The orchestrator already shut down: consumers get what history holds, then end. */
+    stopped: boolean,
   ) {
+    this.#closed = stopped;
     for (const name of Object.keys(STREAMED) as (keyof OrchestratorEvents)[]) {
       emitter.on(name, (data) => this.#append(name, data));
     }
@@ -57,13 +60,17 @@ export class EventLog {
     const consumer = new Subscriber<OrchestratorStreamItem>({
       limit: this.bufferLimit,
       droppable: (item) => item.event !== 'orchestrator:shutdown',
-      conflate: (dropped) => gap(dropped[0]!.sequence, dropped[dropped.length - 1]!.sequence, dropped.length),
+      conflate: (dropped) => {
+        const first = dropped[0]!;
+        const count = dropped.reduce((sum, item) => sum + (item.event === 'stream:gap' ? item.data.dropped : 1), 0);
+        return gap(first.event === 'stream:gap' ? first.data.from : first.sequence, dropped[dropped.length - 1]!.sequence, count);
+      },
       isLast: (item) => item.event === 'orchestrator:shutdown',
       onListenerError: this.onListenerError,
     });
     if (options.fromSequence !== undefined) this.#replay(consumer, options.fromSequence);
     if (this.#closed) {
-      consumer.close();
+      consumer.end();
       return consumer;
     }
     this.#consumers.add(consumer);

@@ -21,7 +21,10 @@ export function cloneJson(value: unknown): unknown {
   const copy: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
     const item = cloneJson((value as Record<string, unknown>)[key]);
-    if (item !== undefined) copy[key] = item;
+    if (item === undefined) continue;
+    // An own "__proto__" key (JSON.parse makes those) must stay data, not become the prototype.
+    if (key === '__proto__') Object.defineProperty(copy, key, { value: item, enumerable: true, writable: true, configurable: true });
+    else copy[key] = item;
   }
   return copy;
 }

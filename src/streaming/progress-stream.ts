@@ -3,6 +3,7 @@ import type { DeltaEvent, JsonPatchOperation, ProgressEvent, SnapshotEvent, Upda
 import { cloneJson, isContainer } from './json.js';
 
 const { applyOperation, compare } = jsonPatch;
+const UNSAFE_PATH = /\/(__proto__|constructor\/prototype)(\/|$)/;
 
 /**
  * The progress of one task: turns each `ctx.progress(state)` into a sequenced `delta` (or
@@ -27,12 +28,14 @@ export class ProgressStream {
 
   /** Records a state; returns its event. `snapshot` is fresh when `sequence % interval === 0`. */
   update(state: unknown, agentId: string, timestamp: number): DeltaEvent | UpdateEvent {
+    // The diff first: if it throws (a state JSON cannot express), the sequence stays gap-free.
+    const delta = this.compression ? this.#diff(state) : null;
     const sequence = ++this.sequence;
     this.#agentId = agentId;
     const metadata = { sequence, agentId };
     let event: DeltaEvent | UpdateEvent;
-    if (this.compression) {
-      event = { type: 'delta', timestamp, data: state, delta: this.#diff(state), metadata };
+    if (delta !== null) {
+      event = { type: 'delta', timestamp, data: state, delta, metadata };
     } else {
       this.#mirror = state;
       event = { type: 'update', timestamp, data: state, metadata };
@@ -68,16 +71,23 @@ export class ProgressStream {
   /** The patch from the previous state to `state`; the mirror becomes a copy of `state`. */
   #diff(state: unknown): JsonPatchOperation[] {
     const mirror = this.#mirror;
-    if (this.sequence === 1 || !isContainer(mirror) || !isContainer(state) || Array.isArray(mirror) !== Array.isArray(state)) {
-      this.#mirror = cloneJson(state);
-      return [{ op: 'replace', path: '', value: cloneJson(state) }];
+    if (this.sequence === 0 || !isContainer(mirror) || !isContainer(state) || Array.isArray(mirror) !== Array.isArray(state)) {
+      return this.#replaceAll(state);
     }
     const patch = compare(mirror, state);
+    // Paths through __proto__ or constructor/prototype are refused by patch libraries (prototype
+    // pollution guards), so such a change goes as a whole-document replace.
+    if (patch.some((operation) => UNSAFE_PATH.test(operation.path))) return this.#replaceAll(state);
     // The patch's values go to subscribers; the mirror gets its own copies, so that later
     // in-place updates of the mirror never change a delta already sent or held for replay.
     for (const operation of patch) {
       applyOperation(mirror, 'value' in operation && isContainer(operation.value) ? { ...operation, value: cloneJson(operation.value) } : operation, false, true);
     }
     return patch;
+  }
+
+  #replaceAll(state: unknown): JsonPatchOperation[] {
+    this.#mirror = cloneJson(state);
+    return [{ op: 'replace', path: '', value: cloneJson(state) }];
   }
 }

@@ -92,6 +92,19 @@ export class Subscriber<E> implements AsyncIterableIterator<E> {
     this.#drain();
   }
 
+  /** No more events will come: the subscription ends once what is queued was consumed. */
+  end(): void {
+    this.#ended = true;
+    if (this.buffered === 0) {
+      if (this.#waiter !== null) {
+        const wake = this.#waiter;
+        this.#waiter = null;
+        wake({ value: undefined, done: true });
+      }
+      this.#close();
+    }
+  }
+
   /** Ends the subscription without waiting for more events. */
   close(): void {
     this.#ended = true;

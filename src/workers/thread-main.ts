@@ -112,7 +112,8 @@ function flush(): void {
 function context(job: ThreadJob, controller: AbortController): TaskContext {
   return {
     signal: controller.signal,
-    progress: (state) => emit(['progress', job.seq, state]),
+    // Copied now: the handler may change the same object before the batch is sent.
+    progress: (state) => emit(['progress', job.seq, structuredClone(state)]),
     checkpoint: (state) =>
       new Promise<void>((resolve, reject) => {
         const ack = ++nextAck;
