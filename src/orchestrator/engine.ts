@@ -507,7 +507,14 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       run.finished = true;
       const record = run.record;
       run.duration = now() - run.startedAt;
-      if (ok) this.#complete(record, run, value);
+      // A late event loop can run the handler's continuation before the deadline timer that
+      // was due first: a result past the timeout is still a timeout. (Threads time their runs
+      // in shared memory, and their deadline handler sees that.)
+      if (ok && record.timeout > 0 && run.duration >= record.timeout && run.worker.kind === 'inline') {
+        const error = new TaskTimeoutError(record.id, record.timeout);
+        run.abort(error);
+        this.#attemptFailed(record, run, error, TaskStatus.TIMEOUT);
+      } else if (ok) this.#complete(record, run, value);
       else this.#attemptFailed(record, run, coerceError(value), TaskStatus.FAILED);
     }
     this.#pump();

@@ -13,10 +13,5 @@ export type StoreConfig =
 /** The store the options ask for; not opened yet (`open()` loads better-sqlite3 for a SQLite store). */
 export function createStore(options: StoreConfig, audit: AuditRetention): Store {
   if (options.type === 'memory') return new MemoryStore(audit);
-  return new SqliteStore({
-    path: options.path,
-    audit,
-    ...(options.synchronous !== undefined ? { synchronous: options.synchronous } : {}),
-    ...(options.flushIntervalMs !== undefined ? { flushIntervalMs: options.flushIntervalMs } : {}),
-  });
+  return new SqliteStore({ path: options.path, synchronous: options.synchronous, flushIntervalMs: options.flushIntervalMs, audit });
 }

@@ -235,17 +235,18 @@ export class SqliteStore implements Store {
       // Each step reads the file, so corrupt or locked files fail here rather than at a later commit.
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#synchronous}`);
-      const check = process.env.X ? db.pragma('quick_check', { simple: true }) : 'ok';
+      const check = db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new StoreError(this.path, `is corrupt (quick_check: ${String(check)})`);
       this.#migrate(db);
       this.#prepare(db);
+      // Entries that expired while the store was closed.
+      this.#retain(Date.now());
     } catch (cause) {
       db?.close();
       this.#statements = null;
       throw cause instanceof StoreError ? cause : new StoreError(this.path, describeOpenFailure(cause), { cause });
     }
     this.#db = db;
-    this.#retain(Date.now());
   }
 
   /** Commits what is queued, then closes the file. Idempotent. Rejects when the last commits failed. */

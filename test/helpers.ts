@@ -1,0 +1,72 @@
+import { afterEach } from 'vitest';
+import {
+  createParallelOrchestrator,
+  type OrchestratorEvents,
+  type OrchestratorOptions,
+  type ParallelOrchestrator,
+  type TaskEvents,
+  type TaskObservable,
+} from '../src/index.js';
+
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+/** A promise with its resolve/reject exposed: lets a test hold a handler at a known point. */
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/**
+ * Returns a factory of orchestrators that are all force-shut-down after each test, so a failing
+ * test leaves no timers or running handlers behind. Started unless `start: false`.
+ */
+export function useOrchestrators(): (options?: OrchestratorOptions, settings?: { start?: boolean }) => Promise<ParallelOrchestrator> {
+  const live: ParallelOrchestrator[] = [];
+  afterEach(async () => {
+    await Promise.all(live.splice(0).map((o) => o.shutdown({ graceful: false })));
+  });
+  return async (options, settings = {}) => {
+    const o = createParallelOrchestrator(options);
+    live.push(o);
+    if (settings.start ?? true) await o.start();
+    return o;
+  };
+}
+
+/** Resolves with the first payload of `event` that `matches` accepts. */
+export function nextEvent<K extends keyof OrchestratorEvents>(
+  o: ParallelOrchestrator,
+  event: K,
+  matches: (payload: OrchestratorEvents[K]) => boolean = () => true,
+): Promise<OrchestratorEvents[K]> {
+  return new Promise((resolve) => {
+    const off = o.on(event, (payload) => {
+      if (!matches(payload)) return;
+      off();
+      resolve(payload);
+    });
+  });
+}
+
+/** Settles `promise` into a value so a test can assert on a rejection without an unhandled one. */
+export async function settle<T>(promise: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  try {
+    return { ok: true, value: await promise };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** Resolves with the next payload of one of a task's events. */
+export function eventOf<R, S, K extends keyof TaskEvents<R, S>>(obs: TaskObservable<R, S>, event: K): Promise<TaskEvents<R, S>[K]> {
+  return new Promise((resolve) => obs.once(event, resolve));
+}
