@@ -28,8 +28,10 @@ export const MIGRATIONS: readonly string[] = [
     state TEXT,
     saved_at INTEGER NOT NULL
   );
+  -- seq is assigned by the store (meta.audit_seq keeps the high-water mark across retention);
+  -- no AUTOINCREMENT and no index on type: each costs a b-tree write per entry.
   CREATE TABLE audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     ts INTEGER NOT NULL,
     type TEXT NOT NULL,
     task_id TEXT,
@@ -38,7 +40,11 @@ export const MIGRATIONS: readonly string[] = [
     details TEXT
   );
   CREATE INDEX audit_task ON audit (task_id);
-  CREATE INDEX audit_type ON audit (type);
+  CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  );
+  INSERT INTO meta (key, value) VALUES ('audit_seq', 0);
   CREATE TABLE dead_letters (
     task_id TEXT PRIMARY KEY,
     row TEXT NOT NULL,

@@ -38,7 +38,7 @@ const TASK_COLUMNS = [
   'id', 'type', 'priority', 'capabilities', 'payload', 'metadata', 'options',
   'status', 'attempt', 'agent_id', 'submitted_at', 'updated_at', 'result', 'error',
 ] as const;
-const AUDIT_COLUMNS = ['ts', 'type', 'task_id', 'agent_id', 'attempt', 'details'] as const;
+const AUDIT_COLUMNS = ['seq', 'ts', 'type', 'task_id', 'agent_id', 'attempt', 'details'] as const;
 // Rows per multi-row INSERT: one statement carries many rows, cutting per-statement overhead.
 const TASK_ROWS_PER_INSERT = 32;
 const AUDIT_ROWS_PER_INSERT = 64;
@@ -95,6 +95,7 @@ interface Statements {
   auditOldest: Statement;
   auditFirstFresh: Statement;
   auditDeleteUpTo: Statement;
+  saveAuditSeq: Statement;
 }
 
 /** `JSON.stringify`, with undefined (and other values JSON has no text for) as SQL NULL. */
@@ -116,7 +117,6 @@ function messageOf(error: unknown): string {
  */
 class RowWriter {
   readonly values: unknown[] = [];
-  lastRowid = 0;
   #rows = 0;
   readonly #statements = new Map<number, Statement>();
 
@@ -150,7 +150,7 @@ class RowWriter {
       statement = this.db.prepare(this.sql(this.#rows));
       this.#statements.set(this.#rows, statement);
     }
-    this.lastRowid = Number(statement.run(this.values).lastInsertRowid);
+    statement.run(this.values);
     this.values.length = 0;
     this.#rows = 0;
   }
@@ -488,15 +488,16 @@ export class SqliteStore implements Store {
       const audit = this.#auditWriter!;
       for (const event of this.#audit) {
         try {
-          audit.values.push(event.timestamp, event.type, event.taskId, event.agentId, event.attempt, event.details === null ? null : JSON.stringify(event.details));
+          audit.values.push(this.#lastSeq + 1, event.timestamp, event.type, event.taskId, event.agentId, event.attempt, event.details === null ? null : JSON.stringify(event.details));
           audit.endRow();
+          this.#lastSeq++;
         } catch (cause) {
           audit.abortRow();
           skipped.push(`audit ${event.type} of ${event.taskId ?? event.agentId ?? '-'}: ${messageOf(cause)}`);
         }
       }
       audit.finish();
-      this.#lastSeq = Math.max(this.#lastSeq, audit.lastRowid);
+      statements.saveAuditSeq.run(this.#lastSeq);
       this.#retain(now);
     }
 
@@ -562,14 +563,15 @@ export class SqliteStore implements Store {
       auditOldest: db.prepare('SELECT seq, ts FROM audit ORDER BY seq LIMIT 1'),
       auditFirstFresh: db.prepare('SELECT seq FROM audit WHERE ts >= ? ORDER BY seq LIMIT 1'),
       auditDeleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
+      saveAuditSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'audit_seq'"),
     };
     this.#taskWriter = new RowWriter(db, taskUpsertSql, TASK_COLUMNS.length, TASK_ROWS_PER_INSERT);
     this.#auditWriter = new RowWriter(db, auditInsertSql, AUDIT_COLUMNS.length, AUDIT_ROWS_PER_INSERT);
     const write = db.transaction((now: number) => this.#write(now));
     this.#commitBatch = (now) => write.immediate(now);
-    const last = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").get() as { seq: number } | undefined;
+    const last = db.prepare("SELECT value FROM meta WHERE key = 'audit_seq'").get() as { value: number };
     const first = db.prepare('SELECT min(seq) AS seq FROM audit').get() as { seq: number | null };
-    this.#lastSeq = last?.seq ?? 0;
+    this.#lastSeq = last.value;
     this.#auditFloor = first.seq === null ? this.#lastSeq : first.seq - 1;
   }
 }
