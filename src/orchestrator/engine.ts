@@ -845,7 +845,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
 
   checkpointTask(taskId: string, state: unknown): Promise<void> {
     const record = this.#live.get(taskId);
-    if (record === undefined && !this.#deadLetters.has(taskId)) throw new TaskNotFoundError(taskId);
+    if (record === undefined && !this.#deadLetters.has(taskId)) return Promise.reject(new TaskNotFoundError(taskId));
     return this.#saveCheckpoint(taskId, state, record?.run?.agent.agentId ?? null, record?.attempt ?? null, false);
   }
 

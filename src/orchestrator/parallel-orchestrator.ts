@@ -114,7 +114,7 @@ export class ParallelOrchestrator {
     return this.#engine.cancel(taskId, reason);
   }
 
-  /** Saves a checkpoint for a live or dead-lettered task; its next run gets it as `ctx.resumeState`. @throws TaskNotFoundError */
+  /** Saves a checkpoint for a live or dead-lettered task; its next run gets it as `ctx.resumeState`. Resolves once the store committed it; rejects with TaskNotFoundError for an unknown task. */
   checkpoint(taskId: string, state: unknown): Promise<void> {
     return this.#engine.checkpointTask(taskId, state);
   }
