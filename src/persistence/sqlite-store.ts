@@ -198,7 +198,8 @@ export class SqliteStore implements Store {
   #auditWriter: RowWriter | null = null;
   #commitBatch: ((now: number) => void) | null = null;
 
-  readonly #tasks = new Map<string, PersistableTask>();
+  /** Keyed by the task object (one per live task): no id string is built, and identity hashing is cheap. */
+  readonly #tasks = new Set<PersistableTask>();
   /** JSON of the state (null for undefined), or DELETE. */
   readonly #checkpoints = new Map<string, string | null | typeof DELETE>();
   readonly #deadLetters = new Map<string, DeadLetterRow | typeof DELETE>();
@@ -271,7 +272,7 @@ export class SqliteStore implements Store {
 
   saveTask(task: PersistableTask): void {
     if (this.#db === null) throw this.#notOpen();
-    this.#tasks.set(task.id, task);
+    this.#tasks.add(task);
     this.#schedule();
   }
 
