@@ -1,31 +1,19 @@
 // Per-agent circuit breakers inside the orchestrator, driven by real failing handlers.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   AgentRole,
   CircuitState,
   InvalidOptionsError,
   TaskPriority,
-  createParallelOrchestrator,
   type AgentHandler,
   type OrchestratorEvents,
-  type OrchestratorOptions,
   type ParallelOrchestrator,
 } from '../src/index.js';
+import { useOrchestrators } from './helpers.js';
 
 type Transition = OrchestratorEvents['agent:circuit-state'];
 
-const open: ParallelOrchestrator[] = [];
-
-async function started(options: OrchestratorOptions): Promise<ParallelOrchestrator> {
-  const o = createParallelOrchestrator(options);
-  open.push(o);
-  await o.start();
-  return o;
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((o) => o.shutdown({ graceful: false })));
-});
+const started = useOrchestrators();
 
 /** Resolves on the next circuit change of `agentId` into `to`; subscribe before causing it. */
 function circuitTo(o: ParallelOrchestrator, agentId: string, to: CircuitState): Promise<Transition> {

@@ -8,6 +8,12 @@ import {
   type TaskObservable,
 } from '../src/index.js';
 
+/** What the factory needs of an orchestrator: the one built from src or the one from dist. */
+interface Closable {
+  start(): Promise<void>;
+  shutdown(options?: { graceful?: boolean }): Promise<void>;
+}
+
 export interface Deferred<T> {
   readonly promise: Promise<T>;
   resolve(value: T): void;
@@ -29,13 +35,15 @@ export function deferred<T = void>(): Deferred<T> {
  * Returns a factory of orchestrators that are all force-shut-down after each test, so a failing
  * test leaves no timers or running handlers behind. Started unless `start: false`.
  */
-export function useOrchestrators(): (options?: OrchestratorOptions, settings?: { start?: boolean }) => Promise<ParallelOrchestrator> {
-  const live: ParallelOrchestrator[] = [];
+export function useOrchestrators<O extends Closable = ParallelOrchestrator, Options = OrchestratorOptions>(
+  create: (options?: Options) => O = createParallelOrchestrator as unknown as (options?: Options) => O,
+): (options?: Options, settings?: { start?: boolean }) => Promise<O> {
+  const live: O[] = [];
   afterEach(async () => {
     await Promise.all(live.splice(0).map((o) => o.shutdown({ graceful: false })));
   });
   return async (options, settings = {}) => {
-    const o = createParallelOrchestrator(options);
+    const o = create(options);
     live.push(o);
     if (settings.start ?? true) await o.start();
     return o;

@@ -1,20 +1,10 @@
 // Per-agent rate limits: at most `max` starts in any `perMs` window; tasks over the rate wait.
 import { setTimeout as delay } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
-import { AgentRole, createParallelOrchestrator, type OrchestratorOptions, type ParallelOrchestrator } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { AgentRole } from '../src/index.js';
+import { useOrchestrators } from './helpers.js';
 
-const open: ParallelOrchestrator[] = [];
-
-async function started(options: OrchestratorOptions = {}): Promise<ParallelOrchestrator> {
-  const o = createParallelOrchestrator(options);
-  open.push(o);
-  await o.start();
-  return o;
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((o) => o.shutdown({ graceful: false })));
-});
+const started = useOrchestrators();
 
 /** The most starts found in any window of `windowMs` beginning at a start. */
 function busiestWindow(starts: readonly number[], windowMs: number): { count: number; from: number } {

@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   AgentRole,
   InvalidTaskError,
@@ -11,24 +11,13 @@ import {
   WorkerCrashedError,
   createParallelOrchestrator,
   type OrchestratorEvents,
-  type OrchestratorOptions,
   type ParallelOrchestrator,
 } from '../dist/index.js';
+import { useOrchestrators } from './helpers.js';
 
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
 
-const open: ParallelOrchestrator[] = [];
-
-async function started(options: OrchestratorOptions): Promise<ParallelOrchestrator> {
-  const o = createParallelOrchestrator(options);
-  open.push(o);
-  await o.start();
-  return o;
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((o) => o.shutdown({ graceful: false })));
-});
+const started = useOrchestrators(createParallelOrchestrator);
 
 /** Resolves with the next payload of `event` that matches; subscribe before causing it. */
 function nextEvent<K extends keyof OrchestratorEvents>(

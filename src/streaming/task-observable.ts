@@ -158,19 +158,10 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
 
   /** Delivers `payloads` on a microtask, unless unsubscribed first. */
   #later<T>(payloads: T[], listener: (payload: T) => void, event: PropertyKey): Unsubscribe {
-    let subscribed = true;
-    queueMicrotask(() => {
-      for (const payload of payloads) {
-        if (!subscribed) return;
-        try {
-          listener(payload);
-        } catch (error) {
-          this.reportListenerError(error, event);
-        }
-      }
-    });
+    const subscription = { active: true };
+    queueMicrotask(() => this.#deliver(payloads, listener, event, subscription));
     return () => {
-      subscribed = false;
+      subscription.active = false;
     };
   }
 
@@ -187,23 +178,27 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
       else listener(payload);
     };
     const off = events.on(event, live);
-    let subscribed = true;
+    const subscription = { active: true };
     queueMicrotask(() => {
       const held = pending!;
       pending = null;
-      for (const payload of held) {
-        if (!subscribed) return;
-        try {
-          listener(payload);
-        } catch (error) {
-          this.reportListenerError(error, event);
-        }
-      }
+      this.#deliver(held, listener, event, subscription);
     });
     return () => {
-      subscribed = false;
+      subscription.active = false;
       off();
     };
+  }
+
+  #deliver<T>(payloads: T[], listener: (payload: T) => void, event: PropertyKey, subscription: { active: boolean }): void {
+    for (const payload of payloads) {
+      if (!subscription.active) return;
+      try {
+        listener(payload);
+      } catch (error) {
+        this.reportListenerError(error, event);
+      }
+    }
   }
 }
 
