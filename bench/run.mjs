@@ -1,13 +1,15 @@
 // Runs every benchmark and prints their figures and ratios as markdown tables.
 //
-//   npm run bench                      build, then run everything (about 2 minutes on 2 cores)
+//   npm run bench                      build, then run everything (about 2.5 minutes on 2 cores)
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
-//   node bench/run.mjs --only=routing  run some of throughput, routing, memory (comma-separated)
+//   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience
+//                                      (comma-separated)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
 // child too: its second phase forces a full GC before each run, and a child keeps both phases
-// off this process's heap. Routing (a tight loop on a few objects) runs in this process.
+// off this process's heap; threads and resilience run in children for the same reason. Routing
+// (a tight loop on a few objects) runs in this process.
 // Sizes can be lowered for a quick look (BENCH_TASKS, BENCH_MEMORY_TASKS, BENCH_RUNS, ...: see
 // each module); --write refuses to record figures from non-default sizes.
 import { spawn, execFileSync } from 'node:child_process';
@@ -21,8 +23,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -194,6 +196,65 @@ function renderMemory(m) {
   ].join('\n');
 }
 
+function renderThreads(t) {
+  const tiny = t.tiny;
+  const fib = t.fib;
+  const tinyRows = Object.values(tiny.results).map((e) => [e.label, `**${fmtInt(e.median)}**`, e.tasksPerSec.map(fmtInt).join(' / '), fmtInt(e.msMedian)]);
+  const fibRows = Object.entries(fib.results).map(([key, e]) => [
+    e.label,
+    `**${fmtInt(e.msMedian)}**`,
+    e.ms.map(fmtInt).join(' / '),
+    fmtInt(e.median),
+    key === 'main' ? '1.00x' : fmtRatio(fib.results.main.msMedian / e.msMedian),
+  ]);
+  const goal = t.goals.tinyOursOverPiscina;
+  return [
+    `### 4. Worker threads, tiny tasks: ${fmtInt(tiny.tasks)} tasks \`x => x + 1\` on ${t.threads} threads, all submitted at once`,
+    '',
+    `Ours: one agent with a \`module\`, \`workerPool.minWorkers = maxWorkers = ${t.threads}\` (both become threads), \`maxConcurrent\` ${t.maxConcurrent} (${t.threads} threads × the default \`threadBatchSize\` 32). Piscina: \`minThreads = maxThreads = ${t.threads}\`, its other options at their defaults, running the same function (\`bench/modules/tiny.mjs\`). A fresh pool per run, primed (threads started, module loaded) before the clock starts; the time counts from the first submit until every task is done; contenders alternate order from run to run (${plural(t.runs, 'run')} after a warm-up run of each).`,
+    '',
+    table(['contender', 'tasks/s (median)', 'tasks/s per run', 'ms (median)'], tinyRows),
+    '',
+    table(['ratio', 'value', 'goal', 'met'], [
+      ['ours (`onIdle()`) / Piscina', fmtRatio(tiny.ratios.oursOverPiscina), `≥ ${goal}x`, mark(tiny.ratios.oursOverPiscina >= goal)],
+      ['ours (awaiting every `result()`) / Piscina', fmtRatio(tiny.ratios.oursResultsOverPiscina), `≥ ${goal}x`, mark(tiny.ratios.oursResultsOverPiscina >= goal)],
+    ]),
+    '',
+    `### 5. Worker threads, CPU-bound: ${fmtInt(fib.tasks)} × naive fib(${fib.n}) on ${t.threads} threads against the main thread`,
+    '',
+    `The same pools and function (\`bench/modules/fib.mjs\`); the main-thread contender calls \`fib(${fib.n})\` ${fmtInt(fib.tasks)} times in a synchronous loop. Speed-up = main-thread time / pool time (medians). ${plural(t.runs, 'run')} after a warm-up run of each, order rotated.`,
+    '',
+    table(['contender', 'ms (median)', 'ms per run', 'tasks/s', 'speed-up'], fibRows),
+    '',
+    table(['ratio', 'value', 'goal', 'met'], [
+      ['ours: speed-up over the main thread', fmtRatio(fib.speedUp.ours), `≥ ${t.goals.fibSpeedUp}x`, mark(fib.speedUp.ours >= t.goals.fibSpeedUp)],
+      ['Piscina: speed-up over the main thread', fmtRatio(fib.speedUp.piscina), '(for information)', ''],
+    ]),
+  ].join('\n');
+}
+
+function renderResilience(r) {
+  const rows = Object.values(r.results).map((e) => [
+    e.label,
+    `**${fmtInt(e.median)}**`,
+    `${fmtInt(Math.min(...e.tasksPerSec))} – ${fmtInt(Math.max(...e.tasksPerSec))}`,
+    fmt(e.totalMsMedian, 0),
+  ]);
+  const pct = (x) => `${fmt(100 * x, 1)}%`;
+  return [
+    `### 6. Resilience overhead: ${fmtInt(r.tasks)} no-op tasks, breakers and rate limits on against off`,
+    '',
+    `Ours as in benchmark 1 (${r.agents} agents, concurrency ${r.concurrency}, random priorities, all submitted at once, steady state). "On": the default per-agent circuit breakers, and every agent given \`rateLimit: { max: ${r.rateLimit.max.toExponential(0).replace('+', '')}, perMs: ${r.rateLimit.perMs} }\`, which never throttles, so only the bookkeeping costs. "Off": \`circuitBreaker: { enabled: false }\`, no rate limit. ${plural(r.runs, 'round')} of one run each after a ${fmtInt(r.warmupTasks)}-task warm-up, the order flipping every round (on, off, off, on, …).`,
+    '',
+    table(['mode', 'tasks/s (median)', 'tasks/s range', 'total ms (median)'], rows),
+    '',
+    table(['ratio', 'value', 'goal', 'met'], [
+      ['overhead = 1 − on / off (medians)', pct(r.overhead), `< ${pct(r.goals.overhead)}`, mark(r.overhead < r.goals.overhead)],
+      ['median over rounds of 1 − on / off within the round', pct(r.pairedOverheadMedian), '(for information)', ''],
+    ]),
+  ].join('\n');
+}
+
 const startedAt = performance.now();
 const info = machine();
 console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
@@ -210,12 +271,22 @@ if (only.includes('memory')) {
   console.error('memory (child process, --expose-gc)…');
   results.memory = await runChild('memory');
 }
+if (only.includes('threads')) {
+  console.error('threads (child process)…');
+  results.threads = await runChild('threads');
+}
+if (only.includes('resilience')) {
+  console.error('resilience (child process)…');
+  results.resilience = await runChild('resilience');
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
 if (results.throughput) sections.push(renderThroughput(results.throughput));
 if (results.routing) sections.push(renderRouting(results.routing));
 if (results.memory) sections.push(renderMemory(results.memory));
+if (results.threads) sections.push(renderThreads(results.threads));
+if (results.resilience) sections.push(renderResilience(results.resilience));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 

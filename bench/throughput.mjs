@@ -9,17 +9,21 @@ import PQueue from 'p-queue';
 import { createParallelOrchestrator, AgentRole } from 'parallel-orchestrator';
 import { envInt, isMain, median, priorities, rotate, settleHeap, tick } from './common.mjs';
 
-const CONCURRENCY = 10;
-const AGENTS = 10;
+export const CONCURRENCY = 10;
+export const AGENTS = 10;
 const CAPABILITIES = Object.freeze(['work']);
 const noop = async () => 1;
 
-/** Ours: a fresh orchestrator, 10 agents sharing one capability, every default feature on. */
-async function runOurs(pr, n) {
-  const orchestrator = createParallelOrchestrator({ workerPool: { minWorkers: CONCURRENCY, maxWorkers: CONCURRENCY } });
+/**
+ * Ours: a fresh orchestrator, 10 agents sharing one capability, every default feature on.
+ * `options` are merged into the orchestrator's and `agent` into every agent's spec
+ * (bench/resilience.mjs switches breakers and rate limits with them).
+ */
+export async function runOurs(pr, n, { options = {}, agent = {} } = {}) {
+  const orchestrator = createParallelOrchestrator({ ...options, workerPool: { minWorkers: CONCURRENCY, maxWorkers: CONCURRENCY } });
   await orchestrator.start();
   for (let a = 0; a < AGENTS; a++) {
-    orchestrator.registerAgent({ agentId: `agent-${a}`, role: AgentRole.EXECUTOR, capabilities: CAPABILITIES, maxConcurrent: CONCURRENCY, handler: noop });
+    orchestrator.registerAgent({ agentId: `agent-${a}`, role: AgentRole.EXECUTOR, capabilities: CAPABILITIES, maxConcurrent: CONCURRENCY, handler: noop, ...agent });
   }
   const t0 = performance.now();
   for (let i = 0; i < n; i++) orchestrator.submit({ type: 'noop', priority: pr[i], capabilities: CAPABILITIES });
