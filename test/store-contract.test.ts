@@ -82,7 +82,7 @@ class FakeTask implements PersistableTask {
 }
 
 function event(type: NewAuditEvent['type'], taskId: string | null, extra: Partial<NewAuditEvent> = {}): NewAuditEvent {
-  return { timestamp: Date.now(), type, taskId, agentId: null, attempt: 1, details: null, ...extra };
+  return { timestamp: Date.now(), type, task: taskId === null ? null : { id: taskId }, agentId: null, attempt: 1, details: null, ...extra };
 }
 
 function deadLetter(taskId: string, attempts = 3): DeadLetterRow {

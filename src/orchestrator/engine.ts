@@ -304,9 +304,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   }
 
   /** Records a start against the agent's rate limit; once no further start is allowed, stops admitting until one is due. */
-  #recordStart(agent: Agent, limiter: StartRateLimiter): void {
-    limiter.tryStart();
-    if (limiter.canStart) return;
+  #recordStart(agent: Agent, limiter: StartRateLimiter, at: number): void {
+    if (limiter.recordStart(at)) return;
     agent.mayStart = false;
     agent.refreshAdmission();
     this.#armRateTimer(agent, limiter);
@@ -459,11 +458,12 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       agent.breaker.onStart();
       agent.refreshAdmission();
     }
-    if (agent.limiter !== null) this.#recordStart(agent, agent.limiter);
+    const startedAt = now();
+    if (agent.limiter !== null) this.#recordStart(agent, agent.limiter, startedAt);
     const attempt = ++record.attempt;
     record.status = TaskStatus.RUNNING;
     const resumeState = this.#checkpoints.size === 0 ? undefined : this.#checkpoints.get(record.id);
-    const run = new TaskRun(record, agent, worker, attempt, resumeState, now());
+    const run = new TaskRun(record, agent, worker, attempt, resumeState, startedAt);
     record.run = run;
     record.worker = worker;
     if (record.timeout > 0) this.#deadlines.add(run, record.timeout);
@@ -474,7 +474,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     if (this.events.has('task:started')) {
       this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: agent.agentId, workerId: worker.workerId, attempt });
     }
-    this.#journal.started(record, agent.agentId, worker.workerId);
+    this.#journal.started(record, agent.agentId, worker.workerId, startedAt);
     if (execution.kind === 'inline') void this.#execute(run, execution.handler);
     else {
       run.threadSeq = (worker as ThreadWorker<TaskRun>).dispatch(run, {
@@ -646,7 +646,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
         result,
       });
     }
-    this.#journal.completed(record, agent.agentId, run.duration);
+    this.#journal.completed(record, agent.agentId, run.duration, run.startedAt + run.duration);
     this.#finish(record);
   }
 
@@ -854,7 +854,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const copy = cloneJson(state);
     this.#checkpoints.set(taskId, copy);
     this.#counts.checkpoints++;
-    this.#journal.checkpointed(taskId, agentId, attempt, automatic);
+    this.#journal.checkpointed(this.#live.get(taskId) ?? { id: taskId }, agentId, attempt, automatic);
     return this.#journal.durable ? this.#store.saveCheckpoint(taskId, copy) : COMMITTED;
   }
 

@@ -1,6 +1,6 @@
 import type { CircuitState } from '../enums.js';
 import { errorCode } from '../errors.js';
-import type { AuditEventType, Store } from '../persistence/store.js';
+import type { AuditEventType, AuditSubject, Store } from '../persistence/store.js';
 import { serializeError } from '../workers/protocol.js';
 import type { TaskRecord } from './task-record.js';
 
@@ -8,7 +8,8 @@ import type { TaskRecord } from './task-record.js';
  * What the engine tells the store at each transition: the task's row (durable stores only:
  * the engine itself holds live tasks, so the memory store need not) and an audit entry.
  * One place, so the engine's hot path makes one call per transition and the audit vocabulary
- * stays in one file.
+ * stays in one file. Times are the engine's monotonic clock readings (ms) where it has one,
+ * turned into epoch ms here, so a transition costs no extra clock read.
  */
 export class Journal {
   /** True for stores that survive the process: task rows are written. */
@@ -23,27 +24,27 @@ export class Journal {
 
   submitted(record: TaskRecord): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('submitted', record, null, { type: record.type, priority: record.priority });
+    if (this.auditEnabled) this.#append('submitted', clock(), record, null, { type: record.type, priority: record.priority });
   }
 
-  started(record: TaskRecord, agentId: string, workerId: string): void {
+  started(record: TaskRecord, agentId: string, workerId: string, at: number): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('started', record, agentId, { workerId });
+    if (this.auditEnabled) this.#append('started', epoch(at), record, agentId, { workerId });
   }
 
-  completed(record: TaskRecord, agentId: string, duration: number): void {
+  completed(record: TaskRecord, agentId: string, duration: number, at: number): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('completed', record, agentId, { duration });
+    if (this.auditEnabled) this.#append('completed', epoch(at), record, agentId, { duration });
   }
 
   retried(record: TaskRecord, agentId: string | null, error: Error, delay: number): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('retried', record, agentId, { delay, error: error.message, code: errorCode(error) });
+    if (this.auditEnabled) this.#append('retried', clock(), record, agentId, { delay, error: error.message, code: errorCode(error) });
   }
 
   failed(record: TaskRecord, agentId: string | null, error: Error, timedOut: boolean): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append(timedOut ? 'timed-out' : 'failed', record, agentId, { error: error.message, code: errorCode(error) });
+    if (this.auditEnabled) this.#append(timedOut ? 'timed-out' : 'failed', clock(), record, agentId, { error: error.message, code: errorCode(error) });
   }
 
   deadLettered(record: TaskRecord, error: Error): void {
@@ -57,33 +58,45 @@ export class Journal {
         failedAt: Date.now(),
       });
     }
-    if (this.auditEnabled) this.#append('dead-lettered', record, null, { attempts: record.attempt });
+    if (this.auditEnabled) this.#append('dead-lettered', clock(), record, null, { attempts: record.attempt });
   }
 
   requeued(taskId: string): void {
     if (this.durable) this.store.takeDeadLetter(taskId);
-    if (this.auditEnabled) this.store.appendAudit({ timestamp: Date.now(), type: 'requeued', taskId, agentId: null, attempt: null, details: null });
+    if (this.auditEnabled) this.store.appendAudit({ timestamp: clock(), type: 'requeued', task: { id: taskId }, agentId: null, attempt: null, details: null });
   }
 
   cancelled(record: TaskRecord, reason: string): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('cancelled', record, null, { reason });
+    if (this.auditEnabled) this.#append('cancelled', clock(), record, null, { reason });
   }
 
   recovered(record: TaskRecord, previousStatus: string, resumed: boolean): void {
     this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('recovered', record, null, { previousStatus, resumeState: resumed });
+    if (this.auditEnabled) this.#append('recovered', clock(), record, null, { previousStatus, resumeState: resumed });
   }
 
-  checkpointed(taskId: string, agentId: string | null, attempt: number | null, automatic: boolean): void {
-    if (this.auditEnabled) this.store.appendAudit({ timestamp: Date.now(), type: 'checkpoint', taskId, agentId, attempt, details: automatic ? { automatic } : null });
+  checkpointed(task: AuditSubject, agentId: string | null, attempt: number | null, automatic: boolean): void {
+    if (this.auditEnabled) {
+      this.store.appendAudit({ timestamp: clock(), type: 'checkpoint', task, agentId, attempt, details: automatic ? { automatic } : null });
+    }
   }
 
   circuit(agentId: string, from: CircuitState, to: CircuitState): void {
-    if (this.auditEnabled) this.store.appendAudit({ timestamp: Date.now(), type: 'circuit', taskId: null, agentId, attempt: null, details: { from, to } });
+    if (this.auditEnabled) this.store.appendAudit({ timestamp: clock(), type: 'circuit', task: null, agentId, attempt: null, details: { from, to } });
   }
 
-  #append(type: AuditEventType, record: TaskRecord, agentId: string | null, details: Record<string, unknown> | null): void {
-    this.store.appendAudit({ timestamp: Date.now(), type, taskId: record.id, agentId, attempt: record.attempt, details });
+  #append(type: AuditEventType, timestamp: number, record: TaskRecord, agentId: string | null, details: Record<string, unknown> | null): void {
+    this.store.appendAudit({ timestamp, type, task: record, agentId, attempt: record.attempt, details });
   }
+}
+
+/** Epoch ms from the monotonic clock: every entry's time comes from one clock, so they never go backwards. */
+function clock(): number {
+  return epoch(performance.now());
+}
+
+/** Epoch ms of a performance.now() reading. */
+function epoch(monotonic: number): number {
+  return Math.round(performance.timeOrigin + monotonic);
 }

@@ -3,6 +3,7 @@ import type {
   AuditEventType,
   AuditQuery,
   AuditRetention,
+  AuditSubject,
   DeadLetterRow,
   NewAuditEvent,
   PersistableTask,
@@ -41,7 +42,7 @@ export class MemoryStore implements Store {
   /** NaN stands for a null attempt. */
   #attempts = new Float64Array(0);
   #types: AuditEventType[] = [];
-  #taskIds: (string | null)[] = [];
+  #tasks: (AuditSubject | null)[] = [];
   #agentIds: (string | null)[] = [];
   #details: (Record<string, unknown> | null)[] = [];
 
@@ -107,7 +108,7 @@ export class MemoryStore implements Store {
     this.#timestamps[slot] = event.timestamp;
     this.#attempts[slot] = event.attempt ?? NaN;
     this.#types[slot] = event.type;
-    this.#taskIds[slot] = event.taskId;
+    this.#tasks[slot] = event.task;
     this.#agentIds[slot] = event.agentId;
     this.#details[slot] = event.details;
     this.#count++;
@@ -118,7 +119,7 @@ export class MemoryStore implements Store {
     const out: AuditEvent[] = [];
     for (let i = 0; i < this.#count; i++) {
       const slot = this.#slot(i);
-      if (this.#taskIds[slot] === taskId && this.#timestamps[slot]! >= cutoff) out.push(this.#event(i, slot));
+      if (this.#tasks[slot]?.id === taskId && this.#timestamps[slot]! >= cutoff) out.push(this.#event(i, slot));
     }
     return out;
   }
@@ -167,7 +168,7 @@ export class MemoryStore implements Store {
       seq: this.#firstSeq + index,
       timestamp: this.#timestamps[slot]!,
       type: this.#types[slot]!,
-      taskId: this.#taskIds[slot]!,
+      taskId: this.#tasks[slot]?.id ?? null,
       agentId: this.#agentIds[slot]!,
       attempt: Number.isNaN(attempt) ? null : attempt,
       details: this.#details[slot]!,
@@ -199,7 +200,7 @@ export class MemoryStore implements Store {
     const timestamps = new Float64Array(capacity);
     const attempts = new Float64Array(capacity);
     const types = new Array<AuditEventType>(capacity);
-    const taskIds = new Array<string | null>(capacity);
+    const tasks = new Array<AuditSubject | null>(capacity);
     const agentIds = new Array<string | null>(capacity);
     const details = new Array<Record<string, unknown> | null>(capacity);
     for (let i = 0; i < this.#count; i++) {
@@ -207,14 +208,14 @@ export class MemoryStore implements Store {
       timestamps[i] = this.#timestamps[slot]!;
       attempts[i] = this.#attempts[slot]!;
       types[i] = this.#types[slot]!;
-      taskIds[i] = this.#taskIds[slot]!;
+      tasks[i] = this.#tasks[slot]!;
       agentIds[i] = this.#agentIds[slot]!;
       details[i] = this.#details[slot]!;
     }
     this.#timestamps = timestamps;
     this.#attempts = attempts;
     this.#types = types;
-    this.#taskIds = taskIds;
+    this.#tasks = tasks;
     this.#agentIds = agentIds;
     this.#details = details;
     this.#capacity = capacity;

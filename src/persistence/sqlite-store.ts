@@ -489,12 +489,12 @@ export class SqliteStore implements Store {
       const audit = this.#auditWriter!;
       for (const event of this.#audit) {
         try {
-          audit.values.push(this.#lastSeq + 1, event.timestamp, event.type, event.taskId, event.agentId, event.attempt, event.details === null ? null : JSON.stringify(event.details));
+          audit.values.push(this.#lastSeq + 1, event.timestamp, event.type, event.task?.id ?? null, event.agentId, event.attempt, event.details === null ? null : JSON.stringify(event.details));
           audit.endRow();
           this.#lastSeq++;
         } catch (cause) {
           audit.abortRow();
-          skipped.push(`audit ${event.type} of ${event.taskId ?? event.agentId ?? '-'}: ${messageOf(cause)}`);
+          skipped.push(`audit ${event.type} of ${event.task?.id ?? event.agentId ?? '-'}: ${messageOf(cause)}`);
         }
       }
       audit.finish();

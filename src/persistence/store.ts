@@ -55,7 +55,18 @@ export interface AuditEvent {
   details: Record<string, unknown> | null;
 }
 
-export type NewAuditEvent = Omit<AuditEvent, 'seq'>;
+/** What an audit entry is about: its id is read when the entry is read or written, not when appended. */
+export interface AuditSubject {
+  readonly id: string;
+}
+
+/**
+ * An entry to append. `task` rather than an id string: the engine's own task records go in, so
+ * appending builds no string (a generated id is derived on demand) and keeps nothing young alive.
+ */
+export interface NewAuditEvent extends Omit<AuditEvent, 'seq' | 'taskId'> {
+  task: AuditSubject | null;
+}
 
 export interface AuditQuery {
   /** Entries with `seq` greater than this. @default 0 */

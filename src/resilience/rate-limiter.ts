@@ -18,15 +18,16 @@ export class StartRateLimiter {
 
   constructor(readonly limit: RateLimit, private readonly now: () => number) {}
 
-  /** Records a start if one is allowed now. */
-  tryStart(): boolean {
-    const now = this.now();
+  /**
+   * Records a start at `now` (the caller's clock reading, so a start costs no extra one).
+   * Returns whether a further start is allowed at `now`.
+   */
+  recordStart(now: number): boolean {
     this.#expire(now);
-    if (this.#count >= this.limit.max) return false;
     if (this.#count === this.#times.length) this.#grow();
     this.#times[(this.#oldest + this.#count) % this.#times.length] = now;
     this.#count++;
-    return true;
+    return this.#count < this.limit.max;
   }
 
   get canStart(): boolean {
