@@ -91,6 +91,7 @@ const optionsSchema = z.strictObject({
           path: z.string({ error: 'must be a file path' }).min(1, { error: 'must be a file path' }),
           synchronous: z.enum(['off', 'normal', 'full'], { error: "must be 'off', 'normal' or 'full'" }).optional(),
           flushIntervalMs: ms('longest wait before queued writes are committed').optional(),
+          retainFinishedMs: ms('how long rows of finished tasks are kept').optional(),
         }),
       ],
       { error: "must be { type: 'memory' } or { type: 'sqlite', path }" },
@@ -223,6 +224,8 @@ export type StoreOptions =
     synchronous?: 'off' | 'normal' | 'full';
     /** Longest wait before queued writes are committed in one transaction (ms). @default 2 */
     flushIntervalMs?: number;
+    /** Rows of finished tasks older than this are deleted, at start() and hourly (ms). @default 604800000 (7 days) */
+    retainFinishedMs?: number;
   };
 
 /** Options with every default filled in. */

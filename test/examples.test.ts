@@ -72,6 +72,21 @@ const checks: Record<string, (out: string) => void> = {
     expect(out).toContain('Agent flaky-api: half-open → closed');
     expect(out).toContain('flaky: { ok: true, calls: 3 }');
   },
+  'streaming.mjs': (out) => {
+    expect(out).toContain('delta 1: [{"op":"replace","path":"","value":{"indexed":1,"of":12,"terms":{"red":1,"fox":1}}}]');
+    expect(out).toContain('late subscriber: start → snapshot 5 → delta 6 → delta 7 → delta 8');
+    expect(out).toContain('stalled consumer: start → snapshot 11 → delta 12 → complete (4 conflations)');
+    expect(out).toContain('replay after the end: snapshot 10 → delta 11 → delta 12 → complete');
+    expect(out).toContain('client copy matches the final state: true; rebuilt from the replay: true');
+  },
+  'persistence.mjs': (out) => {
+    expect(out).toContain('first process ended by SIGKILL');
+    expect(out).toContain('store: sqlite, recovered: 2, dead letters: report-1 (the warehouse is offline)');
+    expect(out).toContain('import-1: attempt 2 resumes at batch 4/6');
+    expect(out).toContain('import-1: 600 rows after 2 attempt(s)');
+    expect(out).toContain('report-1 requeued: report sent');
+    expect(out).toContain('recovered entries: import-1 was running (with checkpoint), import-2 was queued');
+  },
 };
 
 describe('examples', () => {

@@ -10,8 +10,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AgentRole,
   CircuitState,
+  InvalidTaskError,
   NonRetryableError,
   StoreError,
+  TaskCancelledError,
   TaskNotFoundError,
   createParallelOrchestrator,
   type AuditEvent,
@@ -402,10 +404,17 @@ describe('the SQLite store across orchestrators', () => {
       2,
     );
     const ids = ['run-cp', 'run-plain', 'queued-1', 'queued-2'];
-    for (const id of ids) first.submit({ id, type: 'work', capabilities: ['work'], payload: id, retry: { maxAttempts: 3 } });
+    const observables = ids.map((id) => first.submit({ id, type: 'work', capabilities: ['work'], payload: id, retry: { maxAttempts: 3 } }));
     await Promise.all([checkpointed.promise, bothRunning.promise]);
     expect(first.getStats().taskQueue.size).toBe(2);
+    const idle = first.onIdle();
     await first.shutdown({ graceful: false });
+    // In this process they end (cancelled), and nothing waits forever; the store keeps them unfinished.
+    await idle;
+    for (const observable of observables) {
+      await expect(observable.result()).rejects.toBeInstanceOf(TaskCancelledError);
+      expect(observable.state).toBe('cancelled');
+    }
 
     const second = await make(sqlite());
     expect(second.getStats().recovered).toBe(4);
@@ -443,6 +452,30 @@ describe('the SQLite store across orchestrators', () => {
     // Nothing is left unfinished for a third start.
     const third = await make(sqlite());
     expect(third.getStats().recovered).toBe(0);
+  });
+
+  it('takes tasks submitted before start(), and flush() resolves once they are committed', async () => {
+    const first = await make(sqlite(), {}, false);
+    first.submit({ id: 'early', type: 'work', capabilities: ['work'], waitForAgent: true });
+    await first.start();
+    await first.flush();
+    const reader = new Database(dbPath(), { readonly: true });
+    try {
+      expect(reader.prepare('SELECT id, status FROM tasks').all()).toEqual([{ id: 'early', status: 'queued' }]);
+    } finally {
+      reader.close();
+    }
+    addAgent(first, () => 'ran');
+    await expect(first.observe('early')!.result()).resolves.toMatchObject({ result: 'ran' });
+  });
+
+  it('refuses at submit a payload or metadata JSON cannot store, naming the field', async () => {
+    const o = await make(sqlite());
+    addAgent(o, () => 'never');
+    expect(() => o.submit({ type: 'work', capabilities: ['work'], payload: { size: 10n } })).toThrow(InvalidTaskError);
+    expect(() => o.submit({ type: 'work', capabilities: ['work'], payload: { size: 10n } })).toThrow(/^payload of task work cannot be stored as JSON/);
+    expect(() => o.submit({ type: 'work', capabilities: ['work'], metadata: { size: 10n } })).toThrow(/^metadata /);
+    expect(o.getStats().totalSubmitted).toBe(0);
   });
 
   it('start() rejects with StoreError naming the path for a corrupt file', async () => {

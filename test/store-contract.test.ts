@@ -85,6 +85,11 @@ function event(type: NewAuditEvent['type'], taskId: string | null, extra: Partia
   return { timestamp: Date.now(), type, task: taskId === null ? null : { id: taskId }, agentId: null, attempt: 1, details: null, ...extra };
 }
 
+/** Appends a whole event (the store takes its fields positionally). */
+function append(store: Store, e: NewAuditEvent): void {
+  store.appendAudit(e.type, e.timestamp, e.task, e.agentId, e.attempt, e.details);
+}
+
 function deadLetter(taskId: string, attempts = 3): DeadLetterRow {
   const task = new FakeTask(taskId);
   task.status = TaskStatus.FAILED;
@@ -178,10 +183,10 @@ describe.each(initializers)('store contract: $name', (init) => {
     const store = await init.create();
     const types = ['submitted', 'started', 'retried', 'started', 'completed'] as const;
     for (const type of types) {
-      store.appendAudit(event(type, 'a', { agentId: 'agent-1', details: { type } }));
-      store.appendAudit(event(type, 'b'));
+      append(store, event(type, 'a', { agentId: 'agent-1', details: { type } }));
+      append(store, event(type, 'b'));
     }
-    store.appendAudit(event('circuit', null, { agentId: 'agent-1', attempt: null, details: { from: 'closed', to: 'open' } }));
+    append(store, event('circuit', null, { agentId: 'agent-1', attempt: null, details: { from: 'closed', to: 'open' } }));
 
     const history = store.history('a');
     expect(history.map((e) => e.type)).toEqual(types);
@@ -215,9 +220,9 @@ describe.each(initializers)('store contract: $name', (init) => {
 
   it('keeps only the newest maxEvents audit entries', async () => {
     const store = await init.create({ retainMs: 3_600_000, maxEvents: 5 });
-    for (let i = 0; i < 8; i++) store.appendAudit(event('submitted', `t${i}`));
+    for (let i = 0; i < 8; i++) append(store, event('submitted', `t${i}`));
     await store.flush();
-    for (let i = 8; i < 12; i++) store.appendAudit(event('submitted', `t${i}`));
+    for (let i = 8; i < 12; i++) append(store, event('submitted', `t${i}`));
     const kept = store.audit({ limit: 100 });
     expect(kept.map((e) => e.taskId)).toEqual(['t7', 't8', 't9', 't10', 't11']);
     expect(store.history('t3')).toEqual([]);
@@ -227,12 +232,12 @@ describe.each(initializers)('store contract: $name', (init) => {
   it('drops audit entries older than retainMs', async () => {
     const store = await init.create({ retainMs: 60_000, maxEvents: 100 });
     const now = Date.now();
-    store.appendAudit(event('submitted', 'old', { timestamp: now - 120_000 }));
+    append(store, event('submitted', 'old', { timestamp: now - 120_000 }));
     expect(store.audit({})).toEqual([]);
-    store.appendAudit(event('started', 'old', { timestamp: now - 90_000 }));
-    store.appendAudit(event('submitted', 'fresh', { timestamp: now }));
+    append(store, event('started', 'old', { timestamp: now - 90_000 }));
+    append(store, event('submitted', 'fresh', { timestamp: now }));
     // Out of timestamp order (a clock step back): still not returned.
-    store.appendAudit(event('completed', 'old', { timestamp: now - 90_000 }));
+    append(store, event('completed', 'old', { timestamp: now - 90_000 }));
     expect(store.audit({}).map((e) => e.taskId)).toEqual(['fresh']);
     expect(store.audit({ type: 'completed' })).toEqual([]);
     expect(store.history('old')).toEqual([]);
@@ -262,7 +267,7 @@ describe.each(initializers)('store contract: $name', (init) => {
     const before = timers();
     const store = await init.create();
     store.saveTask(new FakeTask('t1'));
-    store.appendAudit(event('submitted', 't1'));
+    append(store, event('submitted', 't1'));
     const saved = store.saveCheckpoint('t1', { step: 1 });
     await store.close();
     await saved;
@@ -290,7 +295,7 @@ describe('MemoryStore', () => {
 
   it('keeps its ring in seq order as it grows, wraps and expires', () => {
     const store = new MemoryStore({ retainMs: 3_600_000, maxEvents: 3000 });
-    for (let i = 0; i < 5000; i++) store.appendAudit(event('submitted', `t${i}`, { attempt: i }));
+    for (let i = 0; i < 5000; i++) append(store, event('submitted', `t${i}`, { attempt: i }));
     const all = store.audit({ limit: 10_000 });
     expect(all).toHaveLength(3000);
     expect(all[0]).toMatchObject({ seq: 2001, taskId: 't2000', attempt: 2000 });
@@ -298,7 +303,7 @@ describe('MemoryStore', () => {
     expect(store.audit({ since: 4997 }).map((e) => e.seq)).toEqual([4998, 4999, 5000]);
 
     const none = new MemoryStore({ retainMs: 3_600_000, maxEvents: 0 });
-    none.appendAudit(event('submitted', 't'));
+    append(none, event('submitted', 't'));
     expect(none.audit({})).toEqual([]);
   });
 });
@@ -348,8 +353,8 @@ describe('SqliteStore', () => {
     task.attempt = 2;
     first.saveTask(task);
     void first.saveCheckpoint('t1', { step: 2 });
-    first.appendAudit(event('submitted', 't1', { details: { priority: 2 } }));
-    first.appendAudit(event('retried', 't1', { agentId: 'agent-1', attempt: 2 }));
+    append(first, event('submitted', 't1', { details: { priority: 2 } }));
+    append(first, event('retried', 't1', { agentId: 'agent-1', attempt: 2 }));
     first.putDeadLetter(deadLetter('d1'));
     const trail = first.audit({});
     await first.close();
@@ -361,7 +366,7 @@ describe('SqliteStore', () => {
     expect(second.history('t1').map((e) => e.type)).toEqual(['submitted', 'retried']);
     expect(second.listDeadLetters()).toEqual([deadLetter('d1')]);
     // Seq keeps increasing after a reopen.
-    second.appendAudit(event('started', 't1'));
+    append(second, event('started', 't1'));
     expect(second.audit({ since: trail[1]!.seq }).map((e) => e.type)).toEqual(['started']);
   });
 
@@ -386,7 +391,7 @@ describe('SqliteStore', () => {
     const store = await open();
     store.saveTask(new FakeTask('bad', { n: 1n }));
     store.saveTask(new FakeTask('good'));
-    store.appendAudit(event('submitted', 'good'));
+    append(store, event('submitted', 'good'));
     await expect(store.flush()).rejects.toThrow(/task bad: .*BigInt/);
     await expect(store.flush()).resolves.toBeUndefined();
     expect(store.unfinishedTasks().map((t) => t.id)).toEqual(['good']);
@@ -397,9 +402,21 @@ describe('SqliteStore', () => {
     const store = await open();
     await store.close();
     expect(() => store.saveTask(new FakeTask('t1'))).toThrow(StoreError);
-    expect(() => store.appendAudit(event('submitted', 't1'))).toThrow(/is not open/);
+    expect(() => append(store, event('submitted', 't1'))).toThrow(/is closed/);
     expect(() => store.unfinishedTasks()).toThrow(StoreError);
     await expect(store.flush()).rejects.toThrow(StoreError);
+  });
+
+  it('queues writes made before open and commits them once open', async () => {
+    const store = createStore({ type: 'sqlite', path: file() }, { retainMs: 60_000, maxEvents: 1000 });
+    store.saveTask(new FakeTask('early'));
+    append(store, event('submitted', 'early'));
+    expect(() => store.unfinishedTasks()).toThrow(/not open yet/);
+    await store.open();
+    await store.flush();
+    expect(store.unfinishedTasks().map((row) => row.id)).toEqual(['early']);
+    expect(store.history('early').map((entry) => entry.type)).toEqual(['submitted']);
+    await store.close();
   });
 
   it('throws StoreError at open for a file of random bytes', async () => {
@@ -410,7 +427,7 @@ describe('SqliteStore', () => {
 
   it('throws StoreError at open for a truncated database', async () => {
     const store = await open();
-    for (let i = 0; i < 3000; i++) store.appendAudit(event('submitted', `t${i}`, { details: { pad: 'x'.repeat(100) } }));
+    for (let i = 0; i < 3000; i++) append(store, event('submitted', `t${i}`, { details: { pad: 'x'.repeat(100) } }));
     await store.close();
     truncateSync(file(), Math.floor(statSync(file()).size / 2));
     const error = await openError();
@@ -419,7 +436,7 @@ describe('SqliteStore', () => {
 
   it('throws StoreError at open for a database with a page overwritten in the middle', async () => {
     const store = await open();
-    for (let i = 0; i < 3000; i++) store.appendAudit(event('submitted', `t${i}`, { details: { pad: 'x'.repeat(100) } }));
+    for (let i = 0; i < 3000; i++) append(store, event('submitted', `t${i}`, { details: { pad: 'x'.repeat(100) } }));
     await store.close();
     // Pages open() reads anyway (schema, first and last rows) stay intact: only the integrity check sees this.
     const fd = openSync(file(), 'r+');
@@ -473,7 +490,7 @@ describe('SqliteStore', () => {
     expect(store).toBeInstanceOf(SqliteStore);
     expect(store.kind).toBe('sqlite');
     await track(store);
-    store.appendAudit(event('submitted', 't1'));
+    append(store, event('submitted', 't1'));
     await store.close();
     expect((await open()).audit({}).map((e) => e.taskId)).toEqual(['t1']);
   });

@@ -64,6 +64,8 @@ type Lifecycle = 'created' | 'running' | 'draining' | 'stopped';
 const DEAD_LETTER_LIMIT = 10_000;
 const COMMITTED: Promise<void> = Promise.resolve();
 const now = (): number => performance.now();
+const PRUNE_EVERY_MS = 3_600_000;
+const DEFAULT_RETAIN_FINISHED_MS = 7 * 24 * 3_600_000;
 
 /**
  * The in-process engine behind `ParallelOrchestrator`.
@@ -96,6 +98,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   /** Running tasks whose progress changed since the last automatic checkpoint. */
   readonly #progressed = new Set<TaskRecord>();
   #checkpointTimer: NodeJS.Timeout | null = null;
+  #pruneTimer: NodeJS.Timeout | null = null;
   #opening: Promise<void> | null = null;
   readonly #defaults: TaskDefaults;
   readonly #idleWaiters: (() => void)[] = [];
@@ -145,7 +148,12 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       throw error;
     }
     if (this.#lifecycle !== 'created') return;
-    if (this.#journal.durable) this.#recover();
+    if (this.#journal.durable) {
+      this.#recover();
+      this.#pruneFinished();
+      this.#pruneTimer = setInterval(() => this.#pruneFinished(), PRUNE_EVERY_MS);
+      this.#pruneTimer.unref();
+    }
     this.#lifecycle = 'running';
     this.#startedAt = Date.now();
     const checkpointing = this.options.checkpointing;
@@ -155,6 +163,22 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     }
     if (this.events.has('orchestrator:started')) this.events.emit('orchestrator:started', { timestamp: this.#startedAt });
     this.#schedulePump();
+  }
+
+  /** Deletes the rows of tasks that finished more than `store.retainFinishedMs` ago. */
+  #pruneFinished(): void {
+    const store = this.options.store;
+    const retainMs = (store.type === 'sqlite' ? store.retainFinishedMs : undefined) ?? DEFAULT_RETAIN_FINISHED_MS;
+    try {
+      this.#store.pruneFinished(Date.now() - retainMs);
+    } catch (error) {
+      this.reportListenerError(error, 'store');
+    }
+  }
+
+  /** Resolves once every write so far is committed to the store (at once for the memory store). */
+  flush(): Promise<void> {
+    return this.#lifecycle === 'created' ? COMMITTED : this.#store.flush();
   }
 
   /**
@@ -195,15 +219,12 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     if (graceful && wasRunning && this.#live.size > 0) await this.#idleOrTimeout(timeoutMs);
     let cancelled = 0;
     if (this.#checkpointTimer !== null) clearInterval(this.#checkpointTimer);
-    this.#checkpointTimer = null;
-    // A durable store keeps unfinished tasks for the next start(); the memory store cannot.
-    const cancelReason = 'the orchestrator shut down';
-    for (const record of [...this.#live.values()]) {
-      if (this.#journal.durable && !graceful) {
-        this.#abandon(record);
-        cancelled++;
-      } else if (this.#cancel(record, cancelReason)) cancelled++;
-    }
+    if (this.#pruneTimer !== null) clearInterval(this.#pruneTimer);
+    this.#checkpointTimer = this.#pruneTimer = null;
+    // Forced, on a durable store: the tasks stop here but stay unfinished in the store, so the next start() runs them again.
+    const keepInStore = this.#journal.durable && !graceful;
+    const reason = keepInStore ? 'the orchestrator shut down; the task stays in the store for the next start()' : 'the orchestrator shut down';
+    for (const record of [...this.#live.values()]) if (this.#cancel(record, reason, keepInStore)) cancelled++;
     this.#lifecycle = 'stopped';
     this.#deadlines.clear();
     this.#health.stop();
@@ -365,6 +386,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const key = signatureKey(spec.capabilities ?? NO_CAPABILITIES);
     const lane = this.#lanes.get(key) ?? this.#createLane(key);
     if (spec.payload !== undefined && lane.key.threadAgents > 0) assertCloneable(spec);
+    if (this.#journal.durable) assertStorable(spec);
     const record = new TaskRecord(this, spec, this.#defaults, lane, (this.#seq = seq), this.#queue.agingMs > 0 ? now() : 0);
     this.#live.add(record, spec.id !== undefined);
     this.#counts.submitted++;
@@ -474,7 +496,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     if (this.events.has('task:started')) {
       this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: agent.agentId, workerId: worker.workerId, attempt });
     }
-    this.#journal.started(record, agent.agentId, worker.workerId, startedAt);
+    this.#journal.started(record, agent.agentId, startedAt);
     if (execution.kind === 'inline') void this.#execute(run, execution.handler);
     else {
       run.threadSeq = (worker as ThreadWorker<TaskRun>).dispatch(run, {
@@ -646,7 +668,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
         result,
       });
     }
-    this.#journal.completed(record, agent.agentId, run.duration, run.startedAt + run.duration);
+    this.#journal.completed(record, agent.agentId, run.startedAt + run.duration);
     this.#finish(record);
   }
 
@@ -713,7 +735,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     return record !== undefined && this.#cancel(record, reason);
   }
 
-  #cancel(record: TaskRecord, reason: string): boolean {
+  /** `keepInStore`: a forced shutdown on a durable store, where the task stays unfinished for the next start(). */
+  #cancel(record: TaskRecord, reason: string, keepInStore = false): boolean {
     switch (record.status) {
       case TaskStatus.QUEUED:
         if (record.inQueue) this.#unqueue(record);
@@ -744,30 +767,9 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const events = record.events;
     if (events !== null && events.has('cancelled')) events.emit('cancelled', { type: 'cancelled', taskId: record.id, reason });
     if (this.events.has('task:cancelled')) this.events.emit('task:cancelled', { taskId: record.id, reason });
-    this.#journal.cancelled(record, reason);
+    if (!keepInStore) this.#journal.cancelled(record, reason);
     this.#finish(record);
     return true;
-  }
-
-  /**
-   * Forced shutdown on a durable store: the task stops here but stays unfinished in the store
-   * (queued, or running with its attempt counted), so the next start() runs it again.
-   */
-  #abandon(record: TaskRecord): void {
-    if (record.status === TaskStatus.RETRYING) {
-      clearTimeout(this.#retryTimers.get(record));
-      this.#retryTimers.delete(record);
-    } else if (record.status === TaskStatus.QUEUED && record.inQueue) {
-      this.#unqueue(record);
-    } else if (record.status === TaskStatus.RUNNING) {
-      const run = record.run!;
-      run.finished = true;
-      if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
-      this.#abortRun(run, new OrchestratorShutdownError());
-    }
-    this.#progressed.delete(record);
-    record.run = null;
-    this.#live.delete(record);
   }
 
   #finish(record: TaskRecord): void {
@@ -970,6 +972,17 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       this.events.emit('listener:error', { event: String(event), error });
     } else {
       process.emitWarning(`a listener of '${String(event)}' threw: ${coerceError(error).message}`, 'ParallelOrchestratorWarning');
+    }
+  }
+}
+
+/** A durable store keeps the task as JSON: a payload or metadata JSON cannot carry is refused now, not lost at commit. @throws InvalidTaskError */
+function assertStorable(spec: TaskSpec): void {
+  for (const field of ['payload', 'metadata'] as const) {
+    try {
+      JSON.stringify(spec[field]);
+    } catch (error) {
+      throw new InvalidTaskError(field, `of task ${spec.id ?? spec.type} cannot be stored as JSON: ${(error as Error).message}`, { cause: error });
     }
   }
 }

@@ -24,17 +24,19 @@ export class Journal {
 
   submitted(record: TaskRecord): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('submitted', clock(), record, null, { type: record.type, priority: record.priority });
+    if (this.auditEnabled) this.#append('submitted', clock(), record, null, null);
   }
 
-  started(record: TaskRecord, agentId: string, workerId: string, at: number): void {
+  // The hot transitions carry no details: the task's type and priority are on the task, and
+  // a run's duration is the time between its started and completed entries.
+  started(record: TaskRecord, agentId: string, at: number): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('started', epoch(at), record, agentId, { workerId });
+    if (this.auditEnabled) this.#append('started', epoch(at), record, agentId, null);
   }
 
-  completed(record: TaskRecord, agentId: string, duration: number, at: number): void {
+  completed(record: TaskRecord, agentId: string, at: number): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('completed', epoch(at), record, agentId, { duration });
+    if (this.auditEnabled) this.#append('completed', epoch(at), record, agentId, null);
   }
 
   retried(record: TaskRecord, agentId: string | null, error: Error, delay: number): void {
@@ -63,7 +65,7 @@ export class Journal {
 
   requeued(taskId: string): void {
     if (this.durable) this.store.takeDeadLetter(taskId);
-    if (this.auditEnabled) this.store.appendAudit({ timestamp: clock(), type: 'requeued', task: { id: taskId }, agentId: null, attempt: null, details: null });
+    if (this.auditEnabled) this.store.appendAudit('requeued', clock(), { id: taskId }, null, null, null);
   }
 
   cancelled(record: TaskRecord, reason: string): void {
@@ -78,16 +80,16 @@ export class Journal {
 
   checkpointed(task: AuditSubject, agentId: string | null, attempt: number | null, automatic: boolean): void {
     if (this.auditEnabled) {
-      this.store.appendAudit({ timestamp: clock(), type: 'checkpoint', task, agentId, attempt, details: automatic ? { automatic } : null });
+      this.store.appendAudit('checkpoint', clock(), task, agentId, attempt, automatic ? { automatic } : null);
     }
   }
 
   circuit(agentId: string, from: CircuitState, to: CircuitState): void {
-    if (this.auditEnabled) this.store.appendAudit({ timestamp: clock(), type: 'circuit', task: null, agentId, attempt: null, details: { from, to } });
+    if (this.auditEnabled) this.store.appendAudit('circuit', clock(), null, agentId, null, { from, to });
   }
 
   #append(type: AuditEventType, timestamp: number, record: TaskRecord, agentId: string | null, details: Record<string, unknown> | null): void {
-    this.store.appendAudit({ timestamp, type, task: record, agentId, attempt: record.attempt, details });
+    this.store.appendAudit(type, timestamp, record, agentId, record.attempt, details);
   }
 }
 

@@ -158,6 +158,15 @@ export class ParallelOrchestrator {
     return this.#engine.streamEvents(options);
   }
 
+  /**
+   * Resolves once every write so far (submitted tasks, transitions, checkpoints, audit entries)
+   * is committed to the store: after `await flush()`, a crash loses none of them. The memory
+   * store resolves at once. Rejects with StoreError if a commit failed.
+   */
+  flush(): Promise<void> {
+    return this.#engine.flush();
+  }
+
   /** The audit trail of one task, oldest first (submitted, started, checkpoints, retries, its end, ...). */
   history(taskId: string): AuditEvent[] {
     return this.#engine.history(taskId);

@@ -53,8 +53,7 @@ export interface RunHost {
  * plus its observable. The engine drops it when the task ends; the observable may keep it.
  */
 export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, CapabilitySignature>, PersistableTask {
-  next: this | null = null;
-  prev: this | null = null;
+  slot = 0;
   level: number;
   enqueuedAt: number;
   status: TaskStatus = TaskStatus.QUEUED;

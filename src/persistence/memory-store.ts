@@ -5,7 +5,6 @@ import type {
   AuditRetention,
   AuditSubject,
   DeadLetterRow,
-  NewAuditEvent,
   PersistableTask,
   Store,
   TaskRow,
@@ -91,7 +90,14 @@ export class MemoryStore implements Store {
     this.#checkpoints.delete(taskId);
   }
 
-  appendAudit(event: NewAuditEvent): void {
+  appendAudit(
+    type: AuditEventType,
+    timestamp: number,
+    task: AuditSubject | null,
+    agentId: string | null,
+    attempt: number | null,
+    details: Record<string, unknown> | null,
+  ): void {
     if (this.#maxEvents === 0) {
       this.#firstSeq++;
       return;
@@ -101,16 +107,16 @@ export class MemoryStore implements Store {
       else this.#dropOldest();
     }
     // Timestamps come from Date.now() at each transition, so the oldest entries sit at the head.
-    const cutoff = event.timestamp - this.#retainMs;
+    const cutoff = timestamp - this.#retainMs;
     while (this.#count > 0 && this.#timestamps[this.#head]! < cutoff) this.#dropOldest();
     let slot = this.#head + this.#count;
     if (slot >= this.#capacity) slot -= this.#capacity;
-    this.#timestamps[slot] = event.timestamp;
-    this.#attempts[slot] = event.attempt ?? NaN;
-    this.#types[slot] = event.type;
-    this.#tasks[slot] = event.task;
-    this.#agentIds[slot] = event.agentId;
-    this.#details[slot] = event.details;
+    this.#timestamps[slot] = timestamp;
+    this.#attempts[slot] = attempt ?? NaN;
+    this.#types[slot] = type;
+    this.#tasks[slot] = task;
+    this.#agentIds[slot] = agentId;
+    this.#details[slot] = details;
     this.#count++;
   }
 

@@ -7,6 +7,7 @@ import type {
   AuditEventType,
   AuditQuery,
   AuditRetention,
+  AuditSubject,
   DeadLetterRow,
   NewAuditEvent,
   PersistableTask,
@@ -206,6 +207,8 @@ export class SqliteStore implements Store {
   #audit: NewAuditEvent[] = [];
   #batch: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  /** Set by close(): writes after it fail (before open() they are queued). */
+  #closed = false;
   /** A failure of a commit nobody was waiting for; the next flush() or close() rejects with it. */
   #failure: StoreError | null = null;
   /** Highest audit seq assigned, and every seq up to `#auditFloor` has been deleted by retention. */
@@ -224,6 +227,7 @@ export class SqliteStore implements Store {
   /** @throws StoreError when better-sqlite3 is missing, or the file is corrupt, locked, unreadable or from a newer schema */
   async open(): Promise<void> {
     if (this.#db !== null) return;
+    if (this.#closed) throw this.#notOpen();
     let Database: typeof BetterSqlite3;
     try {
       Database = (await import('better-sqlite3')).default;
@@ -248,11 +252,14 @@ export class SqliteStore implements Store {
       throw cause instanceof StoreError ? cause : new StoreError(this.path, describeOpenFailure(cause), { cause });
     }
     this.#db = db;
+    // Writes queued before open (tasks submitted before start()) go out with the first batch.
+    if (this.#tasks.size > 0 || this.#audit.length > 0 || this.#checkpoints.size > 0 || this.#deadLetters.size > 0) this.#schedule();
   }
 
   /** Commits what is queued, then closes the file. Idempotent. Rejects when the last commits failed. */
   close(): Promise<void> {
     const db = this.#db;
+    this.#closed = true;
     if (db === null) return RESOLVED;
     this.#commit();
     db.close();
@@ -271,7 +278,7 @@ export class SqliteStore implements Store {
   }
 
   saveTask(task: PersistableTask): void {
-    if (this.#db === null) throw this.#notOpen();
+    if (this.#closed) throw this.#notOpen();
     this.#tasks.add(task);
     this.#schedule();
   }
@@ -287,7 +294,7 @@ export class SqliteStore implements Store {
   }
 
   saveCheckpoint(taskId: string, state: unknown): Promise<void> {
-    if (this.#db === null) return Promise.reject(this.#notOpen());
+    if (this.#closed) return Promise.reject(this.#notOpen());
     let text: string | null;
     try {
       // Encoded now: the caller may go on mutating the state, and an unencodable state fails this call.
@@ -325,14 +332,21 @@ export class SqliteStore implements Store {
   }
 
   deleteCheckpoint(taskId: string): void {
-    if (this.#db === null) throw this.#notOpen();
+    if (this.#closed) throw this.#notOpen();
     this.#checkpoints.set(taskId, DELETE);
     this.#schedule();
   }
 
-  appendAudit(event: NewAuditEvent): void {
-    if (this.#db === null) throw this.#notOpen();
-    this.#audit.push(event);
+  appendAudit(
+    type: AuditEventType,
+    timestamp: number,
+    task: AuditSubject | null,
+    agentId: string | null,
+    attempt: number | null,
+    details: Record<string, unknown> | null,
+  ): void {
+    if (this.#closed) throw this.#notOpen();
+    this.#audit.push({ type, timestamp, task, agentId, attempt, details });
     this.#schedule();
   }
 
@@ -357,7 +371,7 @@ export class SqliteStore implements Store {
   }
 
   putDeadLetter(entry: DeadLetterRow): void {
-    if (this.#db === null) throw this.#notOpen();
+    if (this.#closed) throw this.#notOpen();
     this.#deadLetters.set(entry.taskId, entry);
     this.#schedule();
   }
@@ -382,7 +396,7 @@ export class SqliteStore implements Store {
   }
 
   #notOpen(): StoreError {
-    return new StoreError(this.path, 'is not open');
+    return new StoreError(this.path, this.#closed ? 'is closed' : 'is not open yet (call start() first)');
   }
 
   #open(): Statements {
@@ -398,7 +412,7 @@ export class SqliteStore implements Store {
   }
 
   #schedule(): void {
-    if (this.#timer === null) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
+    if (this.#timer === null && this.#db !== null) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
   }
 
   readonly #onTimer = (): void => {

@@ -113,7 +113,18 @@ export interface Store {
   hasCheckpoint(taskId: string): boolean;
   deleteCheckpoint(taskId: string): void;
 
-  appendAudit(event: NewAuditEvent): void;
+  /**
+   * Appends an entry. Positional, so the engine's hot transitions allocate nothing here (an
+   * event object per transition measurably slows a busy orchestrator).
+   */
+  appendAudit(
+    type: AuditEventType,
+    timestamp: number,
+    task: AuditSubject | null,
+    agentId: string | null,
+    attempt: number | null,
+    details: Record<string, unknown> | null,
+  ): void;
   history(taskId: string): AuditEvent[];
   audit(query: AuditQuery): AuditEvent[];
 
