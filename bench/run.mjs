@@ -3,7 +3,7 @@
 //   npm run bench                      build, then run everything (about 2.5 minutes on 2 cores)
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
-//   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience
+//   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence
 //                                      (comma-separated)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
@@ -23,8 +23,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -255,6 +255,57 @@ function renderResilience(r) {
   ].join('\n');
 }
 
+function renderStreaming(g) {
+  const rows = Object.values(g.results).map((e) => [e.label, `**${fmtInt(e.median)}**`, e.updatesPerSec.map(fmtInt).join(' / ')]);
+  const latencyRows = [
+    ["on('delta') listener", fmt(g.latency.on.p50, 1), `**${fmt(g.latency.on.p99, 1)}**`, fmt(g.latency.on.max, 0)],
+    ['subscribe() listener (buffered)', fmt(g.latency.subscribe.p50, 1), `**${fmt(g.latency.subscribe.p99, 1)}**`, fmt(g.latency.subscribe.max, 0)],
+  ];
+  const ours = g.results.ours.median;
+  const worstP99 = Math.max(g.latency.on.p99, g.latency.subscribe.p99);
+  return [
+    `### 7. Streaming: ${fmtInt(g.updates)} progress updates of a ${g.keys}-key object, one key changing, ${g.subscribers} subscribers`,
+    '',
+    `One task whose handler mutates one key of its state and calls \`ctx.progress(state)\` in a loop; ${g.subscribers} \`on('delta')\` listeners count. Ours computes an RFC 6902 patch against a private copy of the previous state (fast-json-patch \`compare\`), keeps the latest snapshot and the deltas after it for late subscribers, and takes a snapshot every 10 updates. The floor: a Node \`EventEmitter\` handing the same object to ${g.subscribers} listeners, no copy, no diff. ${plural(g.runs, 'run')} after a warm-up, order rotated. Bytes: \`JSON.stringify\` of each delta against each full state (~${fmtInt(g.bytes.stateBytes / Math.min(g.updates, 20000))} B) over 20,000 updates. Latency: ${fmtInt(g.latency.tasks)} tasks streaming ${g.latency.updatesPerTask} updates each at once (yielding between updates), time from \`ctx.progress\` to the subscriber's callback.`,
+    '',
+    table(['contender', 'updates/s (median)', 'updates/s per run'], rows),
+    '',
+    table(['latency (µs)', 'p50', 'p99', 'max'], latencyRows),
+    '',
+    table(['goal', 'value', 'goal', 'met'], [
+      ['progress throughput, 3 subscribers', `${fmtInt(ours)} updates/s`, `> ${fmtInt(g.goals.updatesPerSec)}`, mark(ours > g.goals.updatesPerSec)],
+      ['delta bytes / full-state bytes', `${fmt(100 * g.bytes.deltaOverState, 1)}%`, `< ${fmt(100 * g.goals.deltaOverState, 0)}%`, mark(g.bytes.deltaOverState < g.goals.deltaOverState)],
+      ['delivery latency p99 (worst of the two)', `${fmt(worstP99, 1)} µs`, `< ${fmtInt(g.goals.p99Micros)} µs`, mark(worstP99 < g.goals.p99Micros)],
+      ['ours / bare EventEmitter', fmtRatio(g.ratios.oursOverBareEmitter), '(for information)', ''],
+    ]),
+  ].join('\n');
+}
+
+function renderPersistence(p) {
+  const rows = Object.values(p.throughput).map((e) => [e.label, `**${fmtInt(e.median)}**`, e.tasksPerSec.map(fmtInt).join(' / ')]);
+  const c = p.checkpointing;
+  const pct = (x) => `${fmt(100 * x, 1)}%`;
+  return [
+    `### 8. Persistence: ${fmtInt(p.tasks)} no-op tasks on the SQLite store against the memory store; automatic checkpointing at ${fmtInt(c.tasks)} running tasks`,
+    '',
+    `Throughput as in benchmark 1 (10 agents, concurrency 10, all submitted at once), timed from the first submit until every write is committed (\`shutdown()\` included, which commits the last batch), audit trail on (its default) for both. SQLite: a fresh file per run, WAL, \`synchronous = NORMAL\`, batched commits (multi-row inserts, a task row written once per batch however many transitions it had). ${plural(p.runs, 'run')} after a warm-up, order rotated.`,
+    '',
+    table(['store', 'tasks/s (median)', 'tasks/s per run'], rows),
+    '',
+    `Checkpointing: ${fmtInt(c.tasks)} tasks running at once on the SQLite store, each hashing and calling \`ctx.progress\` ${c.steps} times with a turn of the event loop between steps; \`checkpointing: { enabled: true, interval: ${c.interval} }\` (a pass every ${c.interval} ms checkpoints each task whose progress changed) against disabled. Total time until all are done, ${plural(p.runs, 'run')} each, order rotated.`,
+    '',
+    table(['checkpointing', 'ms (median)', 'ms per run', 'checkpoints written'], [
+      ['off', `**${fmtInt(c.off.medianMs)}**`, c.off.ms.map(fmtInt).join(' / '), c.off.checkpoints.map(fmtInt).join(' / ')],
+      ['on', `**${fmtInt(c.on.medianMs)}**`, c.on.ms.map(fmtInt).join(' / '), c.on.checkpoints.map(fmtInt).join(' / ')],
+    ]),
+    '',
+    table(['goal', 'value', 'goal', 'met'], [
+      ['SQLite / memory throughput', fmtRatio(p.ratios.sqliteOverMemory), `≥ ${p.goals.sqliteOverMemory}x`, mark(p.ratios.sqliteOverMemory >= p.goals.sqliteOverMemory)],
+      ['automatic checkpointing overhead', pct(c.overhead), `< ${pct(p.goals.checkpointingOverhead)}`, mark(c.overhead < p.goals.checkpointingOverhead)],
+    ]),
+  ].join('\n');
+}
+
 const startedAt = performance.now();
 const info = machine();
 console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
@@ -279,6 +330,14 @@ if (only.includes('resilience')) {
   console.error('resilience (child process)…');
   results.resilience = await runChild('resilience');
 }
+if (only.includes('streaming')) {
+  console.error('streaming (child process)…');
+  results.streaming = await runChild('streaming');
+}
+if (only.includes('persistence')) {
+  console.error('persistence (child process)…');
+  results.persistence = await runChild('persistence');
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
@@ -287,6 +346,8 @@ if (results.routing) sections.push(renderRouting(results.routing));
 if (results.memory) sections.push(renderMemory(results.memory));
 if (results.threads) sections.push(renderThreads(results.threads));
 if (results.resilience) sections.push(renderResilience(results.resilience));
+if (results.streaming) sections.push(renderStreaming(results.streaming));
+if (results.persistence) sections.push(renderPersistence(results.persistence));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 
