@@ -49,6 +49,7 @@ async function crashingProcess(path) {
   orchestrator.submit({ id: 'report-1', type: 'report', capabilities: ['report'] });
   orchestrator.submit({ id: 'import-1', type: 'import', capabilities: ['import'] });
   orchestrator.submit({ id: 'import-2', type: 'import', capabilities: ['import'] });
+  await orchestrator.flush(); // the three submits are committed: the crash below cannot lose them
   await orchestrator.onIdle(); // never reached: the importer kills the process
 }
 

@@ -454,6 +454,18 @@ describe('the SQLite store across orchestrators', () => {
     expect(third.getStats().recovered).toBe(0);
   });
 
+  it('after a forced shutdown right after a start (its row not committed yet), the task is still recovered', async () => {
+    const first = await make(sqlite());
+    addAgent(first, (_task, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error), { once: true })));
+    const task = first.submit({ id: 't1', type: 'work', capabilities: ['work'] });
+    const settled = task.result().catch((error: unknown) => error);
+    await new Promise((resolve) => task.once('start', resolve));
+    await first.shutdown({ graceful: false });
+    expect(await settled).toBeInstanceOf(TaskCancelledError);
+    const second = await make(sqlite());
+    expect(second.getStats().recovered).toBe(1);
+  });
+
   it('takes tasks submitted before start(), and flush() resolves once they are committed', async () => {
     const first = await make(sqlite(), {}, false);
     first.submit({ id: 'early', type: 'work', capabilities: ['work'], waitForAgent: true });

@@ -101,6 +101,10 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   #pruneTimer: NodeJS.Timeout | null = null;
   #opening: Promise<void> | null = null;
   readonly #defaults: TaskDefaults;
+
+  get taskDefaults(): TaskDefaults {
+    return this.#defaults;
+  }
   readonly #idleWaiters: (() => void)[] = [];
   #lifecycle: Lifecycle = 'created';
   #shutdown: Promise<void> | null = null;
@@ -224,7 +228,12 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     // Forced, on a durable store: the tasks stop here but stay unfinished in the store, so the next start() runs them again.
     const keepInStore = this.#journal.durable && !graceful;
     const reason = keepInStore ? 'the orchestrator shut down; the task stays in the store for the next start()' : 'the orchestrator shut down';
+    // Rows are taken when a batch commits: commit the unfinished states (flush() commits at once,
+    // its promise only reports) before they turn to cancelled here.
+    const committed = keepInStore && wasRunning ? this.#store.flush() : COMMITTED;
     for (const record of [...this.#live.values()]) if (this.#cancel(record, reason, keepInStore)) cancelled++;
+    let storeFailure: unknown = null;
+    await committed.catch((error: unknown) => (storeFailure = error));
     this.#lifecycle = 'stopped';
     this.#deadlines.clear();
     this.#health.stop();
@@ -236,6 +245,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     this.events.removeAll();
     this.#recent.clear();
     await this.#store.close();
+    if (storeFailure !== null) throw storeFailure;
   }
 
   #idleOrTimeout(timeoutMs: number): Promise<void> {

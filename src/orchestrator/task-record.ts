@@ -38,6 +38,8 @@ export { NO_CAPABILITIES };
 export interface RunHost {
   /** The id of a task submitted without one. */
   generatedId(seq: number): string;
+  /** The defaults tasks were created with (a stored row keeps only what differs from them). */
+  readonly taskDefaults: TaskDefaults;
   progress(run: TaskRun, state: unknown): void;
   checkpoint(run: TaskRun, state: unknown): Promise<void>;
   onRunDeadline(run: TaskRun): void;
@@ -193,13 +195,21 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   /** The task as a durable store keeps it (taken when the store writes; `submittedAt` is kept from the first write). */
   toRow(): TaskRow {
     const timestamp = Date.now();
-    const options: Record<string, unknown> = { timeout: this.timeout, retry: this.retry, waitForAgent: this.waitForAgent };
-    if (this.preferredRole !== undefined) options.preferredRole = this.preferredRole;
+    // Most tasks share the default options: their rows store none (smaller rows, faster commits),
+    // and a recovered task then takes the defaults of the process that recovers it.
+    const defaults = this.host.taskDefaults;
+    let options: Record<string, unknown>;
+    if (this.options === defaults.options) options = {};
+    else if (this.options === defaults.waitingOptions) options = { waitForAgent: true };
+    else {
+      options = { timeout: this.timeout, retry: this.retry, waitForAgent: this.waitForAgent };
+      if (this.preferredRole !== undefined) options.preferredRole = this.preferredRole;
+    }
     return {
       id: this.id,
       type: this.type,
       priority: this.priority,
-      capabilities: [...this.capabilities],
+      capabilities: this.capabilities,
       payload: this.payload,
       metadata: this.metadata,
       options,

@@ -6,7 +6,7 @@ export interface TaskRow {
   id: string;
   type: string;
   priority: number;
-  capabilities: string[];
+  capabilities: readonly string[];
   payload: unknown;
   metadata: Record<string, unknown>;
   /** timeout, retry policy, preferredRole, waitForAgent: what the task spec set beyond the defaults. */
@@ -97,7 +97,10 @@ export interface Store {
   open(): Promise<void>;
   /** Commits what is queued and releases the database. */
   close(): Promise<void>;
-  /** Resolves once every write queued so far is committed. */
+  /**
+   * Commits every write queued so far before it returns (synchronously, so the caller may change
+   * its tasks right after); the promise settles with the outcome.
+   */
   flush(): Promise<void>;
 
   /** Queues an insert or update of the task; its row is taken at commit time. */
