@@ -76,8 +76,8 @@ export async function persistence({
   tasks = envInt('BENCH_TASKS', 200_000),
   runs = envInt('BENCH_RUNS', 3),
   checkpointTasks = envInt('BENCH_CHECKPOINT_TASKS', 1_000),
-  checkpointSteps = envInt('BENCH_CHECKPOINT_STEPS', 100),
-  checkpointInterval = envInt('BENCH_CHECKPOINT_INTERVAL', 100),
+  checkpointSteps = envInt('BENCH_CHECKPOINT_STEPS', 200),
+  checkpointInterval = envInt('BENCH_CHECKPOINT_INTERVAL', 1000),
   log = () => {},
 } = {}) {
   try {
@@ -123,6 +123,8 @@ export async function persistence({
         interval: checkpointInterval,
         ...checkpointing,
         overhead: checkpointing.on.medianMs / checkpointing.off.medianMs - 1,
+        // What one checkpoint costs, to scale the overhead to other intervals and task counts.
+        microsPerCheckpoint: ((checkpointing.on.medianMs - checkpointing.off.medianMs) * 1000) / median(checkpointing.on.checkpoints),
       },
       goals: { sqliteOverMemory: 0.3, checkpointingOverhead: 0.05 },
     };

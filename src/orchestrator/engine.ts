@@ -29,7 +29,7 @@ import { Agent } from '../routing/agent.js';
 import { AgentRouter } from '../routing/agent-router.js';
 import { signatureKey, type CapabilitySignature } from '../routing/capability-signature.js';
 import { createStore } from '../persistence/index.js';
-import type { AuditEvent, AuditQuery, Store, TaskRow } from '../persistence/store.js';
+import type { AuditEvent, AuditQuery, AuditSubject, Store, TaskRow } from '../persistence/store.js';
 import { EventLog } from '../streaming/event-log.js';
 import { cloneJson } from '../streaming/json.js';
 import { ProgressStream } from '../streaming/progress-stream.js';
@@ -852,21 +852,22 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
 
   checkpoint(run: TaskRun, state: unknown): Promise<void> {
     if (run.finished) return COMMITTED;
-    return this.#saveCheckpoint(run.record.id, state, run.agent.agentId, run.attempt, false);
+    return this.#saveCheckpoint(run.record, state, run.agent.agentId, run.attempt, false);
   }
 
   checkpointTask(taskId: string, state: unknown): Promise<void> {
     const record = this.#live.get(taskId);
     if (record === undefined && !this.#deadLetters.has(taskId)) return Promise.reject(new TaskNotFoundError(taskId));
-    return this.#saveCheckpoint(taskId, state, record?.run?.agent.agentId ?? null, record?.attempt ?? null, false);
+    return this.#saveCheckpoint(record ?? { id: taskId }, state, record?.run?.agent.agentId ?? null, record?.attempt ?? null, false);
   }
 
   /** Keeps a copy (the caller may go on changing `state`); resolves once the store committed it. */
-  #saveCheckpoint(taskId: string, state: unknown, agentId: string | null, attempt: number | null, automatic: boolean): Promise<void> {
+  #saveCheckpoint(task: AuditSubject, state: unknown, agentId: string | null, attempt: number | null, automatic: boolean): Promise<void> {
     const copy = cloneJson(state);
+    const taskId = task.id;
     this.#checkpoints.set(taskId, copy);
     this.#counts.checkpoints++;
-    this.#journal.checkpointed(this.#live.get(taskId) ?? { id: taskId }, agentId, attempt, automatic);
+    this.#journal.checkpointed(task, agentId, attempt, automatic);
     return this.#journal.durable ? this.#store.saveCheckpoint(taskId, copy) : COMMITTED;
   }
 
@@ -875,7 +876,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     for (const record of this.#progressed) {
       const run = record.run;
       if (run === null || record.stream === null) continue;
-      this.#saveCheckpoint(record.id, record.stream.currentState(), run.agent.agentId, run.attempt, true).catch((error: unknown) =>
+      this.#saveCheckpoint(record, record.stream.currentState(), run.agent.agentId, run.attempt, true).catch((error: unknown) =>
         this.reportListenerError(error, 'checkpoint'),
       );
     }
