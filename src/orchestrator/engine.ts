@@ -678,8 +678,9 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
         result,
       });
     }
-    this.#journal.completed(record, agent.agentId, run.startedAt + run.duration);
-    this.#finish(record);
+    const finishedAt = run.startedAt + run.duration;
+    this.#journal.completed(record, agent.agentId, finishedAt);
+    this.#finish(record, finishedAt);
   }
 
   #attemptFailed(record: TaskRecord, run: TaskRun, error: Error, status: TaskStatus): void {
@@ -782,10 +783,10 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     return true;
   }
 
-  #finish(record: TaskRecord): void {
+  #finish(record: TaskRecord, finishedAt = now()): void {
     record.run = null;
     this.#live.delete(record);
-    this.#recent.add(record);
+    this.#recent.add(record, finishedAt);
     if (this.#progressed.size > 0) this.#progressed.delete(record);
     if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0 && this.#checkpoints.delete(record.id) && this.#journal.durable) {
       this.#store.deleteCheckpoint(record.id);

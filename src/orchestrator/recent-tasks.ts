@@ -32,7 +32,8 @@ export class RecentTasks<T extends Retained> {
     return this.#size;
   }
 
-  add(task: T): void {
+  /** `finishedAt`: the caller's clock reading when it has one (saves a read per task). */
+  add(task: T, finishedAt = this.clock()): void {
     const capacity = this.#ring.length;
     if (capacity === 0) {
       task.release();
@@ -41,7 +42,7 @@ export class RecentTasks<T extends Retained> {
     if (this.#size === capacity) this.#evictOldest();
     const slot = (this.#oldest + this.#size) % capacity;
     this.#ring[slot] = task;
-    this.#finishedAt[slot] = this.clock();
+    this.#finishedAt[slot] = finishedAt;
     this.#size++;
     if (this.#timer === null) this.#arm();
   }
