@@ -283,6 +283,12 @@ export interface OrchestratorEvents {
   'agent:circuit-state': { agentId: string; from: CircuitState; to: CircuitState };
   /** A buffered subscriber fell behind: `dropped` queued updates were replaced by one snapshot. */
   'backpressure:conflated': { taskId: string; dropped: number };
+  /**
+   * A commit to a durable store failed (a lock held by another connection, a full disk). The
+   * writes stay queued and the commit is retried with a growing delay; nothing is lost unless
+   * the process dies before a retry succeeds.
+   */
+  'store:error': { error: Error };
   /** A listener threw; the engine went on. */
   'listener:error': { event: string; error: unknown };
 }

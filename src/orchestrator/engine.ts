@@ -86,7 +86,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   readonly #pool: WorkerPool<TaskRun>;
   readonly #health: HealthMonitor<TaskRun>;
   readonly #deadlines = new DeadlineScheduler(now);
-  readonly #deadLetters = new DeadLetterQueue(DEAD_LETTER_LIMIT);
+  // An evicted dead letter can no longer be requeued: its checkpoint goes with it (a durable store keeps both).
+  readonly #deadLetters = new DeadLetterQueue(DEAD_LETTER_LIMIT, (entry) => this.#checkpoints.delete(entry.taskId));
   readonly #lanes = new Map<string, Lane<TaskRecord, CapabilitySignature>>();
   readonly #live: LiveTasks<TaskRecord>;
   readonly #recent: RecentTasks<TaskRecord>;
@@ -95,6 +96,11 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   readonly #checkpoints = new Map<string, unknown>();
   readonly #store: Store;
   readonly #journal: Journal;
+  /**
+   * Recovered tasks not started yet: their start is committed before their handler runs, so a
+   * task that crashes the process again has that attempt counted, and its attempts run out.
+   */
+  readonly #recoveredUnstarted = new Set<TaskRecord>();
   /** Running tasks whose progress changed since the last automatic checkpoint. */
   readonly #progressed = new Set<TaskRecord>();
   #checkpointTimer: NodeJS.Timeout | null = null;
@@ -121,7 +127,10 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     this.options = options;
     this.#live = new LiveTasks(`${randomBytes(4).toString('hex')}-`);
     this.#recent = new RecentTasks(options.streaming.retainCompletedMax, options.streaming.retainCompletedMs, now);
-    this.#store = createStore(options.store, options.audit);
+    this.#store = createStore(options.store, options.audit, (error) => {
+      if (this.events.has('store:error')) this.events.emit('store:error', { error });
+      else process.emitWarning(error.message, 'ParallelOrchestratorWarning');
+    });
     this.#journal = new Journal(this.#store, options.audit.enabled);
     this.events = new Emitter<OrchestratorEvents>((error, event) => this.reportListenerError(error, event));
     this.#router = new AgentRouter(options.workerPool.assignmentStrategy);
@@ -151,7 +160,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       this.#opening = null;
       throw error;
     }
-    if (this.#lifecycle !== 'created') return;
+    // shutdown() came while the store opened.
+    if (this.#lifecycle !== 'created') throw new OrchestratorShutdownError();
     if (this.#journal.durable) {
       this.#recover();
       this.#pruneFinished();
@@ -208,6 +218,12 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       this.#counts.submitted++;
       this.#counts.recovered++;
       this.#journal.recovered(record, row.status, resumed);
+      // The run the crash cut short used up the last attempt: it may be what crashes the process.
+      if (row.status === TaskStatus.RUNNING && record.attempt >= record.retry.maxAttempts) {
+        this.#fail(record, new WorkerCrashedError(record.id, 'a previous process', `died while running it (attempt ${record.attempt} of ${record.retry.maxAttempts})`), TaskStatus.FAILED);
+        continue;
+      }
+      this.#recoveredUnstarted.add(record);
       this.#enqueue(record);
     }
   }
@@ -385,7 +401,15 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     validateTaskSpec(spec);
     for (;;) {
       if (!this.acceptingWork) throw new OrchestratorShutdownError();
-      if (!this.#queue.full) return this.#admit(spec);
+      if (!this.#queue.full) {
+        try {
+          return this.#admit(spec);
+        } catch (error) {
+          // The room this caller was woken for goes to the next waiter.
+          this.#queue.passRoom();
+          throw error;
+        }
+      }
       await this.#queue.waitForRoom(signal);
     }
   }
@@ -486,8 +510,9 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const execution = agent.execution;
     const worker = execution.kind === 'inline' ? this.#pool.acquireInline() : (record.worker as ThreadWorker<TaskRun>);
     agent.active++;
+    let probeTicket = 0;
     if (agent.breaker !== null && agent.breaker.state !== CircuitState.CLOSED) {
-      agent.breaker.onStart();
+      probeTicket = agent.breaker.onStart();
       agent.refreshAdmission();
     }
     const startedAt = now();
@@ -496,9 +521,14 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     record.status = TaskStatus.RUNNING;
     const resumeState = this.#checkpoints.size === 0 ? undefined : this.#checkpoints.get(record.id);
     const run = new TaskRun(record, agent, worker, attempt, resumeState, startedAt);
+    run.probeTicket = probeTicket;
     record.run = run;
     record.worker = worker;
     if (record.timeout > 0) this.#deadlines.add(run, record.timeout);
+    // A thread job gets its seq first, so a listener of 'start' that cancels it aborts the right job.
+    if (execution.kind === 'thread') {
+      run.threadSeq = (worker as ThreadWorker<TaskRun>).dispatch(run, { module: execution.module, task: run.task, resumeState, agentId: agent.agentId });
+    }
     const events = record.events;
     if (events !== null && events.has('start')) {
       events.emit('start', { type: 'start', taskId: record.id, agentId: agent.agentId, workerId: worker.workerId, attempt, timestamp: Date.now() });
@@ -507,15 +537,12 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: agent.agentId, workerId: worker.workerId, attempt });
     }
     this.#journal.started(record, agent.agentId, startedAt);
-    if (execution.kind === 'inline') void this.#execute(run, execution.handler);
-    else {
-      run.threadSeq = (worker as ThreadWorker<TaskRun>).dispatch(run, {
-        module: execution.module,
-        task: run.task,
-        resumeState,
-        agentId: agent.agentId,
-      });
-    }
+    // (A failed commit is reported as store:error and retried by the store.)
+    if (this.#recoveredUnstarted.size > 0 && this.#recoveredUnstarted.delete(record)) this.#store.flush().catch(() => {});
+    if (execution.kind !== 'inline') return;
+    // Cancelled by a listener of 'start': the handler never runs, its slot is given back.
+    if (run.finished) this.#settle(run, false, undefined);
+    else void this.#execute(run, execution.handler);
   }
 
   async #execute(run: TaskRun, handler: AgentHandler): Promise<void> {
@@ -576,7 +603,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     return this.checkpoint(run, state);
   }
 
-  threadExited(worker: ThreadWorker<TaskRun>, current: TaskRun | null, unstarted: TaskRun[], error: Error): void {
+  threadExited(worker: ThreadWorker<TaskRun>, current: TaskRun | null, lost: TaskRun[], unstarted: TaskRun[], error: Error): void {
     const crashed = !worker.retiring || current !== null;
     const replacement = this.#pool.removeThread(worker, crashed && this.#lifecycle !== 'stopped');
     if (crashed && this.#lifecycle !== 'stopped' && this.events.has('worker:failed')) {
@@ -588,6 +615,10 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     if (current !== null) {
       const failure = new WorkerCrashedError(current.record.id, worker.workerId, worker.retiring ? 'was terminated' : 'died', { cause: error });
       this.#settle(current, false, failure);
+    }
+    // Finished in the thread, but the result went down with it: they fail (and retry per their policy).
+    for (const run of lost) {
+      this.#settle(run, false, new WorkerCrashedError(run.record.id, worker.workerId, 'died before sending the result', { cause: error }));
     }
     // Jobs that never started go back to the queue without using up an attempt.
     for (const run of unstarted) {
@@ -660,7 +691,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const agent = run.agent;
     agent.completed++;
     if (agent.breaker !== null) {
-      agent.breaker.onSuccess();
+      agent.breaker.onSuccess(run.probeTicket);
       this.#afterBreakerVerdict(agent);
     }
     this.#counts.completed++;
@@ -687,7 +718,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     const agent = run.agent;
     agent.failed++;
     if (agent.breaker !== null) {
-      agent.breaker.onFailure();
+      agent.breaker.onFailure(run.probeTicket);
       this.#afterBreakerVerdict(agent);
     }
     if (status === TaskStatus.TIMEOUT) this.#counts.timeouts++;
@@ -762,7 +793,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
         run.duration = now() - run.startedAt;
         if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
         if (run.agent.breaker !== null) {
-          run.agent.breaker.onAbandon();
+          run.agent.breaker.onAbandon(run.probeTicket);
           this.#afterBreakerVerdict(run.agent);
         }
         this.#abortRun(run, new TaskCancelledError(record.id, reason));
@@ -779,16 +810,20 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     if (events !== null && events.has('cancelled')) events.emit('cancelled', { type: 'cancelled', taskId: record.id, reason });
     if (this.events.has('task:cancelled')) this.events.emit('task:cancelled', { taskId: record.id, reason });
     if (!keepInStore) this.#journal.cancelled(record, reason);
-    this.#finish(record);
+    this.#finish(record, now(), keepInStore);
     return true;
   }
 
-  #finish(record: TaskRecord, finishedAt = now()): void {
+  /** `keepInStore`: the task ends in this process only (forced shutdown on a durable store). */
+  #finish(record: TaskRecord, finishedAt = now(), keepInStore = false): void {
     record.run = null;
     this.#live.delete(record);
     this.#recent.add(record, finishedAt);
     if (this.#progressed.size > 0) this.#progressed.delete(record);
-    if (record.status === TaskStatus.COMPLETED && this.#checkpoints.size > 0 && this.#checkpoints.delete(record.id) && this.#journal.durable) {
+    if (this.#recoveredUnstarted.size > 0) this.#recoveredUnstarted.delete(record);
+    // A completed or cancelled task will not run again; a failed one may be requeued from the dead letters.
+    const done = record.status === TaskStatus.COMPLETED || record.status === TaskStatus.CANCELLED;
+    if (done && this.#checkpoints.size > 0 && this.#checkpoints.delete(record.id) && this.#journal.durable && !keepInStore) {
       this.#store.deleteCheckpoint(record.id);
     }
     record.events?.removeAll();

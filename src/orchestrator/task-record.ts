@@ -253,6 +253,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
 export class TaskRun implements TaskContext, DeadlineNode {
   /** The job's seq in its thread (thread agents only). */
   threadSeq = 0;
+  /** The breaker's ticket when this run is a half-open probe, else 0. */
+  probeTicket = 0;
   /** Set when the attempt ended but the handler still holds its worker (see HealthMonitor). */
   overdueSince = 0;
   deadlineAt = 0;

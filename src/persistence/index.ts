@@ -1,3 +1,4 @@
+import type { StoreError } from '../errors.js';
 import { MemoryStore } from './memory-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { AuditRetention, SqliteSynchronous, Store } from './store.js';
@@ -11,7 +12,7 @@ export type StoreConfig =
   | { type: 'sqlite'; path: string; synchronous?: SqliteSynchronous; flushIntervalMs?: number };
 
 /** The store the options ask for; not opened yet (`open()` loads better-sqlite3 for a SQLite store). */
-export function createStore(options: StoreConfig, audit: AuditRetention): Store {
+export function createStore(options: StoreConfig, audit: AuditRetention, onCommitError?: (error: StoreError) => void): Store {
   if (options.type === 'memory') return new MemoryStore(audit);
-  return new SqliteStore({ path: options.path, synchronous: options.synchronous, flushIntervalMs: options.flushIntervalMs, audit });
+  return new SqliteStore({ path: options.path, synchronous: options.synchronous, flushIntervalMs: options.flushIntervalMs, audit, onCommitError });
 }

@@ -29,7 +29,12 @@ export interface SqliteStoreOptions {
   flushIntervalMs?: number;
   /** How long opening or committing waits for another connection's lock (ms). @default 1000 */
   busyTimeoutMs?: number;
+  /** Told of a failed commit as it happens (the writes stay queued and are retried). */
+  onCommitError?: (error: StoreError) => void;
 }
+
+const RETRY_FIRST_MS = 10;
+const RETRY_MAX_MS = 1000;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 /** Marks a queued delete in the pending maps. */
@@ -209,6 +214,9 @@ export class SqliteStore implements Store {
   #timer: ReturnType<typeof setTimeout> | null = null;
   /** Set by close(): writes after it fail (before open() they are queued). */
   #closed = false;
+  /** Delay of the next retry after a failed commit; 0 while commits succeed. */
+  #retryMs = 0;
+  readonly #onCommitError: ((error: StoreError) => void) | undefined;
   /** A failure of a commit nobody was waiting for; the next flush() or close() rejects with it. */
   #failure: StoreError | null = null;
   /** Highest audit seq assigned, and every seq up to `#auditFloor` has been deleted by retention. */
@@ -222,6 +230,7 @@ export class SqliteStore implements Store {
     this.#maxEvents = options.audit.maxEvents;
     this.#flushIntervalMs = options.flushIntervalMs ?? 2;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 1000;
+    this.#onCommitError = options.onCommitError;
   }
 
   /** @throws StoreError when better-sqlite3 is missing, or the file is corrupt, locked, unreadable or from a newer schema */
@@ -234,6 +243,8 @@ export class SqliteStore implements Store {
     } catch (cause) {
       throw new StoreError(this.path, 'needs the optional dependency better-sqlite3 (npm install better-sqlite3)', { cause });
     }
+    // close() came while the module loaded: open nothing (what follows is synchronous).
+    if (this.#closed) throw this.#notOpen();
     let db: Database | null = null;
     try {
       db = new Database(this.path, { timeout: this.#busyTimeoutMs });
@@ -260,7 +271,12 @@ export class SqliteStore implements Store {
   close(): Promise<void> {
     const db = this.#db;
     this.#closed = true;
-    if (db === null) return RESOLVED;
+    if (db === null) {
+      // Never opened: queued writes are dropped, and a checkpoint waiting for its commit is told.
+      this.#batch?.reject(this.#notOpen());
+      this.#batch = null;
+      return RESOLVED;
+    }
     this.#commit();
     db.close();
     this.#db = null;
@@ -442,9 +458,9 @@ export class SqliteStore implements Store {
     const auditFloor = this.#auditFloor;
     try {
       this.#commitBatch!(Date.now());
-      batch?.resolve();
     } catch (cause) {
-      // Rolled back: the batch is lost (reported), the seq bookkeeping goes back to the committed state.
+      // Rolled back (a lock held too long, a full disk): the writes stay queued and the commit is
+      // retried with a growing delay; tasks are read again then, so nothing is lost meanwhile.
       this.#lastSeq = lastSeq;
       this.#auditFloor = auditFloor;
       this.#taskWriter!.reset();
@@ -452,12 +468,17 @@ export class SqliteStore implements Store {
       const error = cause instanceof StoreError ? cause : new StoreError(this.path, `commit failed: ${messageOf(cause)}`, { cause });
       this.#failure ??= error;
       batch?.reject(error);
-    } finally {
-      this.#tasks.clear();
-      this.#checkpoints.clear();
-      this.#deadLetters.clear();
-      this.#audit = [];
+      this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs === 0 ? RETRY_FIRST_MS : this.#retryMs * 2);
+      if (this.#db !== null && !this.#closed) this.#timer = setTimeout(this.#onTimer, this.#retryMs);
+      this.#onCommitError?.(error);
+      return;
     }
+    this.#retryMs = 0;
+    batch?.resolve();
+    this.#tasks.clear();
+    this.#checkpoints.clear();
+    this.#deadLetters.clear();
+    this.#audit = [];
   }
 
   /** The body of a commit, run inside one transaction. Items JSON cannot encode are skipped and reported. */

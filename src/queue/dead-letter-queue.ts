@@ -8,7 +8,11 @@ export class DeadLetterQueue {
   readonly #entries = new Map<string, DeadLetter>();
   dropped = 0;
 
-  constructor(readonly maxSize: number) {}
+  /** `onEvict`: told of an entry dropped to stay within `maxSize` (its task's leftovers can go too). */
+  constructor(
+    readonly maxSize: number,
+    private readonly onEvict: (entry: DeadLetter) => void = () => {},
+  ) {}
 
   get size(): number {
     return this.#entries.size;
@@ -22,9 +26,10 @@ export class DeadLetterQueue {
     this.#entries.delete(entry.taskId);
     this.#entries.set(entry.taskId, entry);
     if (this.#entries.size > this.maxSize) {
-      const oldest = this.#entries.keys().next().value!;
-      this.#entries.delete(oldest);
+      const oldest = this.#entries.values().next().value!;
+      this.#entries.delete(oldest.taskId);
       this.dropped++;
+      this.onEvict(oldest);
     }
   }
 

@@ -56,7 +56,26 @@ class Fifo<T extends QueueNode> {
         this.base += this.start;
         this.start = 0;
       }
+    } else if (items.length - this.start >= 2048 && this.live * 2 < items.length - this.start) {
+      // Holes left by removals behind a head that stays (cancels, aging) outnumber the items.
+      this.#compact();
     }
+  }
+
+  /** Rewrites the FIFO without holes; slots move to a fresh range, so stale ones never match. */
+  #compact(): void {
+    const items = this.items;
+    const base = this.base + items.length;
+    const kept: T[] = [];
+    for (let i = this.start; i < items.length; i++) {
+      const node = items[i];
+      if (node === null || node === undefined) continue;
+      node.slot = base + kept.length;
+      kept.push(node);
+    }
+    this.items = kept;
+    this.base = base;
+    this.start = 0;
   }
 }
 

@@ -55,7 +55,7 @@ export class TaskQueue<T extends LaneNode<T, K>, K> {
     this.depth[node.level]!--;
     this.size--;
     if (lane.size === 0) this.#deactivate(lane);
-    this.#admitWaiter();
+    this.passRoom();
   }
 
   /**
@@ -129,7 +129,8 @@ export class TaskQueue<T extends LaneNode<T, K>, K> {
     }
   }
 
-  #admitWaiter(): void {
+  /** Wakes the next waiter if there is room (also when a woken waiter gave its turn up). */
+  passRoom(): void {
     if (this.#roomWaiters.length === 0 || this.full) return;
     const waiter = this.#roomWaiters.shift()!;
     if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);

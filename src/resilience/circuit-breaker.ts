@@ -28,6 +28,8 @@ export class CircuitBreaker {
   #failures = 0;
   #successes = 0;
   #probes = 0;
+  /** Numbers the half-open periods, so a probe's verdict is matched to its own period. */
+  #halfOpenPeriod = 0;
   #trips = 0;
   #isolated = false;
   #timer: NodeJS.Timeout | null = null;
@@ -57,15 +59,26 @@ export class CircuitBreaker {
     return this.#state === CircuitState.CLOSED || (this.#state === CircuitState.HALF_OPEN && this.#probes < this.#options.halfOpenMaxConcurrent);
   }
 
-  /** Records that a call started (counts half-open probes). */
-  onStart(): void {
-    if (this.#state === CircuitState.HALF_OPEN) this.#probes++;
+  /**
+   * Records that a call started. Returns its ticket, to hand back with its verdict: a probe's
+   * ticket names the half-open period it belongs to, so that a call started before the circuit
+   * opened (or in an earlier half-open period) neither frees a probe place nor counts as a probe.
+   */
+  onStart(): number {
+    if (this.#state !== CircuitState.HALF_OPEN) return 0;
+    this.#probes++;
+    return this.#halfOpenPeriod;
   }
 
-  onSuccess(): void {
+  /** True when the verdict of a call with `ticket` is a verdict of the current half-open period. */
+  #isProbe(ticket: number): boolean {
+    return ticket === this.#halfOpenPeriod;
+  }
+
+  onSuccess(ticket = 0): void {
     if (this.#state === CircuitState.CLOSED) {
       this.#failures = 0;
-    } else if (this.#state === CircuitState.HALF_OPEN) {
+    } else if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) {
       this.#probes = Math.max(0, this.#probes - 1);
       if (++this.#successes >= this.#options.successThreshold) {
         this.#trips = 0;
@@ -75,14 +88,14 @@ export class CircuitBreaker {
   }
 
   /** A started call ended with no verdict (cancelled): frees its half-open probe place. */
-  onAbandon(): void {
-    if (this.#state === CircuitState.HALF_OPEN) this.#probes = Math.max(0, this.#probes - 1);
+  onAbandon(ticket = 0): void {
+    if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) this.#probes = Math.max(0, this.#probes - 1);
   }
 
-  onFailure(): void {
+  onFailure(ticket = 0): void {
     if (this.#state === CircuitState.CLOSED) {
       if (++this.#failures >= this.#options.failureThreshold) this.#open();
-    } else if (this.#state === CircuitState.HALF_OPEN) {
+    } else if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) {
       this.#probes = Math.max(0, this.#probes - 1);
       this.#open();
     }
@@ -116,7 +129,9 @@ export class CircuitBreaker {
     this.#clearTimer();
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      if (!this.#isolated) this.#move(CircuitState.HALF_OPEN);
+      if (this.#isolated) return;
+      this.#halfOpenPeriod++;
+      this.#move(CircuitState.HALF_OPEN);
     }, wait);
   }
 
@@ -193,13 +208,13 @@ export function createCircuitBreaker(options?: CircuitBreakerOptions): Standalon
     },
     async execute<T>(fn: () => T | Promise<T>): Promise<T> {
       if (!breaker.admits) throw new BrokenCircuitError();
-      breaker.onStart();
+      const ticket = breaker.onStart();
       try {
         const value = await fn();
-        breaker.onSuccess();
+        breaker.onSuccess(ticket);
         return value;
       } catch (error) {
-        breaker.onFailure();
+        breaker.onFailure(ticket);
         throw error;
       }
     },

@@ -21,6 +21,7 @@ const STREAMED: Record<keyof OrchestratorEvents, true> = {
   'worker:failed': true,
   'worker:replaced': true,
   'backpressure:conflated': true,
+  'store:error': true,
   'listener:error': true,
 };
 
@@ -73,11 +74,14 @@ export class EventLog {
       consumer.end();
       return consumer;
     }
-    this.#consumers.add(consumer);
     const signal = options.signal;
+    if (signal?.aborted) {
+      consumer.close();
+      return consumer;
+    }
+    this.#consumers.add(consumer);
     const onAbort = () => consumer.close();
     signal?.addEventListener('abort', onAbort, { once: true });
-    if (signal?.aborted) consumer.close();
     consumer.onClose(() => {
       this.#consumers.delete(consumer);
       signal?.removeEventListener('abort', onAbort);

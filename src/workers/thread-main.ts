@@ -29,6 +29,8 @@ let firstOutputAt = 0;
 const FLUSH_AFTER_MS = 1;
 const controllers = new Map<number, AbortController>();
 const abortedBeforeStart = new Map<number, Error>();
+/** Seq of the last job started: an abort for an older seq came after its job ended and is dropped. */
+let lastStartedSeq = 0;
 const pendingCommits = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 let flushTimer: NodeJS.Timeout | null = null;
 let nextAck = 0;
@@ -43,7 +45,7 @@ port.on('message', (message: MainToThread) => {
       const reason = deserializeError(message.reason);
       const controller = controllers.get(message.seq);
       if (controller !== undefined) controller.abort(reason);
-      else abortedBeforeStart.set(message.seq, reason);
+      else if (message.seq > lastStartedSeq) abortedBeforeStart.set(message.seq, reason);
       break;
     }
     case 'committed': {
@@ -133,6 +135,7 @@ async function drain(): Promise<void> {
   while (head < jobs.length) {
     const job = jobs[head]!;
     jobs[head++] = undefined as unknown as ThreadJob;
+    lastStartedSeq = job.seq;
     const early = abortedBeforeStart.get(job.seq);
     if (early !== undefined) {
       abortedBeforeStart.delete(job.seq);

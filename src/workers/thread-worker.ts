@@ -10,8 +10,11 @@ export interface ThreadHost<Run> {
   threadRefused(run: Run, error: Error): void;
   threadProgress(run: Run, state: unknown): void;
   threadCheckpoint(run: Run, state: unknown): Promise<void>;
-  /** The thread is gone; `unstarted` runs never began, `current` (if any) was running. */
-  threadExited(worker: ThreadWorker<Run>, current: Run | null, unstarted: Run[], error: Error): void;
+  /**
+   * The thread is gone. `current` (if any) was running; `lost` ran to the end in the thread
+   * but their results had not been sent yet; `unstarted` never began.
+   */
+  threadExited(worker: ThreadWorker<Run>, current: Run | null, lost: Run[], unstarted: Run[], error: Error): void;
 }
 
 /** Where a job stands in its thread. */
@@ -145,14 +148,15 @@ export class ThreadWorker<Run> {
     this.#exited = true;
     const runningSeq = this.#shared[SHARED_SEQ]!;
     let current: Run | null = null;
+    const lost: Run[] = [];
     const unstarted: Run[] = [];
     for (const [seq, run] of this.inFlight) {
       if (seq === runningSeq) current = run;
       else if (seq > runningSeq) unstarted.push(run);
-      else current ??= run;
+      else lost.push(run);
     }
     this.inFlight.clear();
     this.#batch = [];
-    this.#host.threadExited(this, current, unstarted, error);
+    this.#host.threadExited(this, current, lost, unstarted, error);
   }
 }
