@@ -13,6 +13,7 @@ import {
   type ProgressEvent,
   type TaskContext,
   type TaskEvent,
+  type TaskEvents,
   type TaskObservable,
 } from '../src/index.js';
 import { createParallelOrchestrator as createBuiltOrchestrator } from '../dist/index.js';
@@ -321,6 +322,32 @@ describe('late progress listeners', () => {
 
     expect(log).toEqual(['delta:1', 'delta:2', 'delta:3', 'delta:4']);
     expect(rebuilt.doc).toEqual({ step: 4 });
+  });
+
+  it('off() removes a late listener: it gets its replay but no live delta after', async () => {
+    const o = await make();
+    const gate = deferred();
+    const replayed = deferred();
+    agent(o, async (_task, ctx) => {
+      ctx.progress({ step: 1 });
+      await gate.promise;
+      ctx.progress({ step: 2 });
+      return 'done';
+    });
+    const task = submit(o);
+    await new Promise((resolve) => task.once('start', resolve));
+    await nextTurn();
+    const seen: string[] = [];
+    const listener = (event: TaskEvents['delta']) => {
+      seen.push(trace(event));
+      replayed.resolve();
+    };
+    task.on('delta', listener);
+    await replayed.promise;
+    task.off('delta', listener);
+    gate.resolve();
+    await task.result();
+    expect(seen).toEqual(['delta:1']);
   });
 
   it('subscribe() replays the running attempt\'s start and the latest snapshot with the deltas after it; fromSequence past the end replays none', async () => {

@@ -78,7 +78,9 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
 
   /** Removes a listener added with `on`. */
   off<K extends keyof TaskEvents<R, S>>(event: K, listener: (payload: TaskEvents<R, S>[K]) => void): void {
-    this.events?.off(event, listener);
+    const unsubscribe = replaying.get(this)?.get(listener);
+    if (unsubscribe !== undefined) unsubscribe();
+    else this.events?.off(event, listener);
   }
 
   /**
@@ -184,10 +186,15 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
       pending = null;
       this.#deliver(held, listener, event, subscription);
     });
-    return () => {
+    let byListener = replaying.get(this);
+    if (byListener === undefined) replaying.set(this, (byListener = new Map()));
+    const unsubscribe = () => {
       subscription.active = false;
       off();
+      byListener.delete(listener);
     };
+    byListener.set(listener, unsubscribe);
+    return unsubscribe;
   }
 
   #deliver<T>(payloads: T[], listener: (payload: T) => void, event: PropertyKey, subscription: { active: boolean }): void {
@@ -203,3 +210,9 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
 }
 
 function noop(): void {}
+
+/**
+ * Late progress listeners are wrapped (to hold live events behind their replay); this finds the
+ * wrapper for `off(event, listener)`. Kept outside the observable, so queued tasks carry no field for it.
+ */
+const replaying = new WeakMap<object, Map<unknown, Unsubscribe>>();
