@@ -121,7 +121,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   #startedAt = Date.now();
   /** Tasks waiting out a retry delay, with the timer that requeues each. */
   readonly #retryTimers = new Map<TaskRecord, NodeJS.Timeout>();
-  readonly #counts = { submitted: 0, completed: 0, failed: 0, cancelled: 0, timeouts: 0, retries: 0, deadLettered: 0, checkpoints: 0, recovered: 0, durationTotal: 0 };
+  readonly #counts = { submitted: 0, completed: 0, failed: 0, cancelled: 0, timeouts: 0, retries: 0, deadLettered: 0, checkpoints: 0, recovered: 0, failedAttempts: 0, durationTotal: 0 };
 
   constructor(options: ResolvedOptions) {
     this.options = options;
@@ -717,6 +717,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   #attemptFailed(record: TaskRecord, run: TaskRun, error: Error, status: TaskStatus): void {
     const agent = run.agent;
     agent.failed++;
+    this.#counts.failedAttempts++;
     if (agent.breaker !== null) {
       agent.breaker.onFailure(run.probeTicket);
       this.#afterBreakerVerdict(agent);
@@ -969,6 +970,8 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
   getStats(): OrchestratorStats {
     const c = this.#counts;
     const finished = c.completed + c.failed;
+    const attempts = c.completed + c.failedAttempts;
+    const attemptSuccessRate = attempts === 0 ? 1 : c.completed / attempts;
     const depth = this.#queue.depth;
     return {
       uptime: this.#lifecycle === 'created' ? 0 : Date.now() - this.#startedAt,
@@ -984,7 +987,7 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
       recovered: c.recovered,
       store: this.#store.kind,
       running: this.#pool.busy,
-      workerPool: this.#pool.stats(),
+      workerPool: { ...this.#pool.stats(), successRate: attemptSuccessRate },
       taskQueue: {
         size: this.#queue.size,
         maxSize: this.#queue.maxSize,

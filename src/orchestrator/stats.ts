@@ -25,7 +25,8 @@ export interface OrchestratorStats {
   store: 'memory' | 'sqlite';
   /** Tasks running now. */
   running: number;
-  workerPool: WorkerPoolStats;
+  /** The pool, with the share of finished attempts that succeeded (1 before any finished). */
+  workerPool: WorkerPoolStats & { successRate: number };
   taskQueue: {
     size: number;
     maxSize: number;
