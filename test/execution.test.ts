@@ -527,7 +527,7 @@ describe('getStats', () => {
       deadLetters: 2,
       deadLettersDropped: 0,
     });
-    expect(stats.workerPool).toMatchObject({ minWorkers: 2, maxWorkers: 3, busy: 0, tasksRun: 15 });
+    expect(stats.workerPool).toMatchObject({ minWorkers: 2, maxWorkers: 3, busy: 0, tasksRun: 15, successRate: 13 / 15 });
     expect(stats.workerPool.currentWorkers).toBeGreaterThanOrEqual(2);
     expect(stats.workerPool.currentWorkers).toBeLessThanOrEqual(3);
     expect(stats.workerPool.peakWorkers).toBeLessThanOrEqual(3);
