@@ -8,6 +8,11 @@ import {
   type TaskObservable,
 } from '../src/index.js';
 
+/** What nextEvent needs of an orchestrator: the one built from src or the one from dist. */
+interface EventSource {
+  on<K extends keyof OrchestratorEvents>(event: K, listener: (payload: OrchestratorEvents[K]) => void): () => void;
+}
+
 /** What the factory needs of an orchestrator: the one built from src or the one from dist. */
 interface Closable {
   start(): Promise<void>;
@@ -52,7 +57,7 @@ export function useOrchestrators<O extends Closable = ParallelOrchestrator, Opti
 
 /** Resolves with the first payload of `event` that `matches` accepts. */
 export function nextEvent<K extends keyof OrchestratorEvents>(
-  o: ParallelOrchestrator,
+  o: EventSource,
   event: K,
   matches: (payload: OrchestratorEvents[K]) => boolean = () => true,
 ): Promise<OrchestratorEvents[K]> {

@@ -490,8 +490,8 @@ describe('the SQLite store across orchestrators', () => {
     expect(o.getStats().totalSubmitted).toBe(0);
   });
 
-  it('start() rejects with StoreError naming the path for a corrupt file', async () => {
-    writeFileSync(dbPath(), randomBytes(8192));
+  /** start() of a new orchestrator on the file must reject with a StoreError naming the path. */
+  async function startFailure(): Promise<Error> {
     const o = await make(sqlite(), {}, false);
     const error = await o.start().then(
       () => null,
@@ -500,6 +500,12 @@ describe('the SQLite store across orchestrators', () => {
     expect(error).toBeInstanceOf(StoreError);
     expect(error).toMatchObject({ code: 'STORE_ERROR', path: dbPath() });
     expect((error as Error).message).toContain(dbPath());
+    return error as Error;
+  }
+
+  it('start() rejects with StoreError naming the path for a corrupt file', async () => {
+    writeFileSync(dbPath(), randomBytes(8192));
+    await startFailure();
   });
 
   it('start() rejects with StoreError naming the path for a file another connection holds locked', async () => {
@@ -509,15 +515,7 @@ describe('the SQLite store across orchestrators', () => {
     const holder = new Database(dbPath());
     try {
       holder.exec('BEGIN EXCLUSIVE');
-      const o = await make(sqlite(), {}, false);
-      const error = await o.start().then(
-        () => null,
-        (e: unknown) => e,
-      );
-      expect(error).toBeInstanceOf(StoreError);
-      expect(error).toMatchObject({ code: 'STORE_ERROR', path: dbPath() });
-      expect((error as Error).message).toContain(dbPath());
-      expect((error as Error).message).toMatch(/lock/);
+      expect((await startFailure()).message).toMatch(/lock/);
     } finally {
       holder.exec('ROLLBACK');
       holder.close();

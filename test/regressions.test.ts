@@ -20,10 +20,8 @@ import {
   TaskCancelledError,
   WorkerCrashedError,
   createParallelOrchestrator,
-  type OrchestratorEvents,
-  type ParallelOrchestrator,
 } from '../dist/index.js';
-import { deferred, settle, useOrchestrators } from './helpers.js';
+import { deferred, settle, useOrchestrators, nextEvent } from './helpers.js';
 
 const started = useOrchestrators(createParallelOrchestrator);
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
@@ -35,21 +33,6 @@ beforeEach(() => {
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Resolves with the next payload of `event` that matches; subscribe before causing it. */
-function nextEvent<K extends keyof OrchestratorEvents>(
-  o: ParallelOrchestrator,
-  event: K,
-  match: (payload: OrchestratorEvents[K]) => boolean = () => true,
-): Promise<OrchestratorEvents[K]> {
-  return new Promise((resolve) => {
-    const off = o.on(event, (payload) => {
-      if (!match(payload)) return;
-      off();
-      resolve(payload);
-    });
-  });
-}
 
 describe('a thread that dies holding finished results', () => {
   it('fails the run whose result went down with it, frees the agent and lets onIdle resolve', async () => {

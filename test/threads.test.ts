@@ -13,26 +13,11 @@ import {
   type OrchestratorEvents,
   type ParallelOrchestrator,
 } from '../dist/index.js';
-import { useOrchestrators } from './helpers.js';
+import { useOrchestrators, nextEvent } from './helpers.js';
 
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
 
 const started = useOrchestrators(createParallelOrchestrator);
-
-/** Resolves with the next payload of `event` that matches; subscribe before causing it. */
-function nextEvent<K extends keyof OrchestratorEvents>(
-  o: ParallelOrchestrator,
-  event: K,
-  match: (payload: OrchestratorEvents[K]) => boolean = () => true,
-): Promise<OrchestratorEvents[K]> {
-  return new Promise((resolve) => {
-    const off = o.on(event, (payload) => {
-      if (!match(payload)) return;
-      off();
-      resolve(payload);
-    });
-  });
-}
 
 /** Records every payload of `event`. */
 function record<K extends keyof OrchestratorEvents>(o: ParallelOrchestrator, event: K): OrchestratorEvents[K][] {
