@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'INVALID_OPTIONS'
   | 'INVALID_TASK'
   | 'INVALID_AGENT'
+  | 'INVALID_ARGUMENT'
   | 'QUEUE_FULL'
   | 'NO_CAPABLE_AGENT'
   | 'TASK_TIMEOUT'
@@ -53,6 +54,14 @@ export class InvalidTaskError extends OrchestratorError {
   override readonly name = 'InvalidTaskError';
   constructor(readonly field: string, detail: string, options?: { cause?: unknown }) {
     super('INVALID_TASK', `${field} ${detail}`, options);
+  }
+}
+
+/** An argument of an orchestrator method is invalid (`shutdown` options, `cancel`'s id, an `audit` query, ...). `field` names it. */
+export class InvalidArgumentError extends OrchestratorError {
+  override readonly name = 'InvalidArgumentError';
+  constructor(readonly field: string, detail: string) {
+    super('INVALID_ARGUMENT', `${field} ${detail}`);
   }
 }
 

@@ -1,5 +1,7 @@
 export { createParallelOrchestrator, ParallelOrchestrator, type ShutdownOptions } from './orchestrator/parallel-orchestrator.js';
-export type { OrchestratorStats, TaskInfo } from './orchestrator/stats.js';
+export { defineAgent } from './orchestrator/define-agent.js';
+export type { TaskQuery } from './orchestrator/arguments.js';
+export type { OrchestratorStats, TaskDetails, TaskInfo } from './orchestrator/stats.js';
 export type { OrchestratorOptions, StoreOptions, ThreadResourceLimits } from './options.js';
 export type { AuditEvent, AuditEventType, AuditQuery } from './persistence/store.js';
 export { AgentRole, CircuitState, TaskPriority, TaskStatus, type AssignmentStrategy } from './enums.js';
@@ -42,6 +44,8 @@ export type {
   TaskEvent,
   TaskEvents,
   TaskSpec,
+  TypedAgent,
+  TypedTaskSpec,
 } from './types.js';
 export {
   AbortedError,
@@ -49,6 +53,7 @@ export {
   DuplicateAgentError,
   DuplicateTaskError,
   InvalidAgentError,
+  InvalidArgumentError,
   InvalidOptionsError,
   InvalidTaskError,
   NoCapableAgentError,

@@ -70,11 +70,24 @@ export interface TaskContext<S = unknown> {
   readonly workerId: string;
 }
 
-/** An agent's work: an async function of the task and its context. */
-export type AgentHandler<P = unknown, R = unknown> = (task: Task<P>, ctx: TaskContext) => R | Promise<R>;
+/** An agent's work: an async function of the task (payload `P`) and its context (progress state `S`), returning `R`. */
+export type AgentHandler<P = unknown, R = unknown, S = unknown> = (task: Task<P>, ctx: TaskContext<S>) => R | Promise<R>;
 
-/** What `registerAgent()` takes. */
-export interface AgentSpec {
+declare const resultType: unique symbol;
+declare const stateType: unique symbol;
+
+/**
+ * A task spec that carries the result (`R`) and progress state (`S`) types of the agent it was
+ * made for (by `defineAgent(...).task()`), so `submit()` returns a `TaskObservable<R, S>`.
+ * The two type-only members never exist at run time.
+ */
+export interface TypedTaskSpec<P = unknown, R = unknown, S = unknown> extends TaskSpec<P> {
+  readonly [resultType]?: R;
+  readonly [stateType]?: S;
+}
+
+/** What `registerAgent()` takes. `P`, `R`, `S`: payload, result and progress state of its handler. */
+export interface AgentSpec<P = unknown, R = unknown, S = unknown> {
   /** Unique id of the agent. */
   agentId: string;
   /** One of `AgentRole`. */
@@ -84,7 +97,7 @@ export interface AgentSpec {
   /** Tasks this agent runs at once. @default 1 */
   maxConcurrent?: number;
   /** The work, run in-process: for I/O-bound work (LLM calls, HTTP, databases). Give this or `module`. */
-  handler?: AgentHandler;
+  handler?: AgentHandler<P, R, S>;
   /**
    * A module (file path or file: URL) whose default export is the handler, run in worker threads:
    * for CPU-bound work, and the only work that can be stopped when stuck. Payloads and results
@@ -93,6 +106,15 @@ export interface AgentSpec {
   module?: string | URL;
   /** At most `max` task starts per `perMs` ms; tasks over the rate wait in the queue. */
   rateLimit?: { max: number; perMs: number };
+}
+
+/** An agent definition made by `defineAgent`: register it as it is, and make its tasks with `task()`. */
+export interface TypedAgent<P = unknown, R = unknown, S = unknown> extends AgentSpec<P, R, S> {
+  /**
+   * A task for this agent's kind of work, typed: `payload` must be a `P`, and `submit()` returns a
+   * `TaskObservable<R, S>`. `capabilities` default to the agent's (any agent with all of them may run it).
+   */
+  task(spec: Omit<TaskSpec<P>, 'capabilities'> & { capabilities?: readonly string[] }): TypedTaskSpec<P, R, S>;
 }
 
 /** A registered agent's public view. */

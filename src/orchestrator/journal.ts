@@ -1,25 +1,31 @@
-import type { CircuitState } from '../enums.js';
+import type { CircuitState, TaskStatus } from '../enums.js';
 import { errorCode } from '../errors.js';
 import type { AuditEventType, AuditSubject, Store } from '../persistence/store.js';
+import type { DeadLetter } from '../types.js';
 import { serializeError } from '../workers/protocol.js';
-import type { TaskRecord } from './task-record.js';
+import type { TransitionSink } from './task-lifecycle.js';
+import type { TaskRecord, TaskRun } from './task-record.js';
 
 /**
- * What the engine tells the store at each transition: the task's row (durable stores only:
- * the engine itself holds live tasks, so the memory store need not) and an audit entry.
- * One place, so the engine's hot path makes one call per transition and the audit vocabulary
- * stays in one file. Times are the engine's monotonic clock readings (ms) where it has one,
- * turned into epoch ms here, so a transition costs no extra clock read.
+ * What the store is told at each transition: the task's row (durable stores only: the engine
+ * itself holds live tasks, so the memory store need not) and an audit entry. One place, so the
+ * audit vocabulary stays in one file. Times are the engine's monotonic clock readings (ms)
+ * where it has one, turned into epoch ms here, so a transition costs no extra clock read.
  */
-export class Journal {
+export class Journal implements TransitionSink {
   /** True for stores that survive the process: task rows are written. */
   readonly durable: boolean;
+  /**
+   * Recovered tasks not started yet: their start is committed before their handler runs, so a
+   * task that crashes the process again has that attempt counted, and its attempts run out.
+   */
+  readonly #recoveredUnstarted = new Set<TaskRecord>();
 
   constructor(
     readonly store: Store,
     readonly auditEnabled: boolean,
   ) {
-    this.durable = store.kind !== 'memory';
+    this.durable = store.durable;
   }
 
   submitted(record: TaskRecord): void {
@@ -27,61 +33,72 @@ export class Journal {
     if (this.auditEnabled) this.#append('submitted', clock(), record, null, null);
   }
 
+  recovered(record: TaskRecord, previousStatus: TaskStatus, resumed: boolean): void {
+    this.store.saveTask(record);
+    this.#recoveredUnstarted.add(record);
+    if (this.auditEnabled) this.#append('recovered', clock(), record, null, { previousStatus, resumeState: resumed });
+  }
+
   // The hot transitions carry no details: the task's type and priority are on the task, and
   // a run's duration is the time between its started and completed entries.
-  started(record: TaskRecord, agentId: string, at: number): void {
+  started(record: TaskRecord, run: TaskRun): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('started', epoch(at), record, agentId, null);
+    if (this.auditEnabled) this.#append('started', epoch(run.startedAt), record, run.agent.agentId, null);
+    // (A failed commit is reported as store:error and retried by the store.)
+    if (this.#recoveredUnstarted.size > 0 && this.#recoveredUnstarted.delete(record)) this.store.flush().catch(() => {});
   }
 
-  completed(record: TaskRecord, agentId: string, at: number): void {
+  completed(record: TaskRecord, run: TaskRun): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('completed', epoch(at), record, agentId, null);
+    if (this.auditEnabled) this.#append('completed', epoch(run.startedAt + run.duration), record, run.agent.agentId, null);
   }
 
-  retried(record: TaskRecord, agentId: string | null, error: Error, delay: number): void {
+  attemptFailed(): void {}
+
+  retrying(record: TaskRecord, error: Error, delay: number): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('retried', clock(), record, agentId, { delay, error: error.message, code: errorCode(error) });
+    if (this.auditEnabled) this.#append('retried', clock(), record, record.agent?.agentId ?? null, { delay, error: error.message, code: errorCode(error) });
   }
 
-  failed(record: TaskRecord, agentId: string | null, error: Error, timedOut: boolean): void {
-    if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append(timedOut ? 'timed-out' : 'failed', clock(), record, agentId, { error: error.message, code: errorCode(error) });
+  requeued(record: TaskRecord): void {
+    if (this.#recoveredUnstarted.size > 0) this.#recoveredUnstarted.delete(record);
   }
 
-  deadLettered(record: TaskRecord, error: Error): void {
+  failed(record: TaskRecord, error: Error, status: TaskStatus, deadLetter: DeadLetter): void {
+    if (this.#recoveredUnstarted.size > 0) this.#recoveredUnstarted.delete(record);
     if (this.durable) {
+      this.store.saveTask(record);
       this.store.putDeadLetter({
-        taskId: record.id,
+        taskId: deadLetter.taskId,
         row: record.toRow(),
         error: serializeError(error),
-        code: errorCode(error),
-        attempts: record.attempt,
-        failedAt: Date.now(),
+        code: deadLetter.code,
+        attempts: deadLetter.attempts,
+        failedAt: deadLetter.failedAt,
       });
     }
-    if (this.auditEnabled) this.#append('dead-lettered', clock(), record, null, { attempts: record.attempt });
+    if (this.auditEnabled) {
+      const at = clock();
+      this.#append(status === 'timeout' ? 'timed-out' : 'failed', at, record, record.agent?.agentId ?? null, { error: error.message, code: deadLetter.code });
+      this.#append('dead-lettered', at, record, null, { attempts: record.attempt });
+    }
   }
 
-  requeued(taskId: string): void {
-    if (this.durable) this.store.takeDeadLetter(taskId);
-    if (this.auditEnabled) this.store.appendAudit('requeued', clock(), { id: taskId }, null, null, null);
-  }
-
-  cancelled(record: TaskRecord, reason: string): void {
+  cancelled(record: TaskRecord, reason: string, keepInStore: boolean): void {
+    if (this.#recoveredUnstarted.size > 0) this.#recoveredUnstarted.delete(record);
+    if (keepInStore) return;
     if (this.durable) this.store.saveTask(record);
     if (this.auditEnabled) this.#append('cancelled', clock(), record, null, { reason });
   }
 
-  recovered(record: TaskRecord, previousStatus: string, resumed: boolean): void {
-    this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('recovered', clock(), record, null, { previousStatus, resumeState: resumed });
+  /** A dead letter was submitted again. */
+  requeuedDeadLetter(taskId: string): void {
+    if (this.durable) this.store.deleteDeadLetter(taskId);
+    if (this.auditEnabled) this.store.appendAudit('requeued', clock(), { id: taskId }, null, null, null);
   }
 
   checkpointed(task: AuditSubject, agentId: string | null, attempt: number | null, automatic: boolean): void {
-    if (this.auditEnabled) {
-      this.store.appendAudit('checkpoint', clock(), task, agentId, attempt, automatic ? { automatic } : null);
-    }
+    if (this.auditEnabled) this.store.appendAudit('checkpoint', clock(), task, agentId, attempt, automatic ? { automatic } : null);
   }
 
   circuit(agentId: string, from: CircuitState, to: CircuitState): void {

@@ -3,9 +3,10 @@ import { resolveOptions, type OrchestratorOptions } from '../options.js';
 import type { AuditEvent, AuditQuery } from '../persistence/store.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import type { Unsubscribe } from '../util/emitter.js';
-import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskSpec } from '../types.js';
+import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskSpec, TypedTaskSpec } from '../types.js';
+import { parseShutdownOptions, type TaskQuery } from './arguments.js';
 import { Engine } from './engine.js';
-import type { OrchestratorStats, TaskInfo } from './stats.js';
+import type { OrchestratorStats, TaskDetails, TaskInfo } from './stats.js';
 
 /** Options of `shutdown()`. */
 export interface ShutdownOptions {
@@ -49,8 +50,14 @@ export class ParallelOrchestrator {
    * cancels the rest. Forced: cancels everything now (running handlers see their signal abort).
    * Afterwards no timer or listener of the orchestrator remains. Idempotent.
    */
-  shutdown(options: ShutdownOptions = {}): Promise<void> {
-    return this.#engine.shutdown(options.graceful ?? true, options.timeout ?? 30_000);
+  shutdown(options?: ShutdownOptions): Promise<void> {
+    let parsed: { graceful: boolean; timeout: number };
+    try {
+      parsed = parseShutdownOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#engine.shutdown(parsed.graceful, parsed.timeout);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -58,11 +65,13 @@ export class ParallelOrchestrator {
   }
 
   /**
-   * Registers an agent; queued tasks it can serve may start at once.
+   * Registers an agent; queued tasks it can serve may start at once. A handler typed with its
+   * payload, result and progress state (`Task<P>`, `TaskContext<S>`) is accepted as it is;
+   * `defineAgent` also carries those types to the tasks submitted for it.
    * @throws InvalidAgentError, DuplicateAgentError
    */
-  registerAgent(spec: AgentSpec): AgentInfo {
-    return this.#engine.registerAgent(spec);
+  registerAgent<P = unknown, R = unknown, S = unknown>(spec: AgentSpec<P, R, S>): AgentInfo {
+    return this.#engine.registerAgent(spec as AgentSpec);
   }
 
   /** Removes an agent. Its running tasks finish; queued tasks go to other agents or fail with `NoCapableAgentError`. */
@@ -100,18 +109,30 @@ export class ParallelOrchestrator {
    * so listeners added right after it miss nothing.
    * @throws InvalidTaskError naming the field, QueueFullError, DuplicateTaskError, OrchestratorShutdownError
    */
-  submit<R = unknown, S = unknown>(spec: TaskSpec): TaskObservable<R, S> {
-    return this.#engine.submit(spec) as TaskObservable<R, S>;
+  submit<P, R, S>(spec: TypedTaskSpec<P, R, S>): TaskObservable<R, S>;
+  submit<R = unknown, S = unknown>(spec: TaskSpec): TaskObservable<R, S>;
+  submit(spec: TaskSpec): TaskObservable {
+    return this.#engine.submit(spec);
   }
 
   /** Like `submit`, but waits for room when the queue is full (backpressure). Rejects with `AbortedError` if `signal` aborts first. */
-  submitAsync<R = unknown, S = unknown>(spec: TaskSpec, options: { signal?: AbortSignal } = {}): Promise<TaskObservable<R, S>> {
-    return this.#engine.submitAsync(spec, options.signal) as Promise<TaskObservable<R, S>>;
+  submitAsync<P, R, S>(spec: TypedTaskSpec<P, R, S>, options?: { signal?: AbortSignal }): Promise<TaskObservable<R, S>>;
+  submitAsync<R = unknown, S = unknown>(spec: TaskSpec, options?: { signal?: AbortSignal }): Promise<TaskObservable<R, S>>;
+  submitAsync(spec: TaskSpec, options: { signal?: AbortSignal } = {}): Promise<TaskObservable> {
+    return this.#engine.submitAsync(spec, options?.signal);
   }
 
-  /** Cancels a queued, retrying or running task. Returns false if the task is not live. */
-  cancel(taskId: string, reason = 'cancelled by caller'): boolean {
-    return this.#engine.cancel(taskId, reason);
+  /**
+   * Cancels a queued, retrying or running task: it stops here at once (a running handler sees its
+   * signal abort). Resolves with false if the task is not live.
+   * @throws InvalidArgumentError when `taskId` is not a non-empty string
+   */
+  cancel(taskId: string, reason = 'cancelled by caller'): Promise<boolean> {
+    try {
+      return Promise.resolve(this.#engine.cancel(taskId, reason));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Saves a checkpoint for a live or dead-lettered task; its next run gets it as `ctx.resumeState`. Resolves once the store committed it; rejects with TaskNotFoundError for an unknown task. */
@@ -125,18 +146,34 @@ export class ParallelOrchestrator {
   }
 
   /** Tasks whose attempts ran out, oldest first. */
-  deadLetters(): DeadLetter[] {
+  deadLetters(): Promise<DeadLetter[]> {
     return this.#engine.deadLetters();
   }
 
-  /** Submits a dead-lettered task again with the same id and a fresh attempt count. @throws TaskNotFoundError */
-  requeueDeadLetter<R = unknown, S = unknown>(taskId: string): TaskObservable<R, S> {
-    return this.#engine.requeueDeadLetter(taskId) as TaskObservable<R, S>;
+  /** Submits a dead-lettered task again with the same id and a fresh attempt count. Rejects with TaskNotFoundError. */
+  requeueDeadLetter<R = unknown, S = unknown>(taskId: string): Promise<TaskObservable<R, S>> {
+    return this.#engine.requeueDeadLetter(taskId) as Promise<TaskObservable<R, S>>;
   }
 
   /** A task's state: live, or finished within `streaming.retainCompletedMs`; else undefined. */
   getTask(taskId: string): TaskInfo | undefined {
     return this.#engine.getTask(taskId);
+  }
+
+  /**
+   * A task with its payload, result or error and latest progress: a live or retained one, or
+   * (with a durable store) one found in the store, however long ago it ran. Undefined when unknown.
+   */
+  async findTask(taskId: string): Promise<TaskDetails | undefined> {
+    return this.#engine.findTask(taskId);
+  }
+
+  /**
+   * Tasks, newest first: live and retained ones, then (with a durable store) stored ones.
+   * Rejects with InvalidArgumentError naming a bad field of `query`.
+   */
+  async listTasks(query: TaskQuery = {}): Promise<TaskInfo[]> {
+    return this.#engine.listTasks(query);
   }
 
   /**
@@ -168,12 +205,15 @@ export class ParallelOrchestrator {
   }
 
   /** The audit trail of one task, oldest first (submitted, started, checkpoints, retries, its end, ...). */
-  history(taskId: string): AuditEvent[] {
+  async history(taskId: string): Promise<AuditEvent[]> {
     return this.#engine.history(taskId);
   }
 
-  /** Pages through the whole audit trail: entries after `since` (an entry's `seq`), at most `limit`, of one `type` if given. */
-  audit(query: AuditQuery = {}): AuditEvent[] {
+  /**
+   * Pages through the whole audit trail: entries after `since` (an entry's `seq`), at most `limit`
+   * (1..10000, default 100), of one `type` if given. Rejects with InvalidArgumentError naming a bad field.
+   */
+  async audit(query: AuditQuery = {}): Promise<AuditEvent[]> {
     return this.#engine.audit(query);
   }
 

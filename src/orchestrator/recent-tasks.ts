@@ -59,6 +59,17 @@ export class RecentTasks<T extends Retained> {
     return undefined;
   }
 
+  /** The retained tasks, newest first. */
+  *values(): IterableIterator<T> {
+    const capacity = this.#ring.length;
+    const oldestAllowed = this.clock() - this.retainMs;
+    for (let i = this.#size - 1; i >= 0; i--) {
+      const slot = (this.#oldest + i) % capacity;
+      if (this.#finishedAt[slot]! < oldestAllowed) return;
+      yield this.#ring[slot]!;
+    }
+  }
+
   /** Releases everything held and stops the timer. */
   clear(): void {
     while (this.#size > 0) this.#evictOldest();

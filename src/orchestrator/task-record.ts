@@ -1,3 +1,4 @@
+import type { AsyncResource } from 'node:async_hooks';
 import { TaskStatus, type AgentRole, type TaskPriority } from '../enums.js';
 import { errorCode } from '../errors.js';
 import type { Lane } from '../queue/lane.js';
@@ -30,11 +31,14 @@ export interface TaskDefaults {
   readonly waitingOptions: TaskOptions;
 }
 
+/** The record's host, reachable only from this module. */
+let hostOf: (record: TaskRecord) => RunHost;
+
 const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
 const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
 export { NO_CAPABILITIES };
 
-/** What a run calls back into; implemented by the engine. */
+/** What a task and its runs call back into; a narrow object of the engine's, private to the record. */
 export interface RunHost {
   /** The id of a task submitted without one. */
   generatedId(seq: number): string;
@@ -55,9 +59,13 @@ export interface RunHost {
  * plus its observable. The engine drops it when the task ends; the observable may keep it.
  */
 export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, CapabilitySignature>, PersistableTask {
+  static {
+    hostOf = (record) => record.#host;
+  }
+
   slot = 0;
   level: number;
-  enqueuedAt: number;
+  enqueuedAt = 0;
   status: TaskStatus = TaskStatus.QUEUED;
   attempt = 0;
   /** The agent chosen by routing for the next run, then the agent of the current or last run. */
@@ -73,8 +81,14 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   updateCount = 0;
   /** The result once completed; the last error once failed, retrying or timed out; the reason (a string) once cancelled. */
   outcome: unknown = undefined;
+  /** The result as JSON, when a durable store keeps it (encoded once, when the task completed). */
+  resultJson: string | undefined = undefined;
   /** Caller-chosen id, or the generated one once asked for (generated lazily: most are never read). */
   #id: string | undefined;
+  // Private, so that no holder of the task's observable can reach into the engine.
+  readonly #host: RunHost;
+  /** The submitter's async context (AsyncLocalStorage stores, tracing): in-process handlers run in it. */
+  readonly scope: AsyncResource | null;
   readonly type: string;
   readonly payload: unknown;
   readonly priority: TaskPriority;
@@ -83,14 +97,16 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
 
   /** `spec` must have passed `validateTaskSpec`. */
   constructor(
-    readonly host: RunHost,
+    host: RunHost,
     spec: TaskSpec,
     defaults: TaskDefaults,
     readonly lane: Lane<TaskRecord, CapabilitySignature>,
     readonly seq: number,
-    now: number,
+    scope: AsyncResource | null,
   ) {
     super();
+    this.#host = host;
+    this.scope = scope;
     this.#id = spec.id;
     this.type = spec.type;
     this.payload = spec.payload;
@@ -110,12 +126,16 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
             preferredRole: spec.preferredRole,
             waitForAgent: spec.waitForAgent ?? base.waitForAgent,
           };
-    this.enqueuedAt = now;
+  }
+
+  /** For the audit trail: the sequence a generated id is made from, -1 for a caller-chosen id. */
+  get generatedSeq(): number {
+    return this.#id === undefined ? this.seq : -1;
   }
 
   // Not cached: a young string stored into this (by then old) record would survive every scavenge.
   override get id(): string {
-    return this.#id ?? this.host.generatedId(this.seq);
+    return this.#id ?? this.#host.generatedId(this.seq);
   }
 
   /** Linked into the queue. (`level` is -1 while it is not: one field less per queued task.) */
@@ -176,15 +196,15 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   }
 
   get bufferLimit(): number {
-    return this.host.bufferLimit;
+    return this.#host.bufferLimit;
   }
 
   reportConflated(dropped: number): void {
-    this.host.reportConflated(this, dropped);
+    this.#host.reportConflated(this, dropped);
   }
 
   reportListenerError(error: unknown, event: PropertyKey): void {
-    this.host.reportListenerError(error, event);
+    this.#host.reportListenerError(error, event);
   }
 
   /** Called by the retention when the task is no longer findable: late subscribers then get only its final event. */
@@ -197,7 +217,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     const timestamp = Date.now();
     // Most tasks share the default options: their rows store none (smaller rows, faster commits),
     // and a recovered task then takes the defaults of the process that recovers it.
-    const defaults = this.host.taskDefaults;
+    const defaults = this.#host.taskDefaults;
     let options: Record<string, unknown>;
     if (this.options === defaults.options) options = {};
     else if (this.options === defaults.waitingOptions) options = { waitForAgent: true };
@@ -218,7 +238,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
       agentId: this.agent?.agentId ?? null,
       submittedAt: timestamp,
       updatedAt: timestamp,
-      ...(this.status === TaskStatus.COMPLETED ? { result: this.outcome } : {}),
+      ...(this.status === TaskStatus.COMPLETED ? { result: this.outcome, resultJson: this.resultJson } : {}),
       error:
         this.status === TaskStatus.CANCELLED
           ? { name: 'TaskCancelledError', message: this.outcome as string, stack: undefined, props: { code: 'TASK_CANCELLED' } }
@@ -312,14 +332,14 @@ export class TaskRun implements TaskContext, DeadlineNode {
   }
 
   progress(state: unknown): void {
-    this.record.host.progress(this, state);
+    hostOf(this.record).progress(this, state);
   }
 
   checkpoint(state: unknown): Promise<void> {
-    return this.record.host.checkpoint(this, state);
+    return hostOf(this.record).checkpoint(this, state);
   }
 
   onDeadline(): void {
-    this.record.host.onRunDeadline(this);
+    hostOf(this.record).onRunDeadline(this);
   }
 }

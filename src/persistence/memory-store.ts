@@ -7,31 +7,30 @@ import type {
   DeadLetterRow,
   PersistableTask,
   Store,
+  TaskListQuery,
   TaskRow,
+  UnfinishedTask,
+  UnreadableTask,
 } from './store.js';
-
-/** Dead letters kept by default; the oldest go first. */
-export const MEMORY_DEAD_LETTER_LIMIT = 10_000;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 const INITIAL_AUDIT_CAPACITY = 1024;
+const NO_SEQ = -1;
 
 /**
- * The default store: nothing survives the process. The engine holds live tasks itself, so task
- * rows are not kept; checkpoints, dead letters and the audit trail live in memory, bounded.
+ * The default store: nothing survives the process. The engine holds live tasks, checkpoints and
+ * dead letters itself, so this store keeps only the audit trail, bounded: a ring of parallel
+ * arrays holding what each entry says (a task is kept as its id, or the sequence its generated
+ * id is made from), never the task itself, so results and payloads are not held by the trail.
  */
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
-  /** Dead letters dropped because more than `maxDeadLetters` were kept. */
-  dropped = 0;
+  readonly durable = false;
 
   readonly #retainMs: number;
   readonly #maxEvents: number;
-  readonly #maxDeadLetters: number;
-  readonly #checkpoints = new Map<string, unknown>();
-  readonly #deadLetters = new Map<string, DeadLetterRow>();
+  readonly #idOfSeq: (seq: number) => string;
 
-  // The audit trail is a ring of parallel arrays (one slot per field, no object per event).
   // Entries are contiguous in seq, so an entry's seq is `#firstSeq` plus its distance from `#head`.
   #capacity = 0;
   #head = 0;
@@ -40,15 +39,18 @@ export class MemoryStore implements Store {
   #timestamps = new Float64Array(0);
   /** NaN stands for a null attempt. */
   #attempts = new Float64Array(0);
+  /** The task's generated-id sequence, or NO_SEQ when `#taskIds` holds its id (or it has none). */
+  #taskSeqs = new Float64Array(0);
   #types: AuditEventType[] = [];
-  #tasks: (AuditSubject | null)[] = [];
+  #taskIds: (string | null)[] = [];
   #agentIds: (string | null)[] = [];
   #details: (Record<string, unknown> | null)[] = [];
 
-  constructor(audit: AuditRetention, options: { maxDeadLetters?: number } = {}) {
+  /** `idOfSeq`: the id of a task whose id was generated from its sequence. */
+  constructor(audit: AuditRetention, idOfSeq: (seq: number) => string) {
     this.#retainMs = audit.retainMs;
     this.#maxEvents = audit.maxEvents;
-    this.#maxDeadLetters = options.maxDeadLetters ?? MEMORY_DEAD_LETTER_LIMIT;
+    this.#idOfSeq = idOfSeq;
   }
 
   open(): Promise<void> {
@@ -65,30 +67,23 @@ export class MemoryStore implements Store {
 
   saveTask(_task: PersistableTask): void {}
 
-  unfinishedTasks(): TaskRow[] {
-    return [];
+  claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
+    return Promise.resolve({ tasks: [], unreadable: [] });
   }
 
-  pruneFinished(_before: number): number {
-    return 0;
+  findTask(_taskId: string): Promise<TaskRow | undefined> {
+    return Promise.resolve(undefined);
   }
 
-  saveCheckpoint(taskId: string, state: unknown): Promise<void> {
-    this.#checkpoints.set(taskId, state);
+  listTasks(_query: TaskListQuery): Promise<TaskRow[]> {
+    return Promise.resolve([]);
+  }
+
+  saveCheckpoint(_taskId: string, _state: unknown): Promise<void> {
     return RESOLVED;
   }
 
-  loadCheckpoint(taskId: string): unknown {
-    return this.#checkpoints.get(taskId);
-  }
-
-  hasCheckpoint(taskId: string): boolean {
-    return this.#checkpoints.has(taskId);
-  }
-
-  deleteCheckpoint(taskId: string): void {
-    this.#checkpoints.delete(taskId);
-  }
+  deleteCheckpoint(_taskId: string): void {}
 
   appendAudit(
     type: AuditEventType,
@@ -106,7 +101,7 @@ export class MemoryStore implements Store {
       if (this.#capacity < this.#maxEvents) this.#grow();
       else this.#dropOldest();
     }
-    // Timestamps come from Date.now() at each transition, so the oldest entries sit at the head.
+    // Timestamps come from one monotonic clock, so the oldest entries sit at the head.
     const cutoff = timestamp - this.#retainMs;
     while (this.#count > 0 && this.#timestamps[this.#head]! < cutoff) this.#dropOldest();
     let slot = this.#head + this.#count;
@@ -114,23 +109,25 @@ export class MemoryStore implements Store {
     this.#timestamps[slot] = timestamp;
     this.#attempts[slot] = attempt ?? NaN;
     this.#types[slot] = type;
-    this.#tasks[slot] = task;
+    const seq = task === null ? NO_SEQ : (task.generatedSeq ?? NO_SEQ);
+    this.#taskSeqs[slot] = seq;
+    this.#taskIds[slot] = task === null || seq !== NO_SEQ ? null : task.id;
     this.#agentIds[slot] = agentId;
     this.#details[slot] = details;
     this.#count++;
   }
 
-  history(taskId: string): AuditEvent[] {
+  history(taskId: string): Promise<AuditEvent[]> {
     const cutoff = this.#expire();
     const out: AuditEvent[] = [];
     for (let i = 0; i < this.#count; i++) {
       const slot = this.#slot(i);
-      if (this.#tasks[slot]?.id === taskId && this.#timestamps[slot]! >= cutoff) out.push(this.#event(i, slot));
+      if (this.#timestamps[slot]! >= cutoff && this.#taskIdAt(slot) === taskId) out.push(this.#event(i, slot));
     }
-    return out;
+    return Promise.resolve(out);
   }
 
-  audit(query: AuditQuery): AuditEvent[] {
+  audit(query: AuditQuery): Promise<AuditEvent[]> {
     const cutoff = this.#expire();
     const limit = query.limit ?? 100;
     const type = query.type;
@@ -139,28 +136,20 @@ export class MemoryStore implements Store {
       const slot = this.#slot(i);
       if ((type === undefined || this.#types[slot] === type) && this.#timestamps[slot]! >= cutoff) out.push(this.#event(i, slot));
     }
-    return out;
+    return Promise.resolve(out);
   }
 
-  putDeadLetter(entry: DeadLetterRow): void {
-    if (!this.#deadLetters.has(entry.taskId) && this.#deadLetters.size >= this.#maxDeadLetters) {
-      const oldest = this.#deadLetters.keys().next();
-      if (!oldest.done) {
-        this.#deadLetters.delete(oldest.value);
-        this.dropped++;
-      }
-    }
-    this.#deadLetters.set(entry.taskId, entry);
+  putDeadLetter(_entry: DeadLetterRow): void {}
+
+  deleteDeadLetter(_taskId: string): void {}
+
+  listDeadLetters(): Promise<DeadLetterRow[]> {
+    return Promise.resolve([]);
   }
 
-  takeDeadLetter(taskId: string): DeadLetterRow | undefined {
-    const entry = this.#deadLetters.get(taskId);
-    this.#deadLetters.delete(taskId);
-    return entry;
-  }
-
-  listDeadLetters(): DeadLetterRow[] {
-    return [...this.#deadLetters.values()];
+  #taskIdAt(slot: number): string | null {
+    const seq = this.#taskSeqs[slot]!;
+    return seq === NO_SEQ ? this.#taskIds[slot]! : this.#idOfSeq(seq);
   }
 
   #slot(index: number): number {
@@ -174,7 +163,7 @@ export class MemoryStore implements Store {
       seq: this.#firstSeq + index,
       timestamp: this.#timestamps[slot]!,
       type: this.#types[slot]!,
-      taskId: this.#tasks[slot]?.id ?? null,
+      taskId: this.#taskIdAt(slot),
       agentId: this.#agentIds[slot]!,
       attempt: Number.isNaN(attempt) ? null : attempt,
       details: this.#details[slot]!,
@@ -183,8 +172,9 @@ export class MemoryStore implements Store {
 
   #dropOldest(): void {
     const head = this.#head;
-    // Release references so dropped details can be collected.
+    // Release references so dropped ids and details can be collected.
     this.#details[head] = null;
+    this.#taskIds[head] = null;
     this.#head = head + 1 === this.#capacity ? 0 : head + 1;
     this.#count--;
     this.#firstSeq++;
@@ -205,23 +195,26 @@ export class MemoryStore implements Store {
     const capacity = Math.min(this.#maxEvents, Math.max(INITIAL_AUDIT_CAPACITY, this.#capacity * 2));
     const timestamps = new Float64Array(capacity);
     const attempts = new Float64Array(capacity);
+    const taskSeqs = new Float64Array(capacity);
     const types = new Array<AuditEventType>(capacity);
-    const tasks = new Array<AuditSubject | null>(capacity);
+    const taskIds = new Array<string | null>(capacity);
     const agentIds = new Array<string | null>(capacity);
     const details = new Array<Record<string, unknown> | null>(capacity);
     for (let i = 0; i < this.#count; i++) {
       const slot = this.#slot(i);
       timestamps[i] = this.#timestamps[slot]!;
       attempts[i] = this.#attempts[slot]!;
+      taskSeqs[i] = this.#taskSeqs[slot]!;
       types[i] = this.#types[slot]!;
-      tasks[i] = this.#tasks[slot]!;
+      taskIds[i] = this.#taskIds[slot]!;
       agentIds[i] = this.#agentIds[slot]!;
       details[i] = this.#details[slot]!;
     }
     this.#timestamps = timestamps;
     this.#attempts = attempts;
+    this.#taskSeqs = taskSeqs;
     this.#types = types;
-    this.#tasks = tasks;
+    this.#taskIds = taskIds;
     this.#agentIds = agentIds;
     this.#details = details;
     this.#capacity = capacity;

@@ -54,6 +54,18 @@ export const MIGRATIONS: readonly string[] = [
     failed_at INTEGER NOT NULL
   );
   `,
+  // 1 -> 2: rows owned by the process that holds them, and the processes alive on the file, so
+  // that a process starting next to a live one recovers only what dead processes left.
+  `
+  ALTER TABLE tasks ADD COLUMN owner TEXT;
+  CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

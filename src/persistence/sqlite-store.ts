@@ -1,4 +1,5 @@
 import type BetterSqlite3 from 'better-sqlite3';
+import { hostname } from 'node:os';
 import { StoreError } from '../errors.js';
 import type { SerializedError } from '../workers/protocol.js';
 import { FINISHED_STATUSES, MIGRATIONS, SCHEMA_VERSION, UNFINISHED_STATUSES } from './sqlite-schema.js';
@@ -13,7 +14,10 @@ import type {
   PersistableTask,
   SqliteSynchronous,
   Store,
+  TaskListQuery,
   TaskRow,
+  UnfinishedTask,
+  UnreadableTask,
 } from './store.js';
 
 type Database = BetterSqlite3.Database;
@@ -29,9 +33,20 @@ export interface SqliteStoreOptions {
   flushIntervalMs?: number;
   /** How long opening or committing waits for another connection's lock (ms). @default 1000 */
   busyTimeoutMs?: number;
-  /** Told of a failed commit as it happens (the writes stay queued and are retried). */
+  /** Told of a failed commit as it happens (the writes stay queued and are retried), and of rows that cannot be read. */
   onCommitError?: (error: StoreError) => void;
+  /** This process's id: the rows it writes are its own, and no other live process recovers them. */
+  nodeId: string;
+  /** Rows of finished tasks older than this are deleted, at open and hourly (ms). @default 7 days */
+  retainFinishedMs?: number;
 }
+
+/** How often a live process marks itself alive in the file (ms). */
+const HEARTBEAT_MS = 10_000;
+/** A process that has not marked itself alive for this long is gone (ms). */
+const STALE_AFTER_MS = 60_000;
+const PRUNE_EVERY_MS = 3_600_000;
+const DEFAULT_RETAIN_FINISHED_MS = 7 * 24 * 3_600_000;
 
 const RETRY_FIRST_MS = 10;
 const RETRY_MAX_MS = 1000;
@@ -42,7 +57,7 @@ const DELETE = Symbol('delete');
 
 const TASK_COLUMNS = [
   'id', 'type', 'priority', 'capabilities', 'payload', 'metadata', 'options',
-  'status', 'attempt', 'agent_id', 'submitted_at', 'updated_at', 'result', 'error',
+  'status', 'attempt', 'agent_id', 'submitted_at', 'updated_at', 'result', 'error', 'owner',
 ] as const;
 const AUDIT_COLUMNS = ['seq', 'ts', 'type', 'task_id', 'agent_id', 'attempt', 'details'] as const;
 // Rows per multi-row INSERT: one statement carries many rows, cutting per-statement overhead.
@@ -64,6 +79,19 @@ interface TaskRecordRow {
   updated_at: number;
   result: string | null;
   error: string | null;
+  owner: string | null;
+}
+
+interface UnfinishedRecordRow extends TaskRecordRow {
+  checkpoint: string | null;
+  has_checkpoint: number;
+}
+
+interface NodeRow {
+  id: string;
+  host: string;
+  pid: number;
+  heartbeat_at: number;
 }
 
 interface AuditRecordRow {
@@ -88,13 +116,18 @@ interface DeadLetterRecordRow {
 interface Statements {
   upsertCheckpoint: Statement;
   deleteCheckpoint: Statement;
-  loadCheckpoint: Statement;
   upsertDeadLetter: Statement;
   deleteDeadLetter: Statement;
-  loadDeadLetter: Statement;
   listDeadLetters: Statement;
   unfinished: Statement;
+  claim: Statement;
   pruneFinished: Statement;
+  findTask: Statement;
+  listTasks: Statement;
+  nodes: Statement;
+  deleteNode: Statement;
+  upsertNode: Statement;
+  heartbeat: Statement;
   history: Statement;
   auditSince: Statement;
   auditSinceOfType: Statement;
@@ -190,13 +223,18 @@ function auditInsertSql(rows: number): string {
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
+  readonly durable = true;
   readonly path: string;
+  readonly nodeId: string;
 
   readonly #synchronous: SqliteSynchronous;
   readonly #retainMs: number;
   readonly #maxEvents: number;
   readonly #flushIntervalMs: number;
   readonly #busyTimeoutMs: number;
+  readonly #retainFinishedMs: number;
+  #maintenanceTimer: ReturnType<typeof setInterval> | null = null;
+  #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
 
   #db: Database | null = null;
   #statements: Statements | null = null;
@@ -231,6 +269,8 @@ export class SqliteStore implements Store {
     this.#flushIntervalMs = options.flushIntervalMs ?? 2;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 1000;
     this.#onCommitError = options.onCommitError;
+    this.nodeId = options.nodeId;
+    this.#retainFinishedMs = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
   }
 
   /** @throws StoreError when better-sqlite3 is missing, or the file is corrupt, locked, unreadable or from a newer schema */
@@ -257,12 +297,19 @@ export class SqliteStore implements Store {
       this.#prepare(db);
       // Entries that expired while the store was closed.
       this.#retain(Date.now());
+      this.#statements!.upsertNode.run(this.nodeId, hostname(), process.pid, Date.now(), Date.now());
+      this.#pruneFinished();
     } catch (cause) {
       db?.close();
       this.#statements = null;
       throw cause instanceof StoreError ? cause : new StoreError(this.path, describeOpenFailure(cause), { cause });
     }
     this.#db = db;
+    // Neither timer keeps the process alive.
+    this.#heartbeatTimer = setInterval(() => this.#heartbeat(), HEARTBEAT_MS);
+    this.#heartbeatTimer.unref();
+    this.#maintenanceTimer = setInterval(() => this.#pruneFinished(), PRUNE_EVERY_MS);
+    this.#maintenanceTimer.unref();
     // Writes queued before open (tasks submitted before start()) go out with the first batch.
     if (this.#tasks.size > 0 || this.#audit.length > 0 || this.#checkpoints.size > 0 || this.#deadLetters.size > 0) this.#schedule();
   }
@@ -277,7 +324,16 @@ export class SqliteStore implements Store {
       this.#batch = null;
       return RESOLVED;
     }
+    if (this.#heartbeatTimer !== null) clearInterval(this.#heartbeatTimer);
+    if (this.#maintenanceTimer !== null) clearInterval(this.#maintenanceTimer);
+    this.#heartbeatTimer = this.#maintenanceTimer = null;
     this.#commit();
+    // Gone from the file: a process starting after this one recovers what this one left at once.
+    try {
+      this.#statements!.deleteNode.run(this.nodeId);
+    } catch (cause) {
+      this.#failure ??= new StoreError(this.path, `could not leave the nodes table: ${messageOf(cause)}`, { cause });
+    }
     db.close();
     this.#db = null;
     this.#statements = null;
@@ -299,14 +355,79 @@ export class SqliteStore implements Store {
     this.#schedule();
   }
 
-  unfinishedTasks(): TaskRow[] {
+  claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
     const statements = this.#read();
-    return (statements.unfinished.all() as TaskRecordRow[]).map(toTaskRow);
+    const claimed = this.#db!.transaction(() => {
+      const now = Date.now();
+      const host = hostname();
+      const live = new Set<string>([this.nodeId]);
+      for (const node of statements.nodes.all() as NodeRow[]) {
+        if (node.id === this.nodeId) continue;
+        const gone = now - node.heartbeat_at > STALE_AFTER_MS || (node.host === host && !processAlive(node.pid));
+        if (gone) statements.deleteNode.run(node.id);
+        else live.add(node.id);
+      }
+      const rows: UnfinishedRecordRow[] = [];
+      for (const row of statements.unfinished.all() as UnfinishedRecordRow[]) {
+        if (row.owner !== null && live.has(row.owner) && row.owner !== this.nodeId) continue;
+        statements.claim.run(this.nodeId, row.id);
+        rows.push(row);
+      }
+      return rows;
+    }).immediate();
+    const tasks: UnfinishedTask[] = [];
+    const unreadable: UnreadableTask[] = [];
+    for (const row of claimed) {
+      try {
+        tasks.push({ row: toTaskRow(row), checkpoint: row.has_checkpoint === 1 ? { state: parse(row.checkpoint) } : null });
+      } catch (cause) {
+        const error = new StoreError(this.path, `task ${row.id} cannot be read back (${messageOf(cause)}): it is dead-lettered`, { cause });
+        unreadable.push({ id: row.id, type: row.type, priority: row.priority, status: row.status, attempt: row.attempt, error });
+      }
+    }
+    return Promise.resolve({ tasks, unreadable });
   }
 
-  pruneFinished(before: number): number {
-    const statements = this.#read();
-    return statements.pruneFinished.run(before).changes;
+  findTask(taskId: string): Promise<TaskRow | undefined> {
+    const row = this.#read().findTask.get(taskId) as TaskRecordRow | undefined;
+    return Promise.resolve(row === undefined ? undefined : this.#readable(row));
+  }
+
+  listTasks(query: TaskListQuery): Promise<TaskRow[]> {
+    const statuses = query.status === undefined || query.status.length === 0 ? null : JSON.stringify(query.status);
+    const rows = this.#read().listTasks.all(statuses, query.type ?? null, query.limit ?? 100) as TaskRecordRow[];
+    const out: TaskRow[] = [];
+    for (const row of rows) {
+      const task = this.#readable(row);
+      if (task !== undefined) out.push(task);
+    }
+    return Promise.resolve(out);
+  }
+
+  /** The row as a TaskRow, or undefined (reported) when it cannot be read. */
+  #readable(row: TaskRecordRow): TaskRow | undefined {
+    try {
+      return toTaskRow(row);
+    } catch (cause) {
+      this.#onCommitError?.(new StoreError(this.path, `task ${row.id} cannot be read back: ${messageOf(cause)}`, { cause }));
+      return undefined;
+    }
+  }
+
+  #pruneFinished(): void {
+    try {
+      this.#statements?.pruneFinished.run(Date.now() - this.#retainFinishedMs);
+    } catch (cause) {
+      this.#onCommitError?.(new StoreError(this.path, `pruning finished tasks failed: ${messageOf(cause)}`, { cause }));
+    }
+  }
+
+  #heartbeat(): void {
+    try {
+      this.#statements?.heartbeat.run(Date.now(), this.nodeId);
+    } catch (cause) {
+      this.#onCommitError?.(new StoreError(this.path, `heartbeat failed: ${messageOf(cause)}`, { cause }));
+    }
   }
 
   saveCheckpoint(taskId: string, state: unknown): Promise<void> {
@@ -334,19 +455,6 @@ export class SqliteStore implements Store {
     return this.#batch.promise;
   }
 
-  loadCheckpoint(taskId: string): unknown {
-    const pending = this.#checkpoints.get(taskId);
-    if (pending !== undefined) return pending === DELETE ? undefined : parse(pending);
-    const row = this.#open().loadCheckpoint.get(taskId) as { state: string | null } | undefined;
-    return row === undefined ? undefined : parse(row.state);
-  }
-
-  hasCheckpoint(taskId: string): boolean {
-    const pending = this.#checkpoints.get(taskId);
-    if (pending !== undefined) return pending !== DELETE;
-    return this.#open().loadCheckpoint.get(taskId) !== undefined;
-  }
-
   deleteCheckpoint(taskId: string): void {
     if (this.#closed) throw this.#notOpen();
     this.#checkpoints.set(taskId, DELETE);
@@ -366,14 +474,14 @@ export class SqliteStore implements Store {
     this.#schedule();
   }
 
-  history(taskId: string): AuditEvent[] {
+  history(taskId: string): Promise<AuditEvent[]> {
     const statements = this.#read();
     const now = Date.now();
     this.#retain(now);
-    return (statements.history.all(taskId, now - this.#retainMs) as AuditRecordRow[]).map(toAuditEvent);
+    return Promise.resolve((statements.history.all(taskId, now - this.#retainMs) as AuditRecordRow[]).map(toAuditEvent));
   }
 
-  audit(query: AuditQuery): AuditEvent[] {
+  audit(query: AuditQuery): Promise<AuditEvent[]> {
     const statements = this.#read();
     const now = Date.now();
     this.#retain(now);
@@ -383,7 +491,7 @@ export class SqliteStore implements Store {
     const cutoff = now - this.#retainMs;
     const rows =
       query.type === undefined ? statements.auditSince.all(since, cutoff, limit) : statements.auditSinceOfType.all(query.type, since, cutoff, limit);
-    return (rows as AuditRecordRow[]).map(toAuditEvent);
+    return Promise.resolve((rows as AuditRecordRow[]).map(toAuditEvent));
   }
 
   putDeadLetter(entry: DeadLetterRow): void {
@@ -392,23 +500,22 @@ export class SqliteStore implements Store {
     this.#schedule();
   }
 
-  takeDeadLetter(taskId: string): DeadLetterRow | undefined {
-    const pending = this.#deadLetters.get(taskId);
-    let entry: DeadLetterRow | undefined;
-    if (pending === DELETE) return undefined;
-    if (pending !== undefined) entry = pending;
-    else {
-      const row = this.#open().loadDeadLetter.get(taskId) as DeadLetterRecordRow | undefined;
-      if (row === undefined) return undefined;
-      entry = toDeadLetter(row);
-    }
+  deleteDeadLetter(taskId: string): void {
+    if (this.#closed) throw this.#notOpen();
     this.#deadLetters.set(taskId, DELETE);
     this.#schedule();
-    return entry;
   }
 
-  listDeadLetters(): DeadLetterRow[] {
-    return (this.#read().listDeadLetters.all() as DeadLetterRecordRow[]).map(toDeadLetter);
+  listDeadLetters(): Promise<DeadLetterRow[]> {
+    const out: DeadLetterRow[] = [];
+    for (const row of this.#read().listDeadLetters.all() as DeadLetterRecordRow[]) {
+      try {
+        out.push(toDeadLetter(row));
+      } catch (cause) {
+        this.#onCommitError?.(new StoreError(this.path, `dead letter ${row.task_id} cannot be read back: ${messageOf(cause)}`, { cause }));
+      }
+    }
+    return Promise.resolve(out);
   }
 
   #notOpen(): StoreError {
@@ -493,7 +600,7 @@ export class SqliteStore implements Store {
         tasks.values.push(
           row.id, row.type, row.priority, JSON.stringify(row.capabilities), json(row.payload), JSON.stringify(row.metadata),
           JSON.stringify(row.options), row.status, row.attempt, row.agentId, row.submittedAt, row.updatedAt,
-          json(row.result), row.error == null ? null : JSON.stringify(row.error),
+          row.resultJson ?? json(row.result), row.error == null ? null : JSON.stringify(row.error), this.nodeId,
         );
         tasks.endRow();
       } catch (cause) {
@@ -583,15 +690,28 @@ export class SqliteStore implements Store {
         'INSERT INTO checkpoints (task_id, state, saved_at) VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at',
       ),
       deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE task_id = ?'),
-      loadCheckpoint: db.prepare('SELECT state FROM checkpoints WHERE task_id = ?'),
       upsertDeadLetter: db.prepare(
         `INSERT INTO dead_letters (task_id, row, error, code, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (task_id) DO UPDATE SET row = excluded.row, error = excluded.error, code = excluded.code, attempts = excluded.attempts, failed_at = excluded.failed_at`,
       ),
       deleteDeadLetter: db.prepare('DELETE FROM dead_letters WHERE task_id = ?'),
-      loadDeadLetter: db.prepare('SELECT * FROM dead_letters WHERE task_id = ?'),
       listDeadLetters: db.prepare('SELECT * FROM dead_letters ORDER BY rowid'),
-      unfinished: db.prepare(`SELECT * FROM tasks WHERE status IN ${UNFINISHED_STATUSES} ORDER BY rowid`),
+      unfinished: db.prepare(
+        `SELECT tasks.*, checkpoints.state AS checkpoint, checkpoints.task_id IS NOT NULL AS has_checkpoint
+         FROM tasks LEFT JOIN checkpoints ON checkpoints.task_id = tasks.id WHERE status IN ${UNFINISHED_STATUSES} ORDER BY tasks.rowid`,
+      ),
+      claim: db.prepare('UPDATE tasks SET owner = ? WHERE id = ?'),
+      findTask: db.prepare('SELECT * FROM tasks WHERE id = ?'),
+      // Newest first by insertion (rowid): no index on update time, which every row write would pay for.
+      listTasks: db.prepare(
+        `SELECT * FROM tasks WHERE (?1 IS NULL OR status IN (SELECT value FROM json_each(?1))) AND (?2 IS NULL OR type = ?2) ORDER BY rowid DESC LIMIT ?3`,
+      ),
+      nodes: db.prepare('SELECT id, host, pid, heartbeat_at FROM nodes'),
+      deleteNode: db.prepare('DELETE FROM nodes WHERE id = ?'),
+      upsertNode: db.prepare(
+        'INSERT INTO nodes (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at',
+      ),
+      heartbeat: db.prepare('UPDATE nodes SET heartbeat_at = ? WHERE id = ?'),
       pruneFinished: db.prepare(`DELETE FROM tasks WHERE status IN ${FINISHED_STATUSES} AND updated_at < ?`),
       history: db.prepare('SELECT * FROM audit WHERE task_id = ? AND ts >= ? ORDER BY seq'),
       auditSince: db.prepare('SELECT * FROM audit WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?'),
@@ -609,6 +729,16 @@ export class SqliteStore implements Store {
     const first = db.prepare('SELECT min(seq) AS seq FROM audit').get() as { seq: number | null };
     this.#lastSeq = last.value;
     this.#auditFloor = first.seq === null ? this.#lastSeq : first.seq - 1;
+  }
+}
+
+/** True when a process with this pid exists on this host (it may be another one that reused the pid: staleness then decides). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
   }
 }
 
@@ -635,6 +765,7 @@ function toTaskRow(r: TaskRecordRow): TaskRow {
     submittedAt: r.submitted_at,
     updatedAt: r.updated_at,
     error: r.error === null ? null : (JSON.parse(r.error) as SerializedError),
+    owner: r.owner,
   };
   if (r.result !== null) row.result = JSON.parse(r.result);
   return row;

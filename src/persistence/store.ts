@@ -1,4 +1,5 @@
 import type { TaskStatus } from '../enums.js';
+import type { StoreError } from '../errors.js';
 import type { SerializedError } from '../workers/protocol.js';
 
 /** A task as the store keeps it: enough to queue it again after a crash. */
@@ -21,6 +22,10 @@ export interface TaskRow {
   result?: unknown;
   /** Set once failed, timed out or cancelled (a cancel reason is a message). */
   error?: SerializedError | null;
+  /** The result already encoded as JSON (checked when the task completed), so a store need not encode it again. */
+  resultJson?: string | undefined;
+  /** The process that holds the task (as read back from a durable store). */
+  owner?: string | null;
 }
 
 /** Something the store can turn into a row when it writes (late, so one write carries the latest state). */
@@ -58,6 +63,11 @@ export interface AuditEvent {
 /** What an audit entry is about: its id is read when the entry is read or written, not when appended. */
 export interface AuditSubject {
   readonly id: string;
+  /**
+   * For a task whose id the engine generated: the sequence the id is made from, so an in-memory
+   * trail keeps a number rather than the task or a string. Absent (or -1) otherwise.
+   */
+  readonly generatedSeq?: number;
 }
 
 /**
@@ -86,13 +96,42 @@ export interface DeadLetterRow {
   failedAt: number;
 }
 
+/** A query of `listTasks`. */
+export interface TaskListQuery {
+  /** Only tasks in one of these statuses. */
+  status?: readonly TaskStatus[];
+  type?: string;
+  /** @default 100 */
+  limit?: number;
+}
+
+/** A task found unfinished at start(), now owned by this process. */
+export interface UnfinishedTask {
+  row: TaskRow;
+  /** Its latest committed checkpoint, if it has one. */
+  checkpoint: { state: unknown } | null;
+}
+
+/** A task row found unfinished whose stored payload, metadata, options or checkpoint cannot be read. */
+export interface UnreadableTask {
+  id: string;
+  type: string;
+  priority: number;
+  status: TaskStatus;
+  attempt: number;
+  /** Names the store and the task, and what could not be read. */
+  error: StoreError;
+}
+
 /**
  * Where tasks, checkpoints, the audit trail and dead letters live. Writes are queued and
  * committed in batches; `flush()` resolves once everything queued before it is committed.
  * Reads see queued writes too (read-your-writes).
  */
 export interface Store {
-  readonly kind: 'memory' | 'sqlite';
+  readonly kind: 'memory' | 'sqlite' | 'postgres';
+  /** True when the store survives the process: task rows are written, and tasks are recovered at start(). */
+  readonly durable: boolean;
   /** Creates or migrates the schema. @throws StoreError for a corrupt, locked or unreadable database */
   open(): Promise<void>;
   /** Commits what is queued and releases the database. */
@@ -105,15 +144,19 @@ export interface Store {
 
   /** Queues an insert or update of the task; its row is taken at commit time. */
   saveTask(task: PersistableTask): void;
-  /** Tasks that were queued, running or retrying (not finished) when the store was last closed or the process died. */
-  unfinishedTasks(): TaskRow[];
-  /** Finished task rows older than `before` (ms epoch) are deleted; returns how many. */
-  pruneFinished(before: number): number;
+  /**
+   * Tasks left queued, running or retrying by processes that are gone (never those of a process
+   * still alive on the same store), now owned by this one. Rows that cannot be read are returned
+   * apart, so that one bad row costs only its own task.
+   */
+  claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }>;
+  /** A task's row (durable stores; the memory store keeps none). */
+  findTask(taskId: string): Promise<TaskRow | undefined>;
+  /** Task rows, most recently updated first (durable stores; the memory store keeps none). */
+  listTasks(query: TaskListQuery): Promise<TaskRow[]>;
 
   /** Queues the checkpoint; resolves once committed. */
   saveCheckpoint(taskId: string, state: unknown): Promise<void>;
-  loadCheckpoint(taskId: string): unknown;
-  hasCheckpoint(taskId: string): boolean;
   deleteCheckpoint(taskId: string): void;
 
   /**
@@ -128,12 +171,13 @@ export interface Store {
     attempt: number | null,
     details: Record<string, unknown> | null,
   ): void;
-  history(taskId: string): AuditEvent[];
-  audit(query: AuditQuery): AuditEvent[];
+  history(taskId: string): Promise<AuditEvent[]>;
+  audit(query: AuditQuery): Promise<AuditEvent[]>;
 
   putDeadLetter(entry: DeadLetterRow): void;
-  takeDeadLetter(taskId: string): DeadLetterRow | undefined;
-  listDeadLetters(): DeadLetterRow[];
+  deleteDeadLetter(taskId: string): void;
+  /** Dead letters, oldest first; rows that cannot be read are skipped and reported through the store's error callback. */
+  listDeadLetters(): Promise<DeadLetterRow[]>;
 }
 
 /** Retention of the audit trail: entries older than `retainMs` or beyond the newest `maxEvents` go. */

@@ -110,6 +110,18 @@ export class Lane<T extends QueueNode, K = unknown> {
     this.size++;
   }
 
+  /** Every queued item, most urgent level first (a copy: the caller may remove items meanwhile). */
+  tasks(): T[] {
+    const out: T[] = [];
+    for (const fifo of this.#levels) {
+      for (let i = fifo.start; i < fifo.items.length; i++) {
+        const node = fifo.items[i];
+        if (node !== null && node !== undefined) out.push(node);
+      }
+    }
+    return out;
+  }
+
   remove(node: T): void {
     const level = node.level;
     const fifo = this.#levels[level]!;

@@ -59,15 +59,16 @@ export class TaskQueue<T extends LaneNode<T, K>, K> {
   }
 
   /**
-   * Removes and returns the best task that `canRun` accepts: lowest level first, then earliest
-   * submitted. `canRun` sees each lane's best head once and may record its routing decision.
+   * Removes and returns the best task whose lane `demand` can serve: lowest level first, then
+   * earliest submitted. `canServe` is asked only for lane heads that would beat the best so far,
+   * and must be free of side effects (lanes passed over are left as they were).
    */
-  take(canRun: (head: T) => boolean): T | null {
+  take(demand: { canServe(key: K): boolean }): T | null {
     const active = this.#active;
     if (active.length === 1) {
       const lane = active[0]!;
+      if (!demand.canServe(lane.key)) return null;
       const head = lane.head(lane.bestLevel)!;
-      if (!canRun(head)) return null;
       this.remove(head);
       return head;
     }
@@ -76,7 +77,7 @@ export class TaskQueue<T extends LaneNode<T, K>, K> {
       const lane = active[i]!;
       const head = lane.head(lane.bestLevel)!;
       if (best !== null && (head.level > best.level || (head.level === best.level && head.seq > best.seq))) continue;
-      if (canRun(head)) best = head;
+      if (demand.canServe(lane.key)) best = head;
     }
     if (best !== null) this.remove(best);
     return best;

@@ -133,6 +133,8 @@ export class CircuitBreaker {
       this.#halfOpenPeriod++;
       this.#move(CircuitState.HALF_OPEN);
     }, wait);
+    // An open circuit alone does not keep the process alive.
+    this.#timer.unref();
   }
 
   #move(to: CircuitState): void {

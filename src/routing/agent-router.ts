@@ -69,21 +69,29 @@ export class AgentRouter {
   }
 
   /**
-   * Picks an available agent for a task of this signature, or null when all capable agents
-   * are at `maxConcurrent` or not admitting. A preferred role wins when one of that role is free.
+   * Picks an available agent for a task of this signature, or null when every capable agent is
+   * at `maxConcurrent`, not admitting, or of a kind with no free worker (`inlineOk`, `threadOk`).
+   * A preferred role wins when one of that role is free.
    */
-  select(signature: CapabilitySignature, preferredRole: AgentRole | undefined): Agent | null {
+  select(signature: CapabilitySignature, preferredRole: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
     const agents = signature.agents;
     if (agents.length === 0) return null;
     this.decisions++;
     if (preferredRole !== undefined) {
-      const preferred = this.#pick(signature, agents, preferredRole);
+      const preferred = this.#pick(signature, agents, preferredRole, inlineOk, threadOk);
       if (preferred !== null) return preferred;
     }
-    return this.#pick(signature, agents, undefined);
+    return this.#pick(signature, agents, undefined, inlineOk, threadOk);
   }
 
-  #pick(signature: CapabilitySignature, agents: Agent[], role: AgentRole | undefined): Agent | null {
+  /** True when `select` would find an agent (asked without moving any cursor). */
+  canServe(signature: CapabilitySignature, inlineOk: boolean, threadOk: boolean): boolean {
+    const agents = signature.agents;
+    for (let i = 0; i < agents.length; i++) if (eligible(agents[i]!, undefined, inlineOk, threadOk)) return true;
+    return false;
+  }
+
+  #pick(signature: CapabilitySignature, agents: Agent[], role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
     const n = agents.length;
     switch (this.#strategy) {
       case 'least-busy': {
@@ -93,8 +101,7 @@ export class AgentRouter {
         let bestLoad = Infinity;
         for (let i = 0; i < n; i++) {
           const agent = agents[(start + i) % n]!;
-          if (!agent.admitting || agent.active >= agent.maxConcurrent) continue;
-          if (role !== undefined && agent.role !== role) continue;
+          if (!eligible(agent, role, inlineOk, threadOk)) continue;
           const load = agent.active / agent.maxConcurrent;
           if (load < bestLoad) {
             best = agent;
@@ -106,22 +113,30 @@ export class AgentRouter {
         return best;
       }
       case 'round-robin':
-        return this.#firstAvailableFrom(signature, agents, signature.cursor % n, role);
+        return this.#firstAvailableFrom(signature, agents, signature.cursor % n, role, inlineOk, threadOk);
       case 'random':
-        return this.#firstAvailableFrom(signature, agents, Math.floor(Math.random() * n), role);
+        return this.#firstAvailableFrom(signature, agents, Math.floor(Math.random() * n), role, inlineOk, threadOk);
     }
   }
 
-  #firstAvailableFrom(signature: CapabilitySignature, agents: Agent[], start: number, role: AgentRole | undefined): Agent | null {
+  #firstAvailableFrom(signature: CapabilitySignature, agents: Agent[], start: number, role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
     const n = agents.length;
     for (let i = 0; i < n; i++) {
       const index = (start + i) % n;
       const agent = agents[index]!;
-      if (!agent.admitting || agent.active >= agent.maxConcurrent) continue;
-      if (role !== undefined && agent.role !== role) continue;
+      if (!eligible(agent, role, inlineOk, threadOk)) continue;
       signature.cursor = index + 1;
       return agent;
     }
     return null;
   }
+}
+
+function eligible(agent: Agent, role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): boolean {
+  return (
+    agent.admitting &&
+    agent.active < agent.maxConcurrent &&
+    (agent.execution.kind === 'inline' ? inlineOk : threadOk) &&
+    (role === undefined || agent.role === role)
+  );
 }

@@ -28,9 +28,11 @@ export class ProgressStream {
 
   /** Records a state; returns its event. `snapshot` is fresh when `sequence % interval === 0`. */
   update(state: unknown, agentId: string, timestamp: number): DeltaEvent | UpdateEvent {
-    // The diff first: if it throws (a state JSON cannot express), the sequence stays gap-free.
+    // What may throw first (a state JSON cannot carry): then the sequence stays gap-free.
     const delta = this.compression ? this.#diff(state) : null;
-    const sequence = ++this.sequence;
+    const sequence = this.sequence + 1;
+    const snapshotData = sequence % this.interval === 0 ? cloneJson(delta === null ? state : this.#mirror) : undefined;
+    this.sequence = sequence;
     this.#agentId = agentId;
     const metadata = { sequence, agentId };
     let event: DeltaEvent | UpdateEvent;
@@ -41,7 +43,7 @@ export class ProgressStream {
       event = { type: 'update', timestamp, data: state, metadata };
     }
     if (sequence % this.interval === 0) {
-      this.snapshot = this.takeSnapshot(timestamp);
+      this.snapshot = { type: 'snapshot', timestamp, data: snapshotData, metadata: { sequence, agentId } };
       this.#since.length = 0;
     } else {
       this.#since.push(event);

@@ -1,7 +1,8 @@
 /** Removes the listener it was returned for. Calling it twice is harmless. */
 export type Unsubscribe = () => void;
 
-type Listener<T> = (payload: T) => void;
+// A listener may be async: what it returns is checked for a rejection, never awaited.
+type Listener<T> = (payload: T) => unknown;
 
 /**
  * A small typed event emitter. Listener arrays are copied on write, so emitting never
@@ -59,7 +60,9 @@ export class Emitter<Events extends object> {
     if (!current) return;
     for (const listener of current) {
       try {
-        (listener as Listener<Events[K]>)(payload);
+        const returned = (listener as Listener<Events[K]>)(payload);
+        // An async listener that rejects is reported like one that throws, never left unhandled.
+        if (returned instanceof Promise) returned.catch((error: unknown) => this.#onListenerError(error, event));
       } catch (error) {
         this.#onListenerError(error, event);
       }

@@ -82,9 +82,26 @@ export class WorkerPool<Run> {
     return this.#idleInline.length > 0 || this.size < this.#options.maxWorkers;
   }
 
+  /** True when a thread task could start now (asked without side effects). */
+  get threadAvailable(): boolean {
+    if (this.#closed) return false;
+    if (this.size < this.#options.maxWorkers || this.#idleInline.length > 0) return true;
+    const limit = this.#options.threadBatchSize;
+    for (const thread of this.#threads) if (thread.inFlight.size < limit) return true;
+    return false;
+  }
+
+  /** About how many tasks could start now (a hint for sources that fetch work ahead). */
+  get room(): number {
+    let room = this.#options.maxWorkers - this.size + this.#idleInline.length;
+    const limit = this.#options.threadBatchSize;
+    for (const thread of this.#threads) room += limit - thread.inFlight.size;
+    return room;
+  }
+
   /** True when some kind of task could start now (a cheap guard for the dispatch loop). */
   get anyAvailable(): boolean {
-    return this.inlineAvailable || this.#threadWithRoom() !== null;
+    return this.inlineAvailable || this.threadAvailable;
   }
 
   acquireInline(): InlineWorker {
@@ -206,6 +223,7 @@ export class WorkerPool<Run> {
   #armRetirement(): void {
     if (this.#retireTimer !== null || this.size <= this.#options.minWorkers) return;
     this.#retireTimer = setTimeout(() => this.#retireIdle(), this.#options.idleTimeout);
+    this.#retireTimer.unref();
   }
 
   #retireIdle(): void {

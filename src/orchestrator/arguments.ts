@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { TaskStatus } from '../enums.js';
+import { InvalidArgumentError } from '../errors.js';
+import type { AuditEventType, AuditQuery, TaskListQuery } from '../persistence/store.js';
+import { count, ms } from '../util/schema.js';
+import { describeIssue } from '../util/validation.js';
+
+const AUDIT_TYPES = [
+  'submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit',
+] as const satisfies readonly AuditEventType[];
+const STATUSES = Object.values(TaskStatus) as [TaskStatus, ...TaskStatus[]];
+const MAX_PAGE = 10_000;
+
+const shutdownSchema = z.strictObject({
+  graceful: z.boolean({ error: 'must be true or false' }).optional(),
+  timeout: ms('longest graceful wait').optional(),
+});
+
+const auditQuerySchema = z.strictObject({
+  since: count(0).optional(),
+  limit: count(1).max(MAX_PAGE, { error: `must be at most ${MAX_PAGE}` }).optional(),
+  type: z.enum(AUDIT_TYPES, { error: `must be one of ${AUDIT_TYPES.join(', ')}` }).optional(),
+});
+
+const statusSchema = z.enum(STATUSES, { error: `must be one of ${STATUSES.join(', ')}` });
+const taskQuerySchema = z.strictObject({
+  status: z.union([statusSchema, z.array(statusSchema)], { error: `must be a TaskStatus or an array of them (${STATUSES.join(', ')})` }).optional(),
+  type: z.string({ error: 'must be a string' }).optional(),
+  limit: count(1).max(MAX_PAGE, { error: `must be at most ${MAX_PAGE}` }).optional(),
+});
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, name: string): T {
+  if (value === undefined) return {} as T;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidArgumentError(name, 'must be an object');
+  const checked = schema.safeParse(value);
+  if (checked.success) return checked.data;
+  const { field, detail } = describeIssue(checked.error, value, name);
+  throw new InvalidArgumentError(field, detail);
+}
+
+/** @throws InvalidArgumentError naming the option */
+export function parseShutdownOptions(value: unknown): { graceful: boolean; timeout: number } {
+  const options = parse(shutdownSchema, value, 'shutdown');
+  return { graceful: options.graceful ?? true, timeout: options.timeout ?? 30_000 };
+}
+
+/** @throws InvalidArgumentError naming the field */
+export function parseAuditQuery(value: unknown): AuditQuery {
+  return parse(auditQuerySchema, value, 'query') as AuditQuery;
+}
+
+/** The public query of `listTasks`: `status` may be one status or several. */
+export interface TaskQuery {
+  /** Only tasks in this status (or one of these). */
+  status?: TaskStatus | readonly TaskStatus[];
+  /** Only tasks of this type. */
+  type?: string;
+  /** Most tasks returned. @default 100 */
+  limit?: number;
+}
+
+/** @throws InvalidArgumentError naming the field */
+export function parseTaskQuery(value: unknown): TaskListQuery {
+  const query = parse(taskQuerySchema, value, 'query');
+  const status = query.status === undefined ? undefined : Array.isArray(query.status) ? query.status : [query.status as TaskStatus];
+  return { status, type: query.type, limit: query.limit ?? 100 };
+}
+
+/** @throws InvalidArgumentError when `value` is not a non-empty string */
+export function requireId(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw new InvalidArgumentError(field, `must be a non-empty string (received ${typeof value === 'string' ? '""' : String(value)})`);
+  return value;
+}

@@ -1,0 +1,55 @@
+import { TaskStatus } from '../enums.js';
+import type { TransitionSink } from './task-lifecycle.js';
+import type { TaskRecord, TaskRun } from './task-record.js';
+
+/** The counts behind `getStats()`, kept from the transitions. */
+export class Counters implements TransitionSink {
+  readonly counts = {
+    submitted: 0,
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+    timeouts: 0,
+    retries: 0,
+    deadLettered: 0,
+    recovered: 0,
+    failedAttempts: 0,
+    durationTotal: 0,
+  };
+
+  submitted(): void {
+    this.counts.submitted++;
+  }
+
+  recovered(): void {
+    this.counts.submitted++;
+    this.counts.recovered++;
+  }
+
+  started(): void {}
+
+  completed(_record: TaskRecord, run: TaskRun): void {
+    this.counts.completed++;
+    this.counts.durationTotal += run.duration;
+  }
+
+  attemptFailed(_record: TaskRecord, _run: TaskRun | null, _error: Error, status: TaskStatus): void {
+    this.counts.failedAttempts++;
+    if (status === TaskStatus.TIMEOUT) this.counts.timeouts++;
+  }
+
+  retrying(): void {
+    this.counts.retries++;
+  }
+
+  requeued(): void {}
+
+  failed(): void {
+    this.counts.failed++;
+    this.counts.deadLettered++;
+  }
+
+  cancelled(): void {
+    this.counts.cancelled++;
+  }
+}

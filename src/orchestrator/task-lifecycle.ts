@@ -1,0 +1,176 @@
+import { TaskStatus } from '../enums.js';
+import { NoCapableAgentError, TaskCancelledError, errorCode, isRetryable } from '../errors.js';
+import { retryDelay } from '../queue/backoff.js';
+import type { WorkSource } from '../queue/work-source.js';
+import type { DeadLetter } from '../types.js';
+import type { Checkpoints } from './checkpoints.js';
+import type { TaskRecord, TaskRun } from './task-record.js';
+import type { TaskTable } from './task-table.js';
+
+/**
+ * Told of every transition of a task, in order, after its status changed: event fan-out, the
+ * journal (store rows and audit trail), counters; later telemetry or a database notifier.
+ * One method per transition, positional arguments: a transition allocates nothing for its sinks.
+ */
+export interface TransitionSink {
+  submitted(record: TaskRecord): void;
+  /** Queued again at start() after a previous process left it unfinished. */
+  recovered(record: TaskRecord, previousStatus: TaskStatus, resumed: boolean): void;
+  started(record: TaskRecord, run: TaskRun): void;
+  completed(record: TaskRecord, run: TaskRun): void;
+  /** An attempt failed or timed out (`status`); `retrying` or `failed` follows. `run` is null for a task that never started. */
+  attemptFailed(record: TaskRecord, run: TaskRun | null, error: Error, status: TaskStatus): void;
+  retrying(record: TaskRecord, error: Error, delay: number): void;
+  /** A retry delay ran out, or a thread handed back a job it never started: queued again. */
+  requeued(record: TaskRecord): void;
+  failed(record: TaskRecord, error: Error, status: TaskStatus, deadLetter: DeadLetter): void;
+  /** `keepInStore`: a forced shutdown on a durable store: the task ends in this process only. */
+  cancelled(record: TaskRecord, reason: string, keepInStore: boolean): void;
+}
+
+/** How the lifecycle stops a running attempt it cancels. */
+export interface RunControl {
+  /** Ends the attempt now (its handler is aborted and watched for being stuck); its outcome no longer counts. */
+  abandon(run: TaskRun, reason: Error): void;
+}
+
+/**
+ * The task state machine: the only code that sets a task's status and outcome. Every
+ * transition is reported to the sinks, then the work source and the task table follow.
+ *
+ *   submitted / recovered ─▶ queued ──start──▶ running ──complete──▶ completed
+ *                              ▲ │                │ ├─ attempt failed, none left ─▶ failed | timeout (dead letter)
+ *                              │ │                │ ├─ attempt failed, retry ─▶ retrying ─(delay)─▶ queued
+ *                              │ │                │ └─ handed back unstarted (a thread died) ─▶ queued
+ *                              │ └────────────────┴─ cancel (also from retrying) ─▶ cancelled
+ */
+export class TaskLifecycle {
+  #source!: WorkSource<TaskRecord>;
+  #runs!: RunControl;
+
+  constructor(
+    readonly table: TaskTable,
+    readonly sinks: readonly TransitionSink[],
+    readonly checkpoints: Checkpoints,
+    /** True once retries may no longer be scheduled (the engine stopped). */
+    readonly stopped: () => boolean,
+    readonly clock: () => number,
+  ) {}
+
+  /** Wired after construction: the source and the executor are built with this lifecycle as their host. */
+  connect(source: WorkSource<TaskRecord>, runs: RunControl): void {
+    this.#source = source;
+    this.#runs = runs;
+  }
+
+  submit(record: TaskRecord, callerChosenId: boolean): void {
+    this.table.add(record, callerChosenId);
+    for (const sink of this.sinks) sink.submitted(record);
+    this.#source.offer(record, 0);
+  }
+
+  /** A task a previous process left unfinished; `record.attempt` holds the attempts it started. */
+  recover(record: TaskRecord, previousStatus: TaskStatus, resumed: boolean, crashedOnLastAttempt: Error | null): void {
+    this.table.add(record, true);
+    for (const sink of this.sinks) sink.recovered(record, previousStatus, resumed);
+    // The run the crash cut short used up the last attempt: it may be what crashes the process.
+    if (crashedOnLastAttempt !== null) this.fail(record, crashedOnLastAttempt, TaskStatus.FAILED);
+    else this.#source.offer(record, 0);
+  }
+
+  start(record: TaskRecord, run: TaskRun): void {
+    record.status = TaskStatus.RUNNING;
+    record.run = run;
+    record.worker = run.worker;
+    for (const sink of this.sinks) sink.started(record, run);
+  }
+
+  complete(record: TaskRecord, run: TaskRun, result: unknown): void {
+    record.status = TaskStatus.COMPLETED;
+    record.outcome = result;
+    record.duration = run.duration;
+    this.#source.settle(record, COMPLETED);
+    for (const sink of this.sinks) sink.completed(record, run);
+    this.#finish(record, run.startedAt + run.duration);
+  }
+
+  /** An attempt failed (`status` FAILED) or timed out (TIMEOUT): retried while attempts are left, else failed. */
+  attemptFailed(record: TaskRecord, run: TaskRun | null, error: Error, status: TaskStatus): void {
+    for (const sink of this.sinks) sink.attemptFailed(record, run, error, status);
+    if (isRetryable(error) && record.attempt < record.retry.maxAttempts && !this.stopped()) {
+      const delay = retryDelay(record.retry, record.attempt + 1);
+      record.status = TaskStatus.RETRYING;
+      record.outcome = error;
+      record.run = null;
+      for (const sink of this.sinks) sink.retrying(record, error, delay);
+      this.#source.offer(record, delay);
+    } else {
+      this.fail(record, error, status);
+    }
+  }
+
+  /** The task fails for good and becomes a dead letter. */
+  fail(record: TaskRecord, error: Error, status: TaskStatus): void {
+    record.status = status;
+    record.outcome = error;
+    const deadLetter: DeadLetter = { taskId: record.id, type: record.type, spec: record.toSpec(), error, code: errorCode(error), attempts: record.attempt, failedAt: Date.now() };
+    this.#source.settle(record, { kind: 'failed', deadLetter });
+    for (const sink of this.sinks) sink.failed(record, error, status, deadLetter);
+    this.#finish(record, this.clock());
+  }
+
+  /** Cancels a queued, retrying or running task; false when it is in none of those states. */
+  cancel(record: TaskRecord, reason: string, keepInStore: boolean): boolean {
+    switch (record.status) {
+      case TaskStatus.QUEUED:
+      case TaskStatus.RETRYING:
+        this.#source.withdraw(record);
+        break;
+      case TaskStatus.RUNNING:
+        this.#runs.abandon(record.run!, new TaskCancelledError(record.id, reason));
+        break;
+      default:
+        return false;
+    }
+    record.status = TaskStatus.CANCELLED;
+    // The reason, not an error: building one (a stack capture) per task cancelled at shutdown is costly.
+    record.outcome = reason;
+    if (!keepInStore) this.#source.settle(record, CANCELLED);
+    for (const sink of this.sinks) sink.cancelled(record, reason, keepInStore);
+    this.#finish(record, this.clock(), keepInStore);
+    return true;
+  }
+
+  /** A thread handed back a job it never started: queued again, the attempt not counted. */
+  handBack(record: TaskRecord): void {
+    record.attempt--;
+    record.run = null;
+    record.status = TaskStatus.QUEUED;
+    for (const sink of this.sinks) sink.requeued(record);
+    this.#source.offer(record, 0);
+  }
+
+  // Verdicts of the work source
+
+  unservable(record: TaskRecord): void {
+    if (record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING) return;
+    this.fail(record, new NoCapableAgentError(record.id, record.capabilities), TaskStatus.FAILED);
+  }
+
+  requeued(record: TaskRecord): void {
+    record.status = TaskStatus.QUEUED;
+    for (const sink of this.sinks) sink.requeued(record);
+  }
+
+  #finish(record: TaskRecord, finishedAt: number, keepInStore = false): void {
+    record.run = null;
+    // A completed or cancelled task will not run again; a failed one may be requeued from the dead letters.
+    if (record.status === TaskStatus.COMPLETED || record.status === TaskStatus.CANCELLED) this.checkpoints.release(record, keepInStore);
+    else this.checkpoints.stopTracking(record);
+    this.table.finished(record, finishedAt);
+    record.events?.removeAll();
+  }
+}
+
+const COMPLETED = { kind: 'completed' } as const;
+const CANCELLED = { kind: 'cancelled' } as const;

@@ -1,0 +1,212 @@
+import { CircuitState, type AgentRole, type AssignmentStrategy } from '../enums.js';
+import { AgentNotFoundError, DuplicateAgentError, InvalidOptionsError } from '../errors.js';
+import type { Demand } from '../queue/work-source.js';
+import { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import type { ResolvedBreakerOptions } from '../resilience/breaker-options.js';
+import { StartRateLimiter, type RateLimit } from '../resilience/rate-limiter.js';
+import type { AgentInfo } from '../types.js';
+import { Agent, type AgentExecution } from './agent.js';
+import { AgentRouter } from './agent-router.js';
+import type { CapabilitySignature } from './capability-signature.js';
+
+/** Whether the pool has a worker for each kind of agent now. */
+export interface WorkerCapacity {
+  readonly inlineAvailable: boolean;
+  readonly threadAvailable: boolean;
+}
+
+/** What the directory reports: agent events for listeners and the audit trail, and when dispatch should run. */
+export interface AgentDirectoryHost {
+  agentRegistered(agent: Agent): void;
+  agentUnregistered(agentId: string): void;
+  circuitChanged(agentId: string, from: CircuitState, to: CircuitState): void;
+  /** An agent became able to take work (registered, circuit closing, rate limit lifted). */
+  wake(): void;
+}
+
+/** An agent as `registerAgent` validated it. */
+export interface AgentDefinition {
+  agentId: string;
+  role: AgentRole;
+  capabilities: readonly string[];
+  maxConcurrent: number;
+  execution: AgentExecution;
+  rateLimit: RateLimit | undefined;
+}
+
+/** The outcome of a run, as the agent's breaker counts it. */
+export type RunVerdict = 'success' | 'failure' | 'abandoned';
+
+/**
+ * The registered agents and their admission: each agent's circuit breaker and rate limit decide
+ * whether it takes new work; its load decides whether it has room. Exposes what dispatch can
+ * serve (`canServe`, pure) and picks the agent for a task (`select`).
+ */
+export class AgentDirectory implements Demand {
+  readonly #router: AgentRouter;
+  readonly #breaker: (ResolvedBreakerOptions & { enabled: boolean }) | null;
+  readonly #capacity: WorkerCapacity;
+  readonly #host: AgentDirectoryHost;
+  readonly #clock: () => number;
+
+  constructor(strategy: AssignmentStrategy, breaker: ResolvedBreakerOptions & { enabled: boolean }, capacity: WorkerCapacity, host: AgentDirectoryHost, clock: () => number) {
+    this.#router = new AgentRouter(strategy);
+    this.#breaker = breaker.enabled ? breaker : null;
+    this.#capacity = capacity;
+    this.#host = host;
+    this.#clock = clock;
+  }
+
+  get size(): number {
+    return this.#router.size;
+  }
+
+  get routingDecisions(): number {
+    return this.#router.decisions;
+  }
+
+  /** The signature of a canonical capability key, indexed against every agent. */
+  signature(key: string): CapabilitySignature {
+    return this.#router.signature(key);
+  }
+
+  register(definition: AgentDefinition): Agent {
+    if (this.#router.get(definition.agentId) !== undefined) throw new DuplicateAgentError(definition.agentId);
+    let agent: Agent | null = null;
+    const breaker = this.#breaker === null ? null : new CircuitBreaker(this.#breaker, (transition) => this.#onCircuitChange(agent!, transition.from, transition.to));
+    const limiter = definition.rateLimit === undefined ? null : new StartRateLimiter(definition.rateLimit, this.#clock);
+    agent = new Agent(definition.agentId, definition.role, definition.capabilities, definition.maxConcurrent, definition.execution, breaker, limiter);
+    this.#router.register(agent);
+    this.#host.agentRegistered(agent);
+    this.#host.wake();
+    return agent;
+  }
+
+  /** Removes an agent (its running tasks finish); returns the signatures that lost it. */
+  unregister(agentId: string): CapabilitySignature[] {
+    const agent = this.require(agentId);
+    agent.registered = false;
+    this.#dispose(agent);
+    const touched = this.#router.unregister(agent);
+    this.#host.agentUnregistered(agentId);
+    return touched;
+  }
+
+  get(agentId: string): Agent | undefined {
+    return this.#router.get(agentId);
+  }
+
+  require(agentId: string): Agent {
+    const agent = this.#router.get(agentId);
+    if (agent === undefined) throw new AgentNotFoundError(agentId);
+    return agent;
+  }
+
+  agents(): IterableIterator<Agent> {
+    return this.#router.agents();
+  }
+
+  list(): AgentInfo[] {
+    return Array.from(this.#router.agents(), (agent) => agent.info());
+  }
+
+  countByRole(): Partial<Record<AgentRole, number>> {
+    const byRole: Partial<Record<AgentRole, number>> = {};
+    for (const agent of this.#router.agents()) byRole[agent.role] = (byRole[agent.role] ?? 0) + 1;
+    return byRole;
+  }
+
+  canServe(signature: CapabilitySignature): boolean {
+    const capacity = this.#capacity;
+    return this.#router.canServe(signature, capacity.inlineAvailable, capacity.threadAvailable);
+  }
+
+  /** The agent for a task of this signature, or null when none can take it now. */
+  select(signature: CapabilitySignature, preferredRole: AgentRole | undefined): Agent | null {
+    const capacity = this.#capacity;
+    return this.#router.select(signature, preferredRole, capacity.inlineAvailable, capacity.threadAvailable);
+  }
+
+  /** Counts a run starting on `agent` at `startedAt`; returns the breaker's ticket for the run (non-zero for a half-open probe). */
+  runStarted(agent: Agent, startedAt: number): number {
+    agent.active++;
+    let ticket = 0;
+    const breaker = agent.breaker;
+    if (breaker !== null && breaker.state !== CircuitState.CLOSED) {
+      ticket = breaker.onStart();
+      agent.refreshAdmission();
+    }
+    const limiter = agent.limiter;
+    if (limiter !== null && !limiter.recordStart(startedAt)) {
+      agent.mayStart = false;
+      agent.refreshAdmission();
+      this.#armRateTimer(agent, limiter);
+    }
+    return ticket;
+  }
+
+  /** The run gave its agent slot back. */
+  runReleased(agent: Agent): void {
+    agent.active--;
+  }
+
+  /** The run's verdict, for the agent's counters and breaker. */
+  runJudged(agent: Agent, ticket: number, verdict: RunVerdict): void {
+    const breaker = agent.breaker;
+    if (verdict === 'success') agent.completed++;
+    else if (verdict === 'failure') agent.failed++;
+    if (breaker === null) return;
+    if (verdict === 'success') breaker.onSuccess(ticket);
+    else if (verdict === 'failure') breaker.onFailure(ticket);
+    else breaker.onAbandon(ticket);
+    // A half-open breaker admits again once a probe ends without closing or reopening it.
+    if (breaker.state === CircuitState.HALF_OPEN && !agent.admitting) {
+      agent.refreshAdmission();
+      if (agent.admitting) this.#host.wake();
+    }
+  }
+
+  /** Closes an agent's circuit by hand. */
+  resetCircuit(agentId: string): void {
+    this.require(agentId).breaker?.reset();
+    this.#host.wake();
+  }
+
+  /** Opens an agent's circuit by hand and holds it open until `resetCircuit`. */
+  isolate(agentId: string): void {
+    const agent = this.require(agentId);
+    if (agent.breaker === null) throw new InvalidOptionsError('circuitBreaker.enabled', 'is false: agents have no circuit breaker to isolate');
+    agent.breaker.isolate();
+  }
+
+  /** Stops every agent's timers (at shutdown). */
+  close(): void {
+    for (const agent of this.#router.agents()) this.#dispose(agent);
+  }
+
+  #onCircuitChange(agent: Agent, from: CircuitState, to: CircuitState): void {
+    agent.refreshAdmission();
+    this.#host.circuitChanged(agent.agentId, from, to);
+    if (to !== CircuitState.OPEN) this.#host.wake();
+  }
+
+  // Timers may fire a little early by the monotonic clock: re-arm until the start is really due.
+  #armRateTimer(agent: Agent, limiter: StartRateLimiter): void {
+    agent.rateTimer = setTimeout(() => {
+      agent.rateTimer = null;
+      if (!agent.registered) return;
+      if (!limiter.canStart) return this.#armRateTimer(agent, limiter);
+      agent.mayStart = true;
+      agent.refreshAdmission();
+      this.#host.wake();
+    }, Math.max(1, Math.ceil(limiter.msUntilStart)));
+    agent.rateTimer.unref();
+  }
+
+  #dispose(agent: Agent): void {
+    agent.breaker?.dispose();
+    if (agent.rateTimer !== null) clearTimeout(agent.rateTimer);
+    agent.rateTimer = null;
+    agent.refreshAdmission();
+  }
+}
