@@ -71,8 +71,11 @@ for (const [i, task] of wave1.entries()) {
 }
 console.log('geo-primary after wave 1:', orchestrator.getAgentState('geo-primary').circuitState);
 
-// Wave 2, once the circuit half-opens: the probes succeed and close it again.
+// Wave 2, once the circuit half-opens: the probes succeed and close it again. An open circuit
+// alone does not keep a process alive (nothing is queued or running now), so the demo holds it.
+const hold = setInterval(() => {}, 1000);
 await halfOpen;
+clearInterval(hold);
 for (let i = 10; i < 13; i++) {
   const { result, agentId } = await submitRoute(i).result();
   console.log(`route ${i}: ${result} km by ${agentId}`);

@@ -68,17 +68,17 @@ if (process.argv[2] === 'crash') {
     const orchestrator = createParallelOrchestrator({ store: { type: 'sqlite', path } });
     await orchestrator.start(); // reads what the first process left
     const stats = orchestrator.getStats();
-    say(`  store: ${stats.store}, recovered: ${stats.recovered}, dead letters: ${orchestrator.deadLetters().map((d) => `${d.taskId} (${d.error.message})`).join(', ')}`);
+    say(`  store: ${stats.store}, recovered: ${stats.recovered}, dead letters: ${(await orchestrator.deadLetters()).map((d) => `${d.taskId} (${d.error.message})`).join(', ')}`);
     registerAgents(orchestrator); // recovered tasks waited for a capable agent
     for (const id of ['import-1', 'import-2']) {
       const { result, attempts } = await orchestrator.observe(id).result();
       say(`  ${id}: ${result.rows} rows after ${attempts} attempt(s)`);
     }
     warehouseOnline = true;
-    say(`  report-1 requeued: ${(await orchestrator.requeueDeadLetter('report-1').result()).result}`);
+    say(`  report-1 requeued: ${(await (await orchestrator.requeueDeadLetter('report-1')).result()).result}`);
 
-    say(`  history of import-1: ${orchestrator.history('import-1').map((entry) => entry.type).join(' → ')}`);
-    const recovered = orchestrator.audit({ type: 'recovered' });
+    say(`  history of import-1: ${(await orchestrator.history('import-1')).map((entry) => entry.type).join(' → ')}`);
+    const recovered = await orchestrator.audit({ type: 'recovered' });
     say(`  recovered entries: ${recovered.map(({ taskId, details }) => `${taskId} was ${details.previousStatus}${details.resumeState ? ' (with checkpoint)' : ''}`).join(', ')}`);
     await orchestrator.shutdown();
   } finally {

@@ -174,7 +174,7 @@ describe('dead-letter queue', () => {
 
     const event = await deadLetter;
     expect(event).toMatchObject({ taskId: 'dlq-1', attempts: 2, error: { message: 'boom 2' } });
-    const letters = o.deadLetters();
+    const letters = await o.deadLetters();
     expect(letters).toHaveLength(1);
     expect(letters[0]).toMatchObject({
       taskId: 'dlq-1',
@@ -188,11 +188,11 @@ describe('dead-letter queue', () => {
     expect(o.getStats().taskQueue.deadLetters).toBe(1);
 
     healthy = true;
-    const again = o.requeueDeadLetter('dlq-1');
+    const again = await o.requeueDeadLetter('dlq-1');
     expect(again.taskId).toBe('dlq-1');
-    expect(o.deadLetters()).toEqual([]);
+    expect(await o.deadLetters()).toEqual([]);
     expect(await again.result()).toMatchObject({ taskId: 'dlq-1', result: { attempt: 1 }, attempts: 1 });
-    expect(() => o.requeueDeadLetter('dlq-1')).toThrow(TaskNotFoundError);
+    await expect(o.requeueDeadLetter('dlq-1')).rejects.toThrow(TaskNotFoundError);
   });
 });
 
@@ -248,7 +248,7 @@ describe('checkpoints', () => {
     await settle(o.submit({ id: 'cp-3', type: 'work', capabilities: ['w'] }).result());
     await o.checkpoint('cp-3', { cursor: 42 });
     fail = false;
-    expect((await o.requeueDeadLetter('cp-3').result()).result).toEqual({ cursor: 42 });
+    expect((await (await o.requeueDeadLetter('cp-3')).result()).result).toEqual({ cursor: 42 });
   });
 
   it('reject a checkpoint for an unknown task with TaskNotFoundError', async () => {
@@ -275,13 +275,13 @@ describe('cancel', () => {
     const cancelled = eventOf(victim, 'cancelled');
     expect(o.getStats().taskQueue.size).toBe(1);
 
-    expect(o.cancel('victim', 'not needed')).toBe(true);
+    expect(await o.cancel('victim', 'not needed')).toBe(true);
     expect(await cancelled).toEqual({ type: 'cancelled', taskId: 'victim', reason: 'not needed' });
     expect(await orchestratorCancelled).toEqual({ taskId: 'victim', reason: 'not needed' });
     await expect(victim.result()).rejects.toBeInstanceOf(TaskCancelledError);
     expect(victim.state).toBe(TaskStatus.CANCELLED);
     expect(o.getStats().taskQueue.size).toBe(0);
-    expect(o.cancel('victim')).toBe(false);
+    expect(await o.cancel('victim')).toBe(false);
 
     gate.resolve();
     await o.onIdle();
@@ -303,7 +303,7 @@ describe('cancel', () => {
     const obs = o.submit({ id: 'long', type: 'long', capabilities: ['w'] });
     await eventOf(obs, 'start');
     const cancelled = eventOf(obs, 'cancelled');
-    expect(o.cancel('long', 'user pressed stop')).toBe(true);
+    expect(await o.cancel('long', 'user pressed stop')).toBe(true);
     expect(obs.state).toBe(TaskStatus.CANCELLED);
     expect(await cancelled).toMatchObject({ taskId: 'long', reason: 'user pressed stop' });
     const { aborted: wasAborted, reason } = await seen.promise;
@@ -327,7 +327,7 @@ describe('cancel', () => {
     const obs = o.submit({ id: 'retrying', type: 'work', capabilities: ['w'], retry: { maxAttempts: 3, initialDelay: 60_000 } });
     await eventOf(obs, 'retry');
     expect(o.getTask('retrying')?.status).toBe(TaskStatus.RETRYING);
-    expect(o.cancel('retrying')).toBe(true);
+    expect(await o.cancel('retrying')).toBe(true);
     await expect(obs.result()).rejects.toBeInstanceOf(TaskCancelledError);
     await o.onIdle();
     expect(calls).toBe(1);

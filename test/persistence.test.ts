@@ -72,8 +72,13 @@ function addAgent(o: ParallelOrchestrator, handler: (task: { id: string; payload
 const types = (events: AuditEvent[]): string[] => events.map((e) => e.type);
 
 /** Every entry of the trail, paged. */
-function wholeAudit(o: ParallelOrchestrator): AuditEvent[] {
-  return o.audit({ limit: 1_000_000 });
+async function wholeAudit(o: ParallelOrchestrator): Promise<AuditEvent[]> {
+  const all: AuditEvent[] = [];
+  for (;;) {
+    const page = await o.audit({ since: all.at(-1)?.seq ?? 0, limit: 10_000 });
+    if (page.length === 0) return all;
+    all.push(...page);
+  }
 }
 
 describe.each(initializers)('persistence on the $name store', (init) => {
@@ -137,7 +142,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       release.resolve();
       expect((await obs.result()).result).toBe('done');
       expect(seen).toEqual([undefined, { progress: 50, data: 'checkpoint-state' }]);
-      const checkpoints = o.history('seed').filter((e) => e.type === 'checkpoint');
+      const checkpoints = (await o.history('seed')).filter((e) => e.type === 'checkpoint');
       expect(checkpoints).toHaveLength(1);
       expect(checkpoints[0]).toMatchObject({ taskId: 'seed', agentId: 'worker', attempt: 1 });
     });
@@ -159,7 +164,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       const failed = o.submit({ id: 'dl', type: 'work', capabilities: ['work'] });
       await expect(failed.result()).rejects.toThrow('needs a fix');
       await o.checkpoint('dl', { fixed: true });
-      const { result } = await o.requeueDeadLetter('dl').result();
+      const { result } = await (await o.requeueDeadLetter('dl')).result();
       expect(result).toEqual({ fixed: true });
       expect(seen).toEqual([undefined, { fixed: true }]);
     });
@@ -182,7 +187,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       const { result } = await o.submit({ id: 'auto', type: 'work', capabilities: ['work'], retry: { ...FAST_RETRY, maxAttempts: 2 } }).result();
       expect(seen).toEqual([undefined, { n: 3, done: ['a', 'b'] }]);
       expect(result).toEqual({ n: 3, done: ['a', 'b'] });
-      const checkpoints = o.audit({ type: 'checkpoint', limit: 100 }).filter((e) => e.taskId === 'auto');
+      const checkpoints = (await o.audit({ type: 'checkpoint', limit: 100 })).filter((e) => e.taskId === 'auto');
       expect(checkpoints).toHaveLength(1);
       expect(checkpoints[0]).toMatchObject({ agentId: 'worker', attempt: 1, details: { automatic: true } });
       expect(o.getStats().checkpoints).toBe(1);
@@ -197,7 +202,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
         return 'ok';
       });
       await o.submit({ id: 'retried', type: 'work', capabilities: ['work'], retry: { ...FAST_RETRY, maxAttempts: 3 } }).result();
-      const history = o.history('retried');
+      const history = await o.history('retried');
       expect(types(history)).toEqual(['submitted', 'started', 'retried', 'started', 'completed']);
       expect(history.map((e) => e.attempt)).toEqual([0, 1, 1, 2, 2]);
       expect(history.every((e) => e.taskId === 'retried')).toBe(true);
@@ -215,7 +220,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       addAgent(o, (_task, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error), { once: true })));
       const obs = o.submit({ id: 'slow', type: 'work', capabilities: ['work'], timeout: 30, retry: { maxAttempts: 1 } });
       await expect(obs.result()).rejects.toMatchObject({ code: 'TASK_TIMEOUT' });
-      const history = o.history('slow');
+      const history = await o.history('slow');
       expect(types(history)).toEqual(['submitted', 'started', 'timed-out', 'dead-lettered']);
       expect(history[2]!.details).toMatchObject({ code: 'TASK_TIMEOUT' });
     });
@@ -235,13 +240,13 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       const running = o.submit({ id: 'running', type: 'work', capabilities: ['work'] });
       const queued = o.submit({ id: 'queued', type: 'work', capabilities: ['work'] });
       await started.promise;
-      expect(o.cancel('queued', 'not needed')).toBe(true);
-      expect(o.cancel('running', 'changed my mind')).toBe(true);
+      expect(await o.cancel('queued', 'not needed')).toBe(true);
+      expect(await o.cancel('running', 'changed my mind')).toBe(true);
       await expect(running.result()).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
       await expect(queued.result()).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
-      expect(types(o.history('running'))).toEqual(['submitted', 'started', 'cancelled']);
-      expect(o.history('running')[2]!.details).toEqual({ reason: 'changed my mind' });
-      expect(types(o.history('queued'))).toEqual(['submitted', 'cancelled']);
+      expect(types(await o.history('running'))).toEqual(['submitted', 'started', 'cancelled']);
+      expect((await o.history('running'))[2]!.details).toEqual({ reason: 'changed my mind' });
+      expect(types(await o.history('queued'))).toEqual(['submitted', 'cancelled']);
     });
 
     it('a task dead-lettered, then requeued and completed', async () => {
@@ -252,21 +257,21 @@ describe.each(initializers)('persistence on the $name store', (init) => {
         return 'fixed';
       });
       await expect(o.submit({ id: 'dl', type: 'work', capabilities: ['work'] }).result()).rejects.toThrow('broken input');
-      expect(o.deadLetters().map((d) => d.taskId)).toEqual(['dl']);
+      expect((await o.deadLetters()).map((d) => d.taskId)).toEqual(['dl']);
       fail = false;
-      const { result } = await o.requeueDeadLetter('dl').result();
+      const { result } = await (await o.requeueDeadLetter('dl')).result();
       expect(result).toBe('fixed');
-      const history = o.history('dl');
+      const history = await o.history('dl');
       expect(types(history)).toEqual(['submitted', 'started', 'failed', 'dead-lettered', 'submitted', 'requeued', 'started', 'completed']);
       expect(history[2]!.details).toMatchObject({ error: 'broken input', code: 'NON_RETRYABLE' });
       // A requeued task starts over with a fresh attempt count.
       expect(history[6]!.attempt).toBe(1);
-      expect(o.deadLetters()).toEqual([]);
+      expect(await o.deadLetters()).toEqual([]);
     });
 
     it('is empty for a task never seen', async () => {
       const o = await make(init.store());
-      expect(o.history('never')).toEqual([]);
+      expect(await o.history('never')).toEqual([]);
     });
   });
 
@@ -275,7 +280,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       const o = await make(init.store());
       addAgent(o, (task) => task.payload);
       for (let i = 0; i < 5; i++) await o.submit({ id: `t${i}`, type: 'work', capabilities: ['work'], payload: i }).result();
-      const all = wholeAudit(o);
+      const all = await wholeAudit(o);
       expect(all).toHaveLength(15);
       expect(types(all.slice(0, 3))).toEqual(['submitted', 'started', 'completed']);
       for (let i = 1; i < all.length; i++) expect(all[i]!.seq).toBeGreaterThan(all[i - 1]!.seq);
@@ -283,7 +288,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       const paged: AuditEvent[] = [];
       let since = 0;
       for (;;) {
-        const page = o.audit({ since, limit: 4 });
+        const page = await o.audit({ since, limit: 4 });
         expect(page.length).toBeLessThanOrEqual(4);
         if (page.length === 0) break;
         paged.push(...page);
@@ -291,13 +296,13 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       }
       expect(paged).toEqual(all);
 
-      const completed = o.audit({ type: 'completed' });
+      const completed = await o.audit({ type: 'completed' });
       expect(completed.map((e) => e.taskId)).toEqual(['t0', 't1', 't2', 't3', 't4']);
-      const afterSecond = o.audit({ type: 'completed', since: completed[1]!.seq, limit: 2 });
+      const afterSecond = await o.audit({ type: 'completed', since: completed[1]!.seq, limit: 2 });
       expect(afterSecond.map((e) => e.taskId)).toEqual(['t2', 't3']);
-      expect(o.audit({ since: all.at(-1)!.seq })).toEqual([]);
+      expect(await o.audit({ since: all.at(-1)!.seq })).toEqual([]);
       // The default page is 100 entries.
-      expect(o.audit()).toEqual(all);
+      expect(await o.audit()).toEqual(all);
     });
 
     it('keeps only the newest maxEvents entries', async () => {
@@ -305,19 +310,19 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       addAgent(o, () => 'ok');
       for (let i = 0; i < 6; i++) await o.submit({ id: `t${i}`, type: 'work', capabilities: ['work'] }).result();
       // 6 tasks × (submitted, started, completed) = 18 entries; the newest 10 remain.
-      const kept = wholeAudit(o);
+      const kept = await wholeAudit(o);
       expect(kept.map((e) => e.seq)).toEqual([9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
       expect(kept.at(-1)).toMatchObject({ type: 'completed', taskId: 't5' });
-      expect(o.history('t0')).toEqual([]);
-      expect(types(o.history('t5'))).toEqual(['submitted', 'started', 'completed']);
+      expect(await o.history('t0')).toEqual([]);
+      expect(types(await o.history('t5'))).toEqual(['submitted', 'started', 'completed']);
     });
 
     it('records nothing when disabled', async () => {
       const o = await make(init.store(), { audit: { enabled: false } });
       addAgent(o, () => 'ok');
       await o.submit({ id: 't', type: 'work', capabilities: ['work'] }).result();
-      expect(wholeAudit(o)).toEqual([]);
-      expect(o.history('t')).toEqual([]);
+      expect(await wholeAudit(o)).toEqual([]);
+      expect(await o.history('t')).toEqual([]);
     });
 
     it('records circuit changes as circuit entries', async () => {
@@ -328,7 +333,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
       for (let i = 0; i < 2; i++) await expect(o.submit({ id: `f${i}`, type: 'work', capabilities: ['work'] }).result()).rejects.toThrow('down');
       expect(o.getAgentState('worker').circuitState).toBe(CircuitState.OPEN);
       o.resetCircuit('worker');
-      const circuit = o.audit({ type: 'circuit' });
+      const circuit = await o.audit({ type: 'circuit' });
       expect(circuit.map((e) => ({ taskId: e.taskId, agentId: e.agentId, details: e.details }))).toEqual([
         { taskId: null, agentId: 'worker', details: { from: CircuitState.CLOSED, to: CircuitState.OPEN } },
         { taskId: null, agentId: 'worker', details: { from: CircuitState.OPEN, to: CircuitState.CLOSED } },
@@ -356,17 +361,17 @@ describe('the SQLite store across orchestrators', () => {
     });
     await first.submit({ id: 'good', type: 'work', capabilities: ['work'], payload: 'fine' }).result();
     await expect(first.submit({ id: 'bad', type: 'work', capabilities: ['work'], payload: 'bad', metadata: { owner: 'me' } }).result()).rejects.toThrow();
-    const historyBefore = { good: first.history('good'), bad: first.history('bad') };
-    const auditBefore = wholeAudit(first);
+    const historyBefore = { good: (await first.history('good')), bad: (await first.history('bad')) };
+    const auditBefore = await wholeAudit(first);
     await first.shutdown({ graceful: true });
 
     const second = await make(sqlite());
     expect(second.getStats().recovered).toBe(0);
-    expect(second.history('good')).toEqual(historyBefore.good);
-    expect(second.history('bad')).toEqual(historyBefore.bad);
+    expect(await second.history('good')).toEqual(historyBefore.good);
+    expect(await second.history('bad')).toEqual(historyBefore.bad);
     expect(types(historyBefore.bad)).toEqual(['submitted', 'started', 'failed', 'dead-lettered']);
-    expect(wholeAudit(second)).toEqual(auditBefore);
-    const dead = second.deadLetters();
+    expect(await wholeAudit(second)).toEqual(auditBefore);
+    const dead = await second.deadLetters();
     expect(dead).toHaveLength(1);
     expect(dead[0]).toMatchObject({ taskId: 'bad', type: 'work', code: 'NON_RETRYABLE', attempts: 1 });
     expect(dead[0]!.error).toBeInstanceOf(Error);
@@ -375,13 +380,13 @@ describe('the SQLite store across orchestrators', () => {
 
     // The dead letter can be requeued there, and the trail goes on from where it was.
     addAgent(second, (task) => `fixed ${String(task.payload)}`);
-    const { result } = await second.requeueDeadLetter('bad').result();
+    const { result } = await (await second.requeueDeadLetter('bad')).result();
     expect(result).toBe('fixed bad');
-    expect(types(second.history('bad'))).toEqual(['submitted', 'started', 'failed', 'dead-lettered', 'submitted', 'requeued', 'started', 'completed']);
-    expect(second.history('bad')[4]!.seq).toBeGreaterThan(auditBefore.at(-1)!.seq);
+    expect(types(await second.history('bad'))).toEqual(['submitted', 'started', 'failed', 'dead-lettered', 'submitted', 'requeued', 'started', 'completed']);
+    expect((await second.history('bad'))[4]!.seq).toBeGreaterThan(auditBefore.at(-1)!.seq);
     await second.shutdown({ graceful: true });
     const third = await make(sqlite());
-    expect(third.deadLetters()).toEqual([]);
+    expect(await third.deadLetters()).toEqual([]);
   });
 
   it('after a forced shutdown, a new orchestrator finishes the queued and running tasks', async () => {
@@ -434,7 +439,7 @@ describe('the SQLite store across orchestrators', () => {
     expect(runs.get('queued-1')).toEqual({ resumeState: undefined, attempt: 1 });
     expect(runs.get('queued-2')).toEqual({ resumeState: undefined, attempt: 1 });
 
-    const recovered = second.audit({ type: 'recovered' });
+    const recovered = await second.audit({ type: 'recovered' });
     expect(recovered.map((e) => [e.taskId, e.details])).toEqual(
       expect.arrayContaining([
         ['run-cp', { previousStatus: 'running', resumeState: true }],
@@ -445,8 +450,8 @@ describe('the SQLite store across orchestrators', () => {
     );
     expect(recovered).toHaveLength(4);
     // The forced shutdown did not end them: no terminal entry before the one of the second run.
-    expect(types(second.history('run-cp'))).toEqual(['submitted', 'started', 'checkpoint', 'recovered', 'started', 'completed']);
-    expect(types(second.history('queued-1'))).toEqual(['submitted', 'recovered', 'started', 'completed']);
+    expect(types(await second.history('run-cp'))).toEqual(['submitted', 'started', 'checkpoint', 'recovered', 'started', 'completed']);
+    expect(types(await second.history('queued-1'))).toEqual(['submitted', 'recovered', 'started', 'completed']);
     await second.shutdown({ graceful: true });
 
     // Nothing is left unfinished for a third start.

@@ -89,7 +89,7 @@ describe('randomised mixed workload', () => {
     const kinds = new Map<string, Kind>();
     const plans = new Map<string, CancelPlan>();
     /** What each cancel() call returned (true: it did cancel). */
-    const cancelResults = new Map<string, boolean>();
+    const cancelResults = new Map<string, Promise<boolean>>();
     let handlersActive = 0;
     // Replaced when awaited: handlers that outlive their task (timed out, cancelled) finish after onIdle.
     let handlersDrained = deferred();
@@ -210,6 +210,8 @@ describe('randomised mixed workload', () => {
     // The engine takes a handler's return on a later microtask; one macrotask turn lets it.
     await tick();
 
+    const cancelReturned = new Map<string, boolean>();
+    for (const [id, result] of cancelResults) cancelReturned.set(id, await result);
     const problems: string[] = [];
     const count: Record<string, number> = {};
     for (const [id, kind] of kinds) {
@@ -219,8 +221,8 @@ describe('randomised mixed workload', () => {
       if (seen.length !== 1) problems.push(`${id} (${kind}, ${plans.get(id)}): observable terminal events ${JSON.stringify(seen)}`);
       const status = ends[0]!;
       count[status] = (count[status] ?? 0) + 1;
-      const didCancel = cancelResults.get(id) === true;
-      if (didCancel !== (status === TaskStatus.CANCELLED)) problems.push(`${id} (${kind}): cancel() returned ${cancelResults.get(id)} but it ended ${status}`);
+      const didCancel = cancelReturned.get(id) === true;
+      if (didCancel !== (status === TaskStatus.CANCELLED)) problems.push(`${id} (${kind}): cancel() returned ${cancelReturned.get(id)} but it ended ${status}`);
       if (!didCancel) {
         const expected = EXPECTED[kind];
         if (status !== expected.status || attemptsAtEnd.get(id) !== expected.attempts) {
@@ -232,7 +234,7 @@ describe('randomised mixed workload', () => {
 
     // Every cancel plan and every outcome actually happened, so the checks above covered them.
     for (const plan of ['later', 'onStart', 'inHandler', 'onRetry'] as const) {
-      expect([...plans].some(([id, p]) => p === plan && cancelResults.get(id) === true), `a successful '${plan}' cancel`).toBe(true);
+      expect([...plans].some(([id, p]) => p === plan && cancelReturned.get(id) === true), `a successful '${plan}' cancel`).toBe(true);
     }
     const completed = count[TaskStatus.COMPLETED] ?? 0;
     const failed = (count[TaskStatus.FAILED] ?? 0) + (count[TaskStatus.TIMEOUT] ?? 0);

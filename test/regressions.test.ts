@@ -185,7 +185,7 @@ describe('checkpoints of tasks that will not run again', () => {
     for (let i = 0; i < 10_000; i++) newest = o.submit({ type: 't', payload: i }).taskId;
     await o.onIdle();
     expect(o.getStats().taskQueue.deadLettersDropped).toBe(1);
-    expect(o.deadLetters().some((d) => d.taskId === oldest)).toBe(false);
+    expect((await o.deadLetters()).some((d) => d.taskId === oldest)).toBe(false);
     expect(o.resumeFromCheckpoint(oldest)).toBeNull();
     // A dead letter still held keeps its checkpoint, for requeueDeadLetter.
     expect(o.resumeFromCheckpoint(newest)).toEqual({ n: 9_999 });

@@ -131,7 +131,7 @@ describe('ctx across the thread boundary', () => {
     const task = o.submit({ type: 'p', capabilities: ['probe'], payload: { mode: 'wait-for-abort', running: running.buffer, waitMs: 3_000 } });
     await whenSet(running);
     const stuck = record(o, 'worker:stuck');
-    expect(o.cancel(task.taskId)).toBe(true);
+    expect(await o.cancel(task.taskId)).toBe(true);
     await expect(task.result()).rejects.toMatchObject({ name: 'TaskCancelledError' });
     // Same single thread: the report runs only after the cancelled handler returned.
     const report = await o.submit<string>({ type: 'p', capabilities: ['probe'], payload: { mode: 'report' } }).result();

@@ -11,6 +11,7 @@ import type { TaskTable } from './task-table.js';
  * Told of every transition of a task, in order, after its status changed: event fan-out, the
  * journal (store rows and audit trail), counters; later telemetry or a database notifier.
  * One method per transition, positional arguments: a transition allocates nothing for its sinks.
+ * The work source has the task before sinks run, so a listener that cancels it finds it there.
  */
 export interface TransitionSink {
   submitted(record: TaskRecord): void;
@@ -35,8 +36,8 @@ export interface RunControl {
 }
 
 /**
- * The task state machine: the only code that sets a task's status and outcome. Every
- * transition is reported to the sinks, then the work source and the task table follow.
+ * The task state machine: the only code that sets a task's status and outcome. At every
+ * transition the work source is told first, then the sinks, then the task table.
  *
  *   submitted / recovered ─▶ queued ──start──▶ running ──complete──▶ completed
  *                              ▲ │                │ ├─ attempt failed, none left ─▶ failed | timeout (dead letter)
@@ -65,8 +66,8 @@ export class TaskLifecycle {
 
   submit(record: TaskRecord, callerChosenId: boolean): void {
     this.table.add(record, callerChosenId);
-    for (const sink of this.sinks) sink.submitted(record);
     this.#source.offer(record, 0);
+    for (const sink of this.sinks) sink.submitted(record);
   }
 
   /** A task a previous process left unfinished; `record.attempt` holds the attempts it started. */
@@ -102,8 +103,8 @@ export class TaskLifecycle {
       record.status = TaskStatus.RETRYING;
       record.outcome = error;
       record.run = null;
-      for (const sink of this.sinks) sink.retrying(record, error, delay);
       this.#source.offer(record, delay);
+      for (const sink of this.sinks) sink.retrying(record, error, delay);
     } else {
       this.fail(record, error, status);
     }
@@ -146,8 +147,8 @@ export class TaskLifecycle {
     record.attempt--;
     record.run = null;
     record.status = TaskStatus.QUEUED;
-    for (const sink of this.sinks) sink.requeued(record);
     this.#source.offer(record, 0);
+    for (const sink of this.sinks) sink.requeued(record);
   }
 
   // Verdicts of the work source
