@@ -1,6 +1,5 @@
 export { createParallelOrchestrator, ParallelOrchestrator, type ShutdownOptions } from './orchestrator/parallel-orchestrator.js';
 export { defineAgent } from './orchestrator/define-agent.js';
-export type { TaskQuery } from './orchestrator/arguments.js';
 export type { OrchestratorStats, TaskDetails, TaskInfo } from './orchestrator/stats.js';
 export type { OrchestratorOptions, StoreOptions, ThreadResourceLimits } from './options.js';
 export type { AuditEvent, AuditEventType, AuditQuery } from './persistence/store.js';
@@ -43,6 +42,7 @@ export type {
   TaskContext,
   TaskEvent,
   TaskEvents,
+  TaskQuery,
   TaskSpec,
   TypedAgent,
   TypedTaskSpec,

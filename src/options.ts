@@ -19,9 +19,9 @@ export const roleSchema = z.enum(Object.values(AgentRole) as [AgentRole, ...Agen
 export const retrySchema = z.strictObject({
   maxAttempts: count(1).optional(),
   initialDelay: ms('delay before the second attempt').optional(),
-  factor: z.number().finite().min(1, { error: 'must be ≥ 1' }).optional(),
+  factor: z.number({ error: 'must be a number ≥ 1' }).min(1, { error: 'must be a number ≥ 1' }).optional(),
   maxDelay: ms('longest delay').optional(),
-  jitter: z.number().min(0, { error: 'must be 0..1' }).max(1, { error: 'must be 0..1' }).optional(),
+  jitter: z.number({ error: 'must be a number 0..1' }).min(0, { error: 'must be a number 0..1' }).max(1, { error: 'must be a number 0..1' }).optional(),
 });
 
 const flag = z.boolean({ error: 'must be true or false' });
@@ -49,9 +49,9 @@ const optionsSchema = z.strictObject({
     .optional(),
   taskQueue: z
     .strictObject({
+      // z.number() refuses Infinity, the documented default.
       maxSize: z
-        .number({ error: 'must be an integer ≥ 1 or Infinity' })
-        .refine((n) => n === Infinity || (Number.isInteger(n) && n >= 1), { error: 'must be an integer ≥ 1 or Infinity' })
+        .custom<number>((n) => n === Infinity || (Number.isInteger(n) && (n as number) >= 1), { error: 'must be an integer ≥ 1 or Infinity' })
         .optional(),
       defaultPriority: prioritySchema.optional(),
       defaultTimeout: ms('0 = no timeout').optional(),

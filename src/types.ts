@@ -338,3 +338,13 @@ export interface EventStreamOptions {
   /** Ends the iteration. */
   signal?: AbortSignal;
 }
+
+/** The query of `listTasks()`. */
+export interface TaskQuery {
+  /** Only tasks in this status (or one of these). */
+  status?: TaskStatus | readonly TaskStatus[];
+  /** Only tasks of this type. */
+  type?: string;
+  /** Most tasks returned (1..10000). @default 100 */
+  limit?: number;
+}

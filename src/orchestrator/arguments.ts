@@ -49,16 +49,6 @@ export function parseAuditQuery(value: unknown): AuditQuery {
   return parse(auditQuerySchema, value, 'query') as AuditQuery;
 }
 
-/** The public query of `listTasks`: `status` may be one status or several. */
-export interface TaskQuery {
-  /** Only tasks in this status (or one of these). */
-  status?: TaskStatus | readonly TaskStatus[];
-  /** Only tasks of this type. */
-  type?: string;
-  /** Most tasks returned. @default 100 */
-  limit?: number;
-}
-
 /** @throws InvalidArgumentError naming the field */
 export function parseTaskQuery(value: unknown): TaskListQuery {
   const query = parse(taskQuerySchema, value, 'query');

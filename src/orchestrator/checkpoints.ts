@@ -47,9 +47,9 @@ export class Checkpoints {
     this.#progressed.add(record);
   }
 
-  /** The latest checkpoint of a task, undefined when it has none. */
-  resumeState(taskId: string): unknown {
-    return this.#latest.size === 0 ? undefined : this.#latest.get(taskId);
+  /** The latest checkpoint of a task, undefined when it has none (its id is built only when some task has one). */
+  resumeState(record: TaskRecord): unknown {
+    return this.#latest.size === 0 ? undefined : this.#latest.get(record.id);
   }
 
   /** `resumeFromCheckpoint`: the latest checkpoint, or null. */

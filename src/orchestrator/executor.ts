@@ -69,7 +69,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     const startedAt = now();
     const ticket = this.directory.runStarted(agent, startedAt);
     record.agent = agent;
-    const run = new TaskRun(record, agent, worker, ++record.attempt, this.checkpoints.resumeState(record.id), startedAt);
+    const run = new TaskRun(record, agent, worker, ++record.attempt, this.checkpoints.resumeState(record), startedAt);
     run.probeTicket = ticket;
     this.#unsettled.add(run);
     if (record.timeout > 0) this.#deadlines.add(run, record.timeout);

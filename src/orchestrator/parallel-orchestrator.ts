@@ -3,8 +3,8 @@ import { resolveOptions, type OrchestratorOptions } from '../options.js';
 import type { AuditEvent, AuditQuery } from '../persistence/store.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import type { Unsubscribe } from '../util/emitter.js';
-import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskSpec, TypedTaskSpec } from '../types.js';
-import { parseShutdownOptions, type TaskQuery } from './arguments.js';
+import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskQuery, TaskSpec, TypedTaskSpec } from '../types.js';
+import { parseShutdownOptions } from './arguments.js';
 import { Engine } from './engine.js';
 import type { OrchestratorStats, TaskDetails, TaskInfo } from './stats.js';
 

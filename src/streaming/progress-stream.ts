@@ -29,9 +29,13 @@ export class ProgressStream {
   /** Records a state; returns its event. `snapshot` is fresh when `sequence % interval === 0`. */
   update(state: unknown, agentId: string, timestamp: number): DeltaEvent | UpdateEvent {
     // What may throw first (a state JSON cannot carry): then the sequence stays gap-free.
+    // Without compression the mirror is still a private copy: a snapshot shows the state as it was
+    // sent, and a state JSON cannot carry fails here, in the handler's call.
     const delta = this.compression ? this.#diff(state) : null;
+    const copy = delta === null ? cloneJson(state) : undefined;
     const sequence = this.sequence + 1;
-    const snapshotData = sequence % this.interval === 0 ? cloneJson(delta === null ? state : this.#mirror) : undefined;
+    // (Without compression the copy is never changed later, so the snapshot may share it.)
+    const snapshotData = sequence % this.interval === 0 ? (delta === null ? copy : cloneJson(this.#mirror)) : undefined;
     this.sequence = sequence;
     this.#agentId = agentId;
     const metadata = { sequence, agentId };
@@ -39,7 +43,7 @@ export class ProgressStream {
     if (delta !== null) {
       event = { type: 'delta', timestamp, data: state, delta, metadata };
     } else {
-      this.#mirror = state;
+      this.#mirror = copy;
       event = { type: 'update', timestamp, data: state, metadata };
     }
     if (sequence % this.interval === 0) {

@@ -1,4 +1,3 @@
-import { inspect } from 'node:util';
 import type { TaskStatus } from '../enums.js';
 import { TaskCancelledError } from '../errors.js';
 import { Emitter, type Unsubscribe } from '../util/emitter.js';
@@ -6,6 +5,8 @@ import type { CompleteEvent, StartEvent, SubscribeOptions, TaskEvent, TaskEvents
 import type { ProgressStream } from './progress-stream.js';
 import { Subscriber } from './subscriber.js';
 
+// Node's util.inspect.custom, by its registered name: the published types then need no @types/node.
+const INSPECT = Symbol.for('nodejs.util.inspect.custom');
 const TERMINAL = new Set<PropertyKey>(['complete', 'error', 'cancelled']);
 const PROGRESS = new Set<PropertyKey>(['delta', 'update', 'snapshot']);
 const ALL_EVENTS = ['start', 'delta', 'update', 'snapshot', 'retry', 'complete', 'error', 'cancelled'] as const;
@@ -114,7 +115,8 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
     });
   }
 
-  [inspect.custom](): string {
+  /** How `console.log` and `util.inspect` show the observable (the record behind it has engine internals). */
+  [INSPECT](): string {
     return `TaskObservable { taskId: '${this.taskId}', state: '${this.state}' }`;
   }
 
