@@ -216,7 +216,7 @@ export interface OrchestratorOptions {
     retainMs?: number;
     /**
      * Most entries kept; the oldest go first. @default 10000 with the memory store (a larger ring
-     * keeps more objects alive across garbage collections and slows a busy orchestrator), 1000000 with SQLite
+     * keeps more objects alive across garbage collections and slows a busy orchestrator), 1000000 with SQLite and PostgreSQL
      */
     maxEvents?: number;
   };
@@ -299,7 +299,7 @@ export const DEFAULT_RETRY = {
   jitter: 0.2,
 } as const satisfies RetryPolicy;
 
-const SQLITE_AUDIT_EVENTS = 1_000_000;
+const DURABLE_AUDIT_EVENTS = 1_000_000;
 
 const DEFAULTS = {
   workerPool: {
@@ -342,7 +342,7 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
     checkpointing: { ...DEFAULTS.checkpointing, ...o.checkpointing },
     circuitBreaker: { ...DEFAULTS.circuitBreaker, ...o.circuitBreaker },
     store: o.store ?? DEFAULTS.store,
-    audit: { ...DEFAULTS.audit, ...(o.store?.type === 'sqlite' ? { maxEvents: SQLITE_AUDIT_EVENTS } : {}), ...o.audit },
+    audit: { ...DEFAULTS.audit, ...(o.store !== undefined && o.store.type !== 'memory' ? { maxEvents: DURABLE_AUDIT_EVENTS } : {}), ...o.audit },
   };
   const pool = resolved.workerPool;
   if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);

@@ -24,7 +24,14 @@ export const PG_DEFAULTS = {
 /** The store and the work source of one node on a shared PostgreSQL schema, sharing one pool. */
 export function createPostgresBackend<T extends SharedTask<T>>(
   options: PostgresStoreOptions,
-  context: { nodeId: string; agingMs: number; maxSize: number; onError(error: StoreError): void; signatureOf(key: string): CapabilitySignature },
+  context: {
+    nodeId: string;
+    agingMs: number;
+    maxSize: number;
+    audit: { maxEvents: number; retainMs: number };
+    onError(error: StoreError): void;
+    signatureOf(key: string): CapabilitySignature;
+  },
   host: SharedSourceHost<T>,
 ): { store: PostgresStore; source: PostgresWorkSource<T> } {
   const backend = new PgBackend(
@@ -37,6 +44,7 @@ export function createPostgresBackend<T extends SharedTask<T>>(
       maxBatch: options.maxBatch ?? PG_DEFAULTS.maxBatch,
       poolSize: options.poolSize ?? PG_DEFAULTS.poolSize,
       agingMs: context.agingMs,
+      audit: context.audit,
     },
     context.nodeId,
     context.onError,

@@ -52,8 +52,9 @@ const MIGRATIONS: readonly string[] = [
     updated_at float8 not null
   );
   create index tasks_queue on $S.tasks (level, seq) where status = 'queued';
-  create index tasks_leases on $S.tasks (lease_until) where status = 'running';
-  create index tasks_owner on $S.tasks (owner) where status = 'running';
+  -- Running rows are few (the cluster's slots and prefetch): one small index serves both the
+  -- heartbeat (by owner) and the reaper (a scan of it for expired leases).
+  create index tasks_running on $S.tasks (owner) where status = 'running';
   create index tasks_seq on $S.tasks (seq);
   create sequence $S.claim_tokens;
   create table $S.checkpoints (

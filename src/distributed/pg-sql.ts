@@ -23,7 +23,8 @@ const CLAIMED = `t.id, t.seq::float8 as seq, t.type, t.priority, t.capabilities,
 export interface Statements {
   insertTasks(batch: string, node: string, channel: string): PgQueryConfig;
   claim(node: string, leaseMs: number, capabilitySets: string, limit: number): PgQueryConfig;
-  settle(batch: string, audit: string, node: string, channel: string): PgQueryConfig;
+  /** Outcomes (fenced), with the audit entries and node messages waiting to go. */
+  settle(batch: string, audit: string, node: string, channel: string, channels: readonly string[], payloads: readonly string[]): PgQueryConfig;
   appendAudit(audit: string, node: string): PgQueryConfig;
   heartbeat(node: string, leaseMs: number, running: number, agents: string): PgQueryConfig;
   registerNode(node: string, host: string, pid: number, agents: string): PgQueryConfig;
@@ -33,6 +34,8 @@ export interface Statements {
   cancel(taskId: string, reason: string, node: string): PgQueryConfig;
   watch(taskId: string, node: string): PgQueryConfig;
   notify(channels: readonly string[], payloads: readonly string[]): PgQueryConfig;
+  pruneAudit(maxEvents: number): PgQueryConfig;
+  expireAudit(retainMs: number): PgQueryConfig;
   saveCheckpoints(batch: string): PgQueryConfig;
   deleteCheckpoints(ids: readonly string[]): PgQueryConfig;
   putDeadLetters(batch: string): PgQueryConfig;
@@ -114,8 +117,10 @@ export function statements(schema: string): Statements {
         insert into ${s}.audit (ts, type, task_id, agent_id, attempt, details, node)
         select ts, type, task, agent, attempt, details, $3 from jsonb_to_recordset($2::jsonb)
           as a(ts float8, type text, task text, agent text, attempt int4, details jsonb)
+      ), n as (
+        select pg_notify(c, p) from unnest($5::text[], $6::text[]) as n(c, p)
       )
-      select array(select id from s) as ids,
+      select array(select id from s) as ids, (select count(*) from n) as messages,
         (select pg_notify($4, min(level)::text) from s where status = 'queued' having count(*) > 0) as notified`,
     appendAudit: `
       insert into ${s}.audit (ts, type, task_id, agent_id, attempt, details, node)
@@ -188,6 +193,10 @@ export function statements(schema: string): Statements {
     watch: `
       update ${s}.tasks set watchers = array_append(watchers, $2) where id = $1 and not ($2 = any(watchers))`,
     notify: `select count(pg_notify(c, p)) from unnest($1::text[], $2::text[]) as n(c, p)`,
+    // A range delete on the primary key: cheap enough to run before every read of the trail.
+    pruneAudit: `delete from ${s}.audit where seq <= (select max(seq) from ${s}.audit) - $1`,
+    // No index on ts (every insert would pay for it): this one scans, so it runs rarely.
+    expireAudit: `delete from ${s}.audit where ts < ${NOW} - $1`,
     saveCheckpoints: `
       insert into ${s}.checkpoints (task_id, state, saved_at)
       select id, state, ${NOW} from jsonb_to_recordset($1::jsonb) as r(id text, state jsonb)
@@ -209,7 +218,7 @@ export function statements(schema: string): Statements {
     listTasks: `
       select * from ${s}.tasks where ($1::text[] is null or status = any($1)) and ($2::text is null or type = $2)
       order by seq desc limit $3`,
-    statuses: `select id, status, attempt, agent_id, result, error, run_at > ${NOW} as delayed from ${s}.tasks where id = any($1::text[])`,
+    statuses: `select id, status, attempt, agent_id, submitter, result, error, run_at > ${NOW} as delayed from ${s}.tasks where id = any($1::text[])`,
     nodes: `select id, host, pid, heartbeat_at, agents, running from ${s}.nodes where heartbeat_at >= ${NOW} - $1 order by started_at`,
     counts: `
       select count(*) filter (where status = 'queued')::float8 as queued, count(*) filter (where status = 'running')::float8 as running
@@ -223,7 +232,7 @@ export function statements(schema: string): Statements {
   return {
     insertTasks: (batch, node, channel) => named('insert', texts.insertTasks, [batch, node, channel]),
     claim: (node, leaseMs, capabilitySets, limit) => named('claim', texts.claim, [node, leaseMs, capabilitySets, limit]),
-    settle: (batch, audit, node, channel) => named('settle', texts.settle, [batch, audit, node, channel]),
+    settle: (batch, audit, node, channel, channels, payloads) => named('settle', texts.settle, [batch, audit, node, channel, channels, payloads]),
     appendAudit: (audit, node) => named('audit_append', texts.appendAudit, [audit, node]),
     heartbeat: (node, leaseMs, running, agents) => named('heartbeat', texts.heartbeat, [node, leaseMs, running, agents]),
     registerNode: (node, host, pid, agents) => named('register', texts.registerNode, [node, host, pid, agents]),
@@ -233,6 +242,8 @@ export function statements(schema: string): Statements {
     cancel: (taskId, reason, node) => named('cancel', texts.cancel, [taskId, reason, node]),
     watch: (taskId, node) => named('watch', texts.watch, [taskId, node]),
     notify: (channels, payloads) => named('notify', texts.notify, [channels, payloads]),
+    pruneAudit: (maxEvents) => named('audit_prune', texts.pruneAudit, [maxEvents]),
+    expireAudit: (retainMs) => named('audit_expire', texts.expireAudit, [retainMs]),
     saveCheckpoints: (batch) => named('checkpoints', texts.saveCheckpoints, [batch]),
     deleteCheckpoints: (ids) => named('checkpoints_delete', texts.deleteCheckpoints, [ids]),
     putDeadLetters: (batch) => named('dead_letters', texts.putDeadLetters, [batch]),

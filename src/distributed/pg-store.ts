@@ -158,14 +158,20 @@ export class PostgresStore implements Store {
     this.backend.appendAudit({ ts: timestamp, type, task: task?.id ?? null, agent: agentId, attempt, details });
   }
 
-  async history(taskId: string): Promise<AuditEvent[]> {
+  /** Applies the trail's retention by count (cheap); by age it runs with the node's maintenance. */
+  async #prune(): Promise<void> {
     await this.flush();
+    await this.backend.pool.query(this.backend.sql.pruneAudit(this.backend.options.audit.maxEvents));
+  }
+
+  async history(taskId: string): Promise<AuditEvent[]> {
+    await this.#prune();
     const { rows } = await this.backend.pool.query<AuditRecordRow>(this.backend.sql.history(taskId));
     return rows.map(toAuditEvent);
   }
 
   async audit(query: AuditQuery): Promise<AuditEvent[]> {
-    await this.flush();
+    await this.#prune();
     const { rows } = await this.backend.pool.query<AuditRecordRow>(this.backend.sql.audit(query.since ?? 0, query.limit ?? 100, query.type ?? null));
     return rows.map(toAuditEvent);
   }

@@ -56,6 +56,8 @@ export interface PgConnectionOptions {
   /** Keeps the pool's idle timer from holding the process. */
   allowExitOnIdle?: boolean;
   keepAlive?: boolean;
+  /** Server settings for the session, e.g. `-c jit=off`. */
+  options?: string;
 }
 
 /** The parts of the `pg` module we construct. */

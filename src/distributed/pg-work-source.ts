@@ -55,6 +55,9 @@ export interface SharedSourceOptions {
 }
 
 const STALE_FACTOR = 3;
+const RETRY_FIRST_MS = 20;
+const RETRY_MAX_MS = 2_000;
+const AUDIT_MAINTENANCE_MS = 600_000;
 const MAX_NOTIFY_BYTES = 7_900;
 /** Claims above this many tasks prefetched per free slot are not made (see `#target`). */
 const PREFETCH_WINDOW_MS = 100;
@@ -103,8 +106,6 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   #claiming = false;
   #claimAgain = false;
   #heartbeats = 0;
-  /** How many tasks the pool could start when dispatch last asked. */
-  #freeSlots = 0;
   #outboxScheduled = false;
   /** Starts in the last second, for the prefetch size. */
   #startTimes: number[] = [];
@@ -117,6 +118,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     const max = backend.options.maxBatch;
     this.#inserts = new Batcher((tasks) => this.#writeInserts(tasks), max);
     this.#settles = new Batcher((items) => this.#writeSettles(items), max);
+    backend.carrierBusy = () => this.#settles.busy;
   }
 
   // Lifecycle
@@ -136,6 +138,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     this.#every(this.#backend.options.pollIntervalMs, () => this.#poll());
     const agingMs = this.#backend.options.agingMs;
     if (agingMs > 0) this.#every(Math.max(10, Math.floor(agingMs / 4)), () => this.#age());
+    this.#every(AUDIT_MAINTENANCE_MS, () => this.#maintainAudit());
     await this.#refreshCluster();
     this.#refill();
   }
@@ -199,8 +202,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       return;
     }
     if (this.#enforcing && !this.#servable(task)) {
+      // The registry as last seen may be stale (a node registered agents since): ask it again first.
       this.#awaitingVerdict.add(task);
-      queueMicrotask(() => {
+      void this.#refreshCluster().catch((error: unknown) => this.#failed('reading the node registry', error)).then(() => {
         if (!this.#awaitingVerdict.delete(task)) return;
         if (this.#servable(task)) this.#insert(task);
         else this.#host.unservable(task);
@@ -208,6 +212,19 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       return;
     }
     this.#insert(task);
+  }
+
+  /** Resolves once the task's row is committed (at once when it is not waiting to be written). */
+  async queued(task: T): Promise<void> {
+    if (this.#awaitingVerdict.has(task) || this.#inserts.has(task)) await this.#inserts.drain();
+  }
+
+  /** This node's agents changed: the registry shows them at once (other nodes check capabilities against it). */
+  agentsChanged(): void {
+    if (!this.#open) return;
+    const backend = this.#backend;
+    void backend.pool.query(backend.sql.registerNode(backend.nodeId, hostname(), process.pid, this.#host.agentsJson())).catch((error: unknown) => this.#failed('updating the node registry', error));
+    this.#refill();
   }
 
   /** The one rule, cluster-wide: some agent of a live node has every capability the task needs, or it waits for one. */
@@ -237,6 +254,17 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   async #writeInserts(tasks: T[]): Promise<boolean[]> {
+    const inserted = new Set<string>();
+    const batch = this.#insertBatch(tasks);
+    await this.#retrying('queueing tasks', async (again) => {
+      const { rows } = await this.#backend.pool.query<{ ids: string[] }>(this.#backend.sql.insertTasks(batch, this.#backend.nodeId, this.#backend.workChannel));
+      for (const id of rows[0]?.ids ?? []) inserted.add(id);
+      if (again) await this.#confirm(tasks.filter((task) => !inserted.has(task.id)), (_task, row) => row.submitter === this.#backend.nodeId, inserted);
+    });
+    return tasks.map((task) => inserted.has(task.id));
+  }
+
+  #insertBatch(tasks: T[]): string {
     const rows = tasks.map((task) => {
       const row = task.toRow();
       return {
@@ -251,11 +279,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
         trace: task.traceContext,
       };
     });
-    const { rows: result } = await this.#backend.pool.query<{ ids: string[] }>(
-      this.#backend.sql.insertTasks(JSON.stringify(rows), this.#backend.nodeId, this.#backend.workChannel),
-    );
-    const inserted = new Set(result[0]?.ids ?? []);
-    return tasks.map((task) => inserted.has(task.id));
+    return JSON.stringify(rows);
   }
 
   #enqueue(task: T): void {
@@ -288,7 +312,6 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   claim(demand: Demand, room: number): T | null {
-    this.#freeSlots = room;
     const queue = this.#queue;
     const task = queue.size === 0 ? null : queue.take(demand);
     if (task !== null) {
@@ -319,7 +342,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     if (!this.#open || this.#closing) return;
     const sets = this.#host.capabilitySets();
     if (sets.length === 0) return;
-    const room = Math.max(0, this.#target(this.#freeSlots) - this.#queue.size);
+    const room = Math.max(0, this.#target(this.#host.freeSlots()) - this.#queue.size);
     // A more urgent task than everything waiting here is claimed even with no room: one is enough.
     const limit = room > 0 ? Math.min(room, this.#backend.options.maxBatch) : level < this.#worstWaitingLevel() ? 1 : 0;
     if (limit === 0) return;
@@ -449,10 +472,48 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
 
   async #writeSettles(items: SettleItem[]): Promise<boolean[]> {
     const batch = `[${items.map(encodeSettle).join(',')}]`;
+    // The audit entries and node messages waiting to go ride along: one statement, one commit.
     const audit = JSON.stringify(this.#backend.takeAudit());
-    const { rows } = await this.#backend.pool.query<{ ids: string[] }>(this.#backend.sql.settle(batch, audit, this.#backend.nodeId, this.#backend.workChannel));
-    const settled = new Set(rows[0]?.ids ?? []);
+    const { channels, payloads } = this.#takeOutbox();
+    const settled = new Set<string>();
+    await this.#retrying('recording outcomes', async (again) => {
+      const { rows } = await this.#backend.pool.query<{ ids: string[] }>(this.#backend.sql.settle(batch, audit, this.#backend.nodeId, this.#backend.workChannel, channels, payloads));
+      for (const id of rows[0]?.ids ?? []) settled.add(id);
+      // After a connection was lost at commit, the first try may have committed: the rows say so.
+      if (again) await this.#confirm(items.filter((item) => !settled.has(item.id)), (item, row) => row.status === item.status && row.attempt >= 0, settled);
+    });
     return items.map((item) => settled.has(item.id));
+  }
+
+  /** Adds to `done` the items whose rows show what they were meant to write. */
+  async #confirm<I extends { id: string }>(items: I[], wrote: (item: I, row: StatusRow) => boolean, done: Set<string>): Promise<void> {
+    if (items.length === 0) return;
+    const { rows } = await this.#backend.pool.query<StatusRow>(this.#backend.sql.statuses(items.map((item) => item.id)));
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    for (const item of items) {
+      const row = byId.get(item.id);
+      if (row !== undefined && wrote(item, row)) done.add(item.id);
+    }
+  }
+
+  /**
+   * Runs a write, again after a lost connection (the server restarted, the connection was
+   * terminated) with a growing delay, until it succeeds or the node closes. `again` is true from
+   * the second try on. Errors that retrying cannot fix (a bad statement) are thrown at once.
+   */
+  async #retrying(what: string, write: (again: boolean) => Promise<void>): Promise<void> {
+    let delay = RETRY_FIRST_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await write(attempt > 0);
+        return;
+      } catch (error) {
+        if (!isConnectionError(error) || !this.#open) throw error;
+        this.#failed(`${what} (retrying)`, error);
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        delay = Math.min(RETRY_MAX_MS, delay * 2);
+      }
+    }
   }
 
   #putDeadLetter(task: T, deadLetter: DeadLetter): void {
@@ -497,17 +558,18 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
    * is asked to stop on its node (at once by NOTIFY, at the latest on that node's next heartbeat).
    * Resolves with false when the task is not queued or running anywhere.
    */
-  async cancelElsewhere(taskId: string, reason: string): Promise<boolean> {
-    const { rows } = await this.#backend.pool.query<{ was: string; owner: string | null; watchers: string[] }>(this.#backend.sql.cancel(taskId, reason, this.#backend.nodeId));
+  async cancelElsewhere(taskId: string, reason: string): Promise<'queued' | 'running' | null> {
+    const { rows } = await this.#backend.pool.query<{ was: 'queued' | 'running'; owner: string | null; watchers: string[] }>(this.#backend.sql.cancel(taskId, reason, this.#backend.nodeId));
     const row = rows[0];
-    if (row === undefined) return false;
+    if (row === undefined) return null;
     if (row.was === 'running' && row.owner !== null) {
       this.#publish(row.owner, { k: 'x', i: taskId, m: reason });
     } else {
+      this.#watched.delete(taskId);
       const ended: Message = { k: 'e', i: taskId, st: 'cancelled', e: { name: 'TaskCancelledError', message: reason, stack: undefined, props: { code: 'TASK_CANCELLED' } } };
-      for (const node of row.watchers) this.#publish(node, ended);
+      for (const node of row.watchers) if (node !== this.#backend.nodeId) this.#publish(node, ended);
     }
-    return true;
+    return row.was;
   }
 
   /** Starts watching a task of the cluster: its transitions reach this node from now on. */
@@ -548,13 +610,16 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     box.push(message);
     if (!this.#outboxScheduled) {
       this.#outboxScheduled = true;
-      setImmediate(() => void this.#flushOutbox());
+      // Messages ride with the next batch of outcomes; alone only when none comes soon.
+      this.#backend.rideAlong(
+        () => this.#outbox.size > 0,
+        () => void this.#flushOutbox(),
+      );
     }
   }
 
-  async #flushOutbox(): Promise<void> {
+  #takeOutbox(): { channels: string[]; payloads: string[] } {
     this.#outboxScheduled = false;
-    if (this.#outbox.size === 0 || !this.#backend.isOpen) return;
     const channels: string[] = [];
     const payloads: string[] = [];
     for (const [node, messages] of this.#outbox) {
@@ -564,6 +629,12 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       }
     }
     this.#outbox.clear();
+    return { channels, payloads };
+  }
+
+  async #flushOutbox(): Promise<void> {
+    if (this.#outbox.size === 0 || !this.#backend.isOpen) return;
+    const { channels, payloads } = this.#takeOutbox();
     await this.#backend.pool.query(this.#backend.sql.notify(channels, payloads)).catch((error: unknown) => this.#failed('notifying other nodes', error));
   }
 
@@ -683,6 +754,18 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       this.#host.claimLost(task, `the claim of this node (${backend.nodeId}) expired and the task was taken over`);
     }
     if (this.#held.size === 0 && this.#drainWaiters.length > 0) for (const wake of this.#drainWaiters.splice(0)) wake();
+    // Claims of this node it knows nothing of (a claim whose answer a lost connection swallowed)
+    // go back to the cluster. Not while a claim is in flight: its rows may not have arrived yet.
+    if (!this.#claiming) {
+      const heldIds = new Set<string>();
+      for (const task of this.#held.keys()) heldIds.add(task.id);
+      for (const [id, token] of extended) {
+        if (heldIds.has(id)) continue;
+        void this.#settles
+          .push({ id, token, status: 'queued', result: null, error: null, agent: null, delay: 0, attempt: null, dead: null })
+          .catch((error: unknown) => this.#failed(`handing back task ${id}`, error));
+      }
+    }
     for (let i = 0; i < beat.cancels.length; i++) this.#host.cancelRequested(beat.cancels[i]!, beat.reasons[i] ?? 'cancelled');
     await this.#refreshCluster();
   }
@@ -711,6 +794,12 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       const message: Message = row.status === 'queued' ? { k: 'q', i: row.id, t: row.attempt } : { k: 'e', i: row.id, st: 'failed', e: row.error, t: row.attempt };
       for (const node of row.watchers) this.#publish(node, message);
     }
+  }
+
+  async #maintainAudit(): Promise<void> {
+    const { audit } = this.#backend.options;
+    await this.#backend.pool.query(this.#backend.sql.pruneAudit(audit.maxEvents));
+    await this.#backend.pool.query(this.#backend.sql.expireAudit(audit.retainMs));
   }
 
   async #age(): Promise<void> {
@@ -912,6 +1001,7 @@ interface HeartbeatRow {
 interface StatusRow {
   id: string;
   status: string;
+  submitter: string | null;
   attempt: number;
   agent_id: string | null;
   result: unknown;
@@ -942,4 +1032,15 @@ function toDeadLetter(row: { task_id: string; row: TaskRow; error: SerializedErr
     attempts: row.attempts,
     failedAt: row.failed_at,
   };
+}
+
+/** Errors of a lost connection (the write may be tried again), as opposed to errors of the statement. */
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') {
+    // Class 08: connection exception; 57P01..57P03: admin shutdown, crash shutdown, cannot connect now.
+    return code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'EPIPE';
+  }
+  const message = (error as Error | null)?.message ?? '';
+  return /Connection terminated|connection|timeout exceeded when trying to connect/i.test(message);
 }

@@ -120,7 +120,7 @@ export class Engine {
     if (options.store.type === 'postgres') {
       const backend = createPostgresBackend<TaskRecord>(
         options.store,
-        { nodeId: this.nodeId, agingMs: options.taskQueue.agingMs, maxSize: options.taskQueue.maxSize, onError: onStoreError, signatureOf },
+        { nodeId: this.nodeId, agingMs: options.taskQueue.agingMs, maxSize: options.taskQueue.maxSize, audit: options.audit, onError: onStoreError, signatureOf },
         { ...sourceHost, ...this.#sharedHost() },
       );
       this.#store = backend.store;
@@ -202,6 +202,7 @@ export class Engine {
       capabilitySets: () => this.#directory.admittingCapabilitySets(),
       agentsJson: () => JSON.stringify(this.#directory.list().map((agent) => ({ agentId: agent.agentId, capabilities: agent.capabilities, maxConcurrent: agent.maxConcurrent }))),
       running: () => this.#pool.busy,
+      freeSlots: () => Math.min(this.#pool.room, this.#directory.freeSlots()),
       live: (taskId) => this.#table.live(taskId),
     };
   }
@@ -398,13 +399,16 @@ export class Engine {
 
   registerAgent(spec: AgentSpec): AgentInfo {
     if (this.#state === 'stopped') throw new OrchestratorShutdownError();
-    return this.#directory.register(parseAgentSpec(spec)).info();
+    const info = this.#directory.register(parseAgentSpec(spec)).info();
+    this.#shared?.agentsChanged();
+    return info;
   }
 
   /** Running tasks of the agent finish; queued tasks route elsewhere or, with no capable agent left, fail. */
   unregisterAgent(agentId: string): void {
     const touched = this.#directory.unregister(requireId(agentId, 'agentId'));
     this.#source.agentsLeft(touched);
+    this.#shared?.agentsChanged();
   }
 
   getAgent(agentId: string): AgentInfo | undefined {
@@ -437,13 +441,17 @@ export class Engine {
     for (;;) {
       if (!this.acceptingWork) throw new OrchestratorShutdownError();
       if (!this.#source.full) {
+        let observable: TaskObservable;
         try {
-          return this.#admit(spec);
+          observable = this.#admit(spec);
         } catch (error) {
           // The room this caller was woken for goes to the next waiter.
           this.#source.passRoom();
           throw error;
         }
+        // On a shared store the task is in the table (committed) when this resolves.
+        if (this.#shared !== null) await this.#shared.queued(observable as TaskRecord);
+        return observable;
       }
       await this.#source.waitForRoom(signal);
     }
@@ -473,7 +481,11 @@ export class Engine {
     if (typeof reason !== 'string') throw new InvalidArgumentError('reason', 'must be a string');
     const shared = this.#shared;
     if (shared === null || (record !== undefined && shared.isHere(record))) return record !== undefined && this.#lifecycle.cancel(record, reason, false);
-    return shared.cancelElsewhere(taskId, reason);
+    return shared.cancelElsewhere(taskId, reason).then((was) => {
+      // Cancelled in the table: so it is here at once (a running one ends when its node has stopped it).
+      if (was === 'queued' && record !== undefined) this.#lifecycle.remoteEnded(record, TaskStatus.CANCELLED, reason, { attempts: record.attempt, agentId: null, workerId: null, duration: 0 });
+      return was !== null;
+    });
   }
 
   /** Resolves once no task is queued, running or waiting for a retry. */

@@ -149,7 +149,9 @@ export class TaskLifecycle {
         this.#source.withdraw(record, keepInStore);
         break;
       case TaskStatus.RUNNING:
-        this.#runs.abandon(record.run!, new TaskCancelledError(record.id, reason));
+        // No run here: it runs in another process (shared store), and this process only watches it.
+        if (record.run === null) this.#source.withdraw(record, keepInStore);
+        else this.#runs.abandon(record.run, new TaskCancelledError(record.id, reason));
         break;
       default:
         return false;

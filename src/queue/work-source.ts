@@ -93,6 +93,8 @@ export interface SharedSourceHost<T> extends WorkSourceHost<T> {
   agentsJson(): string;
   /** Tasks running here now. */
   running(): number;
+  /** Tasks this process could start now: free agent slots, as far as the pool has workers for them. */
+  freeSlots(): number;
   /** A live task of this process, by id. */
   live(taskId: string): T | undefined;
 }

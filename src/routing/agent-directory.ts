@@ -123,6 +123,13 @@ export class AgentDirectory implements Demand {
     return [...sets.values()];
   }
 
+  /** Tasks the admitting agents could take on now (their free slots, all together). */
+  freeSlots(): number {
+    let free = 0;
+    for (const agent of this.#router.agents()) if (agent.admitting) free += Math.max(0, agent.maxConcurrent - agent.active);
+    return free;
+  }
+
   canServe(signature: CapabilitySignature): boolean {
     const capacity = this.#capacity;
     return this.#router.canServe(signature, capacity.inlineAvailable, capacity.threadAvailable);
