@@ -81,7 +81,7 @@ for (const p of phases) if (!PHASES.includes(p)) throw new Error(`unknown phase 
 const log = (line) => console.error(`  · ${line}`);
 
 async function loadContenders() {
-  const files = (await readdir(CONTENDERS_DIR)).filter((f) => f.endsWith('.mjs')).map((f) => f.slice(0, -4));
+  const files = (await readdir(CONTENDERS_DIR)).filter((f) => f.endsWith('.mjs') && !f.startsWith('_')).map((f) => f.slice(0, -4));
   const rank = (name) => (ORDER.includes(name) ? ORDER.indexOf(name) : ORDER.length);
   files.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   const only = arg('only')?.split(',').filter(Boolean);
