@@ -29,7 +29,7 @@ export function renderMarkdown(out) {
             `**${int(t.jobsPerSec)}**`,
             int(t.jobsPerSecWithClose),
             out.ratios?.overCeiling?.[label] !== undefined ? fmtRatio(out.ratios.overCeiling[label]) : dash,
-            num(t.perJob.statements),
+            e.kind === 'redis' ? `${num(t.perJob.statements)} (Redis cmds)` : num(t.perJob.statements),
             num(t.perJob.commits),
             num(t.perJob.serverCommits),
             num(t.perJob.rowWrites),

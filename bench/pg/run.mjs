@@ -139,9 +139,10 @@ async function throughput(c, count) {
       produceMs: produced.ms,
       pendingAfter: pending,
       perJob: {
-        // client side, between the first handler start and the last handler end
+        // client side, between the first handler start and the last handler end (Redis: commands,
+        // a Lua script call counting one)
         statements: per(worked.client?.statements, count),
-        commits: per(worked.client?.commits, count),
+        commits: ctx.kind === 'redis' ? null : per(worked.client?.commits, count),
         // client side, whole worker process (start-up and close included)
         statementsTotal: per(worked.clientTotal?.statements, count),
         // server side, whole worker process
