@@ -18,9 +18,9 @@
 // probed for `probeMs` to show that its jobs stay locked.
 import { deadline, now, runChild, sleep } from './lib.mjs';
 
-export async function measureRecovery({ file, module, variant = 0, ctx, jobs = 10, concurrency = 10, timeoutMs = 15_000, log = () => {} }) {
+export async function measureRecovery({ file, module, variant = 0, ctx, jobs = 10, concurrency = 10, timeoutMs = 15_000, probeMs, log = () => {} }) {
   const spec = module.recovery ?? { supported: false, note: 'the contender declares no recovery' };
-  const wait = spec.supported ? timeoutMs : spec.probeMs;
+  const wait = spec.supported ? timeoutMs : spec.probeMs && (probeMs ?? spec.probeMs);
   if (!wait) return { supported: false, note: spec.note };
   const job = (role, params, extra = {}) => ({ contender: file, variant, ctx: { ...ctx, ...extra }, role, params });
   const recoveryCtx = { recovery: spec.options ?? {} };
@@ -84,6 +84,7 @@ export async function measureRecovery({ file, module, variant = 0, ctx, jobs = 1
     rescuedBeforeKill,
     recovered: times.length,
     waitedMs,
+    probedOnly: !spec.supported,
     firstMs: times.length ? times[0] : null,
     lastMs: times.length === jobs ? times[times.length - 1] : null,
   };

@@ -66,19 +66,22 @@ const connectionString = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
 const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
 const config = {
   quick,
-  jobs: envInt('BENCH_PG_JOBS', quick ? 2000 : 20_000),
-  latencyJobs: envInt('BENCH_PG_LATENCY_JOBS', quick ? 40 : 200),
+  jobs: envInt('BENCH_PG_JOBS', quick ? 500 : 20_000),
+  latencyJobs: envInt('BENCH_PG_LATENCY_JOBS', quick ? 20 : 200),
   gapMs: envInt('BENCH_PG_GAP_MS', 20),
   concurrency: envInt('BENCH_PG_CONCURRENCY', 10),
   recoveryJobs: 10,
   recoveryTimeoutMs: quick ? 8000 : 15_000,
+  recoveryProbeMs: quick ? 2000 : 5000,
+  settleMs: quick ? 150 : 300,
   connectionString: connectionString.replace(/:[^:@/]*@/, ':***@'),
   redisUrl,
 };
 const phases = (arg('phases') ?? PHASES.join(',')).split(',').filter(Boolean);
 for (const p of phases) if (!PHASES.includes(p)) throw new Error(`unknown phase '${p}' (one of ${PHASES.join(', ')})`);
 
-const log = (line) => console.error(`  · ${line}`);
+const t00 = performance.now();
+const log = (line) => console.error(`  · [${((performance.now() - t00) / 1000).toFixed(1)} s] ${line}`);
 
 async function loadContenders() {
   const files = (await readdir(CONTENDERS_DIR)).filter((f) => f.endsWith('.mjs') && !f.startsWith('_')).map((f) => f.slice(0, -4));
@@ -120,10 +123,10 @@ async function throughput(c, count) {
   return withFreshStore(c, async (ctx) => {
     const s0 = await pgStats(ctx);
     const produced = await runChild(job(c, ctx, 'produce', { count, mode: 'bulk' }), { label: `${c.label} producer`, timeoutMs: 180_000 }).done;
-    await sleep(300); // let the exited backends flush their statistics
+    await sleep(config.settleMs); // let the exited backends flush their statistics
     const s1 = await pgStats(ctx);
     const worked = await runChild(job(c, ctx, 'work', { count, concurrency: config.concurrency, mode: 'run' }), { label: `${c.label} worker`, timeoutMs: 600_000 }).done;
-    await sleep(300);
+    await sleep(config.settleMs);
     const s2 = await pgStats(ctx);
     const pending = c.module.pending ? await c.module.pending(ctx) : null;
     const server = s2 ? statsDelta(s2, s1) : null;
@@ -169,7 +172,7 @@ async function latency(c, count) {
     });
     worker.done.catch(() => readyResolve());
     await ready;
-    await sleep(500); // idle and waiting before the first submit
+    await sleep(config.quick ? 200 : 500); // idle and waiting before the first submit
     const produced = await runChild(job(c, ctx, 'produce', { count, mode: 'trickle', gapMs: config.gapMs }), { label: `${c.label} producer`, timeoutMs: 300_000 }).done;
     const worked = await worker.done;
     const l = worked.latenciesMs;
@@ -274,7 +277,7 @@ for (const c of contenders) {
     console.error(`${c.label}: recovery…`);
     try {
       entry.recovery = await withFreshStore(c, (ctx) =>
-        measureRecovery({ file: c.url, module: c.module, variant: c.variant, ctx: { ...ctx, options: undefined }, jobs: config.recoveryJobs, concurrency: config.concurrency, timeoutMs: config.recoveryTimeoutMs, log }),
+        measureRecovery({ file: c.url, module: c.module, variant: c.variant, ctx: { ...ctx, options: undefined }, jobs: config.recoveryJobs, concurrency: config.concurrency, timeoutMs: config.recoveryTimeoutMs, probeMs: config.recoveryProbeMs, log }),
       );
       const r = entry.recovery;
       log(`${c.label}: recovered ${r.recovered}/${r.jobs ?? '?'}${r.lastMs != null ? `, last after ${Math.round(r.lastMs)} ms` : ''}`);

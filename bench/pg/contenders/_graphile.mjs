@@ -73,5 +73,5 @@ export function graphile({ runnerOptions, describeExtra }) {
 export const graphileRecovery = {
   supported: false,
   probeMs: 5000,
-  note: 'jobs of a killed worker stay locked: locked_at is only cleared after 4 h (resetLockedAt, run every 8–10 min) unless someone calls forceUnlockWorkers([workerId]); probed for 5 s',
+  note: 'jobs of a killed worker stay locked: locked_at is only cleared after 4 h (resetLockedAt, run every 8–10 min) unless someone calls forceUnlockWorkers([workerId]); probed for a few seconds to show it',
 };

@@ -25,7 +25,8 @@ const q = (schema) => `"${schema}"`;
 function variant(batch) {
   return { label: `plain-sql B=${batch}`, options: { batch } };
 }
-export const variants = [variant(1), variant(10), variant(100), variant(500)];
+const BATCHES = (process.env.BENCH_PLAIN_BATCHES ?? '1,10,100,500').split(',').map(Number);
+export const variants = BATCHES.map(variant);
 
 export const kind = 'postgres';
 
