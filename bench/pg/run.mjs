@@ -4,12 +4,19 @@
 //   node bench/pg/run.mjs --quick             smaller counts: a smoke run in well under a minute
 //   node bench/pg/run.mjs --only=graphile-tuned,plain-sql   some contenders (file names)
 //   node bench/pg/run.mjs --phases=throughput,latency       some of throughput, latency, recovery
+//   node bench/pg/run.mjs --same-database     see "Database" below
 //   DATABASE_URL=postgres://… REDIS_URL=redis://… node bench/pg/run.mjs
 //   BENCH_PG_JOBS=20000 BENCH_PG_LATENCY_JOBS=200 BENCH_PG_GAP_MS=20 BENCH_PG_CONCURRENCY=10
 //
 // Results are printed as JSON on stdout (so bench/run.mjs can spawn this like its other modules);
 // progress, and the same figures as markdown tables, go to stderr. Each measurement runs in a fresh
 // schema (or Redis key prefix) with a random name, created before and dropped after it.
+//
+// Database
+//   By default the runner creates a database of its own (pgbench_<random>) on the server of
+//   DATABASE_URL and drops it at the end (also on SIGINT/SIGTERM), so that the server-side commit
+//   counts (pg_stat_database.xact_commit) are ours alone. If it cannot (no CREATEDB right), or with
+//   --same-database, it works in DATABASE_URL's database and says that other sessions count too.
 //
 // Phases
 //   throughput  N no-op jobs (default 20,000) committed in bulk by a producer process, then a worker
@@ -51,7 +58,7 @@ import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { envInt, percentile } from '../common.mjs';
-import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, dropSchema, randomName, runChild, serverStats, sleep, statsDelta } from './lib.mjs';
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, dropSchema, randomName, runChild, serverStats, sleep, statsDelta, withClient } from './lib.mjs';
 import { measureRecovery } from './recovery.mjs';
 import { renderMarkdown } from './render.mjs';
 
@@ -62,7 +69,10 @@ const PHASES = ['throughput', 'latency', 'recovery'];
 const args = process.argv.slice(2);
 const arg = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = args.includes('--quick');
-const connectionString = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+const baseConnectionString = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+let dropOwnDatabase = async () => {};
+const ownDatabase = args.includes('--same-database') ? null : await createOwnDatabase();
+const connectionString = ownDatabase ? withDatabase(baseConnectionString, ownDatabase) : baseConnectionString;
 const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
 const config = {
   quick,
@@ -75,6 +85,8 @@ const config = {
   recoveryProbeMs: quick ? 2000 : 5000,
   settleMs: quick ? 150 : 300,
   connectionString: connectionString.replace(/:[^:@/]*@/, ':***@'),
+  ownDatabase,
+  serverCommits: ownDatabase ? 'this run only (own database)' : 'whole database: other sessions count too',
   redisUrl,
 };
 const phases = (arg('phases') ?? PHASES.join(',')).split(',').filter(Boolean);
@@ -82,6 +94,31 @@ for (const p of phases) if (!PHASES.includes(p)) throw new Error(`unknown phase 
 
 const t00 = performance.now();
 const log = (line) => console.error(`  · [${((performance.now() - t00) / 1000).toFixed(1)} s] ${line}`);
+
+function withDatabase(url, database) {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.href;
+}
+
+async function createOwnDatabase() {
+  const name = randomName('pgbench');
+  try {
+    await withClient(baseConnectionString, (client) => client.query(`create database ${name}`));
+  } catch (error) {
+    console.error(`  · could not create a database of its own (${error.message}): working in DATABASE_URL's database`);
+    return null;
+  }
+  const drop = () => withClient(baseConnectionString, (client) => client.query(`drop database if exists ${name} with (force)`));
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      console.error(`  · ${signal}: dropping database ${name}`);
+      drop().finally(() => process.exit(130));
+    });
+  }
+  dropOwnDatabase = drop;
+  return name;
+}
 
 async function loadContenders() {
   const files = (await readdir(CONTENDERS_DIR)).filter((f) => f.endsWith('.mjs') && !f.startsWith('_')).map((f) => f.slice(0, -4));
@@ -222,7 +259,6 @@ async function versions() {
     }
   }
   try {
-    const { withClient } = await import('./lib.mjs');
     out.postgres = await withClient(connectionString, async (client) => (await client.query('show server_version')).rows[0].server_version);
   } catch (error) {
     out.postgres = `unreachable: ${error.message}`;
@@ -241,51 +277,59 @@ function ratios(results) {
   return out;
 }
 
+async function runContenders(contenders, output) {
+  for (const c of contenders) {
+    const entry = (output.contenders[c.label] = { file: `bench/pg/contenders/${c.name}.mjs`, kind: c.module.kind ?? 'postgres', settings: c.module.describe?.(c.options) ?? null });
+    const sizes = c.module.sizes ?? {};
+    const smaller = (full, key) => (sizes[key] ? Math.min(full, quick ? Math.max(1, Math.ceil(sizes[key] / 5)) : sizes[key]) : full);
+    if (sizes.note) entry.sizesNote = sizes.note;
+    if (phases.includes('throughput')) {
+      const n = smaller(config.jobs, 'throughput');
+      console.error(`${c.label}: throughput, ${n} jobs…`);
+      try {
+        entry.throughput = await throughput(c, n);
+        log(`${c.label}: ${Math.round(entry.throughput.jobsPerSec)} jobs/s`);
+      } catch (error) {
+        entry.throughput = { error: error.message };
+        log(`${c.label}: throughput failed: ${error.message}`);
+      }
+    }
+    if (phases.includes('latency')) {
+      const n = smaller(config.latencyJobs, 'latency');
+      console.error(`${c.label}: latency, ${n} jobs ${config.gapMs} ms apart…`);
+      try {
+        entry.latency = await latency(c, n);
+        log(`${c.label}: p50 ${entry.latency.p50.toFixed(1)} ms, p99 ${entry.latency.p99.toFixed(1)} ms`);
+      } catch (error) {
+        entry.latency = { error: error.message };
+        log(`${c.label}: latency failed: ${error.message}`);
+      }
+    }
+    const firstVariant = c.variant === 0 || c.module.recovery?.allVariants;
+    if (phases.includes('recovery') && c.module.recovery && firstVariant) {
+      console.error(`${c.label}: recovery…`);
+      try {
+        entry.recovery = await withFreshStore(c, (ctx) =>
+          measureRecovery({ file: c.url, module: c.module, variant: c.variant, ctx: { ...ctx, options: undefined }, jobs: config.recoveryJobs, concurrency: config.concurrency, timeoutMs: config.recoveryTimeoutMs, probeMs: config.recoveryProbeMs, log }),
+        );
+        const r = entry.recovery;
+        log(`${c.label}: recovered ${r.recovered}/${r.jobs ?? '?'}${r.lastMs != null ? `, last after ${Math.round(r.lastMs)} ms` : ''}`);
+      } catch (error) {
+        entry.recovery = { error: error.message };
+        log(`${c.label}: recovery failed: ${error.message}`);
+      }
+    }
+  }
+}
+
 const startedAt = performance.now();
-const contenders = await loadContenders();
 const output = { machine: machine(), versions: await versions(), config, phases, contenders: {}, ratios: null, seconds: null };
-console.error(`pg bench: ${contenders.map((c) => c.label).join(', ')}; phases ${phases.join(', ')}${quick ? ' (quick)' : ''}`);
-for (const c of contenders) {
-  const entry = (output.contenders[c.label] = { file: `bench/pg/contenders/${c.name}.mjs`, kind: c.module.kind ?? 'postgres', settings: c.module.describe?.(c.options) ?? null });
-  const sizes = c.module.sizes ?? {};
-  const smaller = (full, key) => (sizes[key] ? Math.min(full, quick ? Math.max(1, Math.ceil(sizes[key] / 5)) : sizes[key]) : full);
-  if (sizes.note) entry.sizesNote = sizes.note;
-  if (phases.includes('throughput')) {
-    const n = smaller(config.jobs, 'throughput');
-    console.error(`${c.label}: throughput, ${n} jobs…`);
-    try {
-      entry.throughput = await throughput(c, n);
-      log(`${c.label}: ${Math.round(entry.throughput.jobsPerSec)} jobs/s`);
-    } catch (error) {
-      entry.throughput = { error: error.message };
-      log(`${c.label}: throughput failed: ${error.message}`);
-    }
-  }
-  if (phases.includes('latency')) {
-    const n = smaller(config.latencyJobs, 'latency');
-    console.error(`${c.label}: latency, ${n} jobs ${config.gapMs} ms apart…`);
-    try {
-      entry.latency = await latency(c, n);
-      log(`${c.label}: p50 ${entry.latency.p50.toFixed(1)} ms, p99 ${entry.latency.p99.toFixed(1)} ms`);
-    } catch (error) {
-      entry.latency = { error: error.message };
-      log(`${c.label}: latency failed: ${error.message}`);
-    }
-  }
-  const firstVariant = c.variant === 0 || c.module.recovery?.allVariants;
-  if (phases.includes('recovery') && c.module.recovery && firstVariant) {
-    console.error(`${c.label}: recovery…`);
-    try {
-      entry.recovery = await withFreshStore(c, (ctx) =>
-        measureRecovery({ file: c.url, module: c.module, variant: c.variant, ctx: { ...ctx, options: undefined }, jobs: config.recoveryJobs, concurrency: config.concurrency, timeoutMs: config.recoveryTimeoutMs, probeMs: config.recoveryProbeMs, log }),
-      );
-      const r = entry.recovery;
-      log(`${c.label}: recovered ${r.recovered}/${r.jobs ?? '?'}${r.lastMs != null ? `, last after ${Math.round(r.lastMs)} ms` : ''}`);
-    } catch (error) {
-      entry.recovery = { error: error.message };
-      log(`${c.label}: recovery failed: ${error.message}`);
-    }
-  }
+try {
+  const contenders = await loadContenders();
+  console.error(`pg bench: ${contenders.map((c) => c.label).join(', ')}; phases ${phases.join(', ')}${quick ? ' (quick)' : ''}`);
+  await runContenders(contenders, output);
+} finally {
+  await dropOwnDatabase().catch((error) => console.error(`  · could not drop database ${ownDatabase}: ${error.message}`));
 }
 output.ratios = ratios(output.contenders);
 output.seconds = (performance.now() - startedAt) / 1000;

@@ -18,7 +18,7 @@
 // back to 'ready' (that is how a killed worker's jobs run elsewhere).
 import pg from 'pg';
 
-const DEFAULTS = { batch: 100, leaseMs: 30_000, pollMs: 1000, claim: 'array', complete: 'unnest', prepared: true };
+const DEFAULTS = { batch: 100, leaseMs: 30_000, pollMs: 1000, claim: 'array', complete: 'unnest', prepared: true, claimNotify: true };
 
 const q = (schema) => `"${schema}"`;
 
@@ -59,6 +59,7 @@ function envOverrides() {
   if (process.env.BENCH_PLAIN_CLAIM) out.claim = process.env.BENCH_PLAIN_CLAIM;
   if (process.env.BENCH_PLAIN_COMPLETE) out.complete = process.env.BENCH_PLAIN_COMPLETE;
   if (process.env.BENCH_PLAIN_PREPARED) out.prepared = process.env.BENCH_PLAIN_PREPARED !== '0';
+  if (process.env.BENCH_PLAIN_CLAIM_NOTIFY) out.claimNotify = process.env.BENCH_PLAIN_CLAIM_NOTIFY !== '0';
   return out;
 }
 
@@ -140,7 +141,7 @@ function statements(schema, o) {
   const auditAndNotify = `,
     audited as (insert into ${s}.audit (job_id, event, worker) select id, 'claim', $2 from claimed),
     notified as (select pg_notify('${schema}_events', $2 || ' claimed ' || count(*)) from claimed having count(*) > 0)
-    select c.id, c.payload from claimed c left join notified on true`;
+    select c.id, c.payload from claimed c${o.claimNotify ? ' left join notified on true' : ''}`;
   const claims = {
     // the form kept: the ids are locked by an InitPlan, the update finds them by primary key
     array: `with claimed as (
