@@ -15,18 +15,19 @@ export function renderMarkdown(out) {
     const ceiling = out.ratios?.ceiling;
     lines.push(
       '',
-      `**Throughput**: no-op jobs committed first, then one worker process at concurrency ${out.config.concurrency}. Per job: statements and commits counted by the worker's client between first handler start and last handler end; server commits (whole database, whole worker process) and row writes (the run's schema).`,
+      `**Throughput**: no-op jobs committed first, then one worker process at concurrency ${out.config.concurrency}; median of ${out.config.rounds} round(s), order rotated. Per job (median round): statements and commits counted by the worker's client between first handler start and last handler end; server commits (${out.config.ownDatabase ? 'own database' : 'whole database, other sessions included'}, whole worker process) and row writes (the run's schema).`,
       '',
       table(
-        ['contender', 'jobs', 'jobs/s', 'with close', `/ ${ceiling ?? 'ceiling'}`, 'stmts/job', 'commits/job', 'server commits/job', 'row writes/job', 'enqueue jobs/s'],
+        ['contender', 'jobs', 'jobs/s', 'per round', 'with close', `/ ${ceiling ?? 'ceiling'}`, 'stmts/job', 'commits/job', 'server commits/job', 'row writes/job', 'enqueue jobs/s'],
         rows.map(([label, e]) => {
           const t = e.throughput;
-          if (!t) return [label, dash, dash, dash, dash, dash, dash, dash, dash, dash];
-          if (t.error) return [label, `failed: ${t.error.slice(0, 120)}`, '', '', '', '', '', '', '', ''];
+          if (!t) return [label, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash];
+          if (t.error && !t.jobsPerSec) return [label, `failed: ${t.error.slice(0, 120)}`, '', '', '', '', '', '', '', '', ''];
           return [
             label,
             int(t.jobs),
             `**${int(t.jobsPerSec)}**`,
+            (t.jobsPerSecRuns ?? [t.jobsPerSec]).map(int).join(' / ') + (t.error ? ` (a round failed: ${t.error.slice(0, 60)})` : ''),
             int(t.jobsPerSecWithClose),
             out.ratios?.overCeiling?.[label] !== undefined ? fmtRatio(out.ratios.overCeiling[label]) : dash,
             e.kind === 'redis' ? `${num(t.perJob.statements)} (Redis cmds)` : num(t.perJob.statements),
@@ -70,7 +71,8 @@ export function renderMarkdown(out) {
           const r = e.recovery;
           if (r.error) return [label, `failed: ${r.error.slice(0, 120)}`, '', '', '', ''];
           if (r.jobs === undefined) return [label, 'not run', dash, dash, dash, r.note ?? ''];
-          return [label, `${r.recovered}/${r.jobs}`, num(r.firstMs, 0), num(r.lastMs, 0), num(r.waitedMs, 0), r.note ?? ''];
+          const early = r.rescuedBeforeKill ? ` (${r.rescuedBeforeKill} before the kill)` : '';
+          return [label, `${r.recovered}/${r.jobs}${early}`, num(r.firstMs, 0), num(r.lastMs, 0), num(r.waitedMs, 0), r.note ?? ''];
         }),
       ),
     );

@@ -6,8 +6,10 @@ import { PgBoss } from 'pg-boss';
 const QUEUE = 'noop';
 
 export function pgboss({ constructorOptions = {}, queueOptions = {}, workOptions = {}, describeExtra = {} }) {
-  const open = async (connectionString, schema, extra = {}) => {
-    const boss = new PgBoss({ connectionString, schema, ...constructorOptions, ...extra });
+  // ctx.options (from a variant or from `recovery.options`) may add constructorOptions,
+  // queueOptions and workOptions on top of the contender's own
+  const open = async (connectionString, schema, extra = {}, options = {}) => {
+    const boss = new PgBoss({ connectionString, schema, ...constructorOptions, ...options.constructorOptions, ...extra });
     boss.on('error', (error) => process.stderr.write(`pg-boss error: ${error.message}\n`));
     boss.on('warning', (warning) => process.stderr.write(`pg-boss warning: ${warning.message ?? JSON.stringify(warning)}\n`));
     await boss.start();
@@ -24,9 +26,9 @@ export function pgboss({ constructorOptions = {}, queueOptions = {}, workOptions
     ...describeExtra,
   });
 
-  async function setup({ connectionString, schema }) {
-    const boss = await open(connectionString, schema);
-    await boss.createQueue(QUEUE, queueOptions);
+  async function setup({ connectionString, schema, options }) {
+    const boss = await open(connectionString, schema, {}, options);
+    await boss.createQueue(QUEUE, { ...queueOptions, ...options?.queueOptions });
     await boss.stop({ graceful: false });
   }
 
@@ -53,9 +55,9 @@ export function pgboss({ constructorOptions = {}, queueOptions = {}, workOptions
     };
   }
 
-  async function work({ connectionString, schema }, { concurrency, handler, onReady, until }) {
-    const boss = await open(connectionString, schema);
-    await boss.work(QUEUE, { ...workOptions, localConcurrency: workOptions.localConcurrency ?? concurrency }, async (jobs) => {
+  async function work({ connectionString, schema, options }, { concurrency, handler, onReady, until }) {
+    const boss = await open(connectionString, schema, {}, options);
+    await boss.work(QUEUE, { ...workOptions, localConcurrency: workOptions.localConcurrency ?? concurrency, ...options?.workOptions }, async (jobs) => {
       for (const job of jobs) await handler(job.data);
     });
     onReady();

@@ -11,3 +11,16 @@ const g = pgboss({
   describeExtra: { localConcurrency: 10 },
 });
 export const { kind, describe, setup, teardown, pending, createProducer, work } = g;
+
+// Recovery: a job whose worker stops sending heartbeats is failed by the monitor and retried
+// (retryLimit 2 by default). heartbeatSeconds is at its minimum (10); supervise/monitor every
+// second (defaults 60 s) and polling at its minimum, so that the figure is the heartbeat bound.
+export const recovery = {
+  supported: true,
+  options: {
+    queueOptions: { heartbeatSeconds: 10 },
+    constructorOptions: { superviseIntervalSeconds: 1, monitorIntervalSeconds: 1 },
+    workOptions: { notifyPollingIntervalSeconds: 0.5 },
+  },
+  note: 'queue heartbeatSeconds 10 (its minimum), supervise and monitor every 1 s, notifyPollingIntervalSeconds 0.5: the monitor fails the jobs whose heartbeat stopped and they are retried. Without heartbeatSeconds a job stays active until expireInSeconds (15 min by default)',
+};
