@@ -13,7 +13,8 @@
 //    performance.now() in both processes); the run ends when every job has started there, or at
 //    `timeoutMs`. Reported: ms from t_kill to the first and to the last job started, and how many
 //    were recovered within the time.
-// A contender declares `export const recovery = { supported, options?, note, probeMs? }`:
+// A contender declares `export const recovery = { supported, options?, note, probeMs?, expectedMs? }`
+// (expectedMs: the runner skips it when its time limit is shorter, as in --quick):
 // `options` are merged into the variant's options for both workers (e.g. a short lease); a
 // contender that does not recover in bounded time says so (`supported: false`) and may still be
 // probed for `probeMs` to show that its jobs stay locked.

@@ -70,7 +70,7 @@ export function renderMarkdown(out) {
         rec.map(([label, e]) => {
           const r = e.recovery;
           if (r.error) return [label, `failed: ${r.error.slice(0, 120)}`, '', '', '', ''];
-          if (r.jobs === undefined) return [label, 'not run', dash, dash, dash, r.note ?? ''];
+          if (r.jobs === undefined) return [label, r.skipped ? `skipped: ${r.skipped}` : 'not run', dash, dash, dash, r.note ?? ''];
           const early = r.rescuedBeforeKill ? ` (${r.rescuedBeforeKill} before the kill)` : '';
           return [label, `${r.recovered}/${r.jobs}${early}`, num(r.firstMs, 0), num(r.lastMs, 0), num(r.waitedMs, 0), r.note ?? ''];
         }),

@@ -55,7 +55,7 @@
 //       handler(payload) and await it; call onReady() once the worker waits for jobs (LISTEN
 //       established etc.); when the promise `until` resolves, stop cleanly (commit pending
 //       completions, close connections) and return (optionally an object of facts to print).
-//   export const recovery = { supported, options, note, probeMs }   optional, see recovery.mjs
+//   export const recovery = { supported, options, note, probeMs, expectedMs }   optional, see recovery.mjs
 // Producer and worker always run in separate child processes (bench/pg/child.mjs).
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
@@ -339,6 +339,11 @@ async function recoveryPhase(contenders, output) {
     const spec = c.module.recovery;
     if (!spec || !(c.variant === 0 || spec.allVariants)) continue;
     const entry = output.contenders[c.label];
+    if (spec.supported && spec.expectedMs > config.recoveryTimeoutMs) {
+      entry.recovery = { supported: true, skipped: `needs ~${spec.expectedMs} ms, more than this run's ${config.recoveryTimeoutMs} ms limit (--quick)`, note: spec.note };
+      log(`${c.label}: recovery skipped (${entry.recovery.skipped})`);
+      continue;
+    }
     console.error(`${c.label}: recovery…`);
     try {
       // setup (e.g. queue options) and both workers get the recovery options

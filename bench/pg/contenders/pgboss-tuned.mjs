@@ -17,6 +17,7 @@ export const { kind, describe, setup, teardown, pending, createProducer, work } 
 // second (defaults 60 s) and polling at its minimum, so that the figure is the heartbeat bound.
 export const recovery = {
   supported: true,
+  expectedMs: 12_000,
   options: {
     queueOptions: { heartbeatSeconds: 10 },
     constructorOptions: { superviseIntervalSeconds: 1, monitorIntervalSeconds: 1 },
