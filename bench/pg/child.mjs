@@ -63,6 +63,8 @@ async function work(contender, ctx, params, counts) {
   let lastEnd = NaN;
   let c0 = null;
   let cEnd = null;
+  let cpu0 = null;
+  let cpuEnd = null;
   const latencies = [];
   let resolveUntil;
   const until = new Promise((resolve) => (resolveUntil = resolve));
@@ -79,6 +81,7 @@ async function work(contender, ctx, params, counts) {
     if (started++ === 0) {
       firstStart = t;
       c0 = { ...counts };
+      cpu0 = process.cpuUsage();
     }
     if (payload && typeof payload.t === 'number') latencies.push(t - payload.t);
     if (mode !== 'run') process.send({ type: 'started', i: payload?.i, t });
@@ -86,6 +89,7 @@ async function work(contender, ctx, params, counts) {
     if (++finished === count) {
       lastEnd = now();
       cEnd = { ...counts };
+      cpuEnd = process.cpuUsage(cpu0);
       resolveUntil();
     }
     return Promise.resolve();
@@ -115,6 +119,8 @@ async function work(contender, ctx, params, counts) {
     client: c0 && cEnd ? diffCounts(cEnd, c0) : undefined,
     // and over the whole life of the worker (start-up and close included)
     clientTotal: diffCounts(cClosed, { statements: 0, commits: 0, rollbacks: 0 }),
+    // CPU time of this worker process (user + system, all threads) in the same window, ms
+    cpuMs: cpuEnd ? (cpuEnd.user + cpuEnd.system) / 1000 : undefined,
     info: info ?? undefined,
   };
 }

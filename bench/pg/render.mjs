@@ -18,11 +18,11 @@ export function renderMarkdown(out) {
       `**Throughput**: no-op jobs committed first, then one worker process at concurrency ${out.config.concurrency}; median of ${out.config.rounds} round(s), order rotated. Per job (median round): statements and commits counted by the worker's client between first handler start and last handler end; server commits (${out.config.ownDatabase ? 'own database' : 'whole database, other sessions included'}, whole worker process) and row writes (the run's schema).`,
       '',
       table(
-        ['contender', 'jobs', 'jobs/s', 'per round', 'with close', `/ ${ceiling ?? 'ceiling'}`, 'stmts/job', 'commits/job', 'server commits/job', 'row writes/job', 'enqueue jobs/s'],
+        ['contender', 'jobs', 'jobs/s', 'per round', 'with close', `/ ${ceiling ?? 'ceiling'}`, 'stmts/job', 'commits/job', 'server commits/job', 'row writes/job', 'worker CPU µs/job', 'enqueue jobs/s'],
         rows.map(([label, e]) => {
           const t = e.throughput;
-          if (!t) return [label, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash];
-          if (t.error && !t.jobsPerSec) return [label, `failed: ${t.error.slice(0, 120)}`, '', '', '', '', '', '', '', '', ''];
+          if (!t) return [label, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash];
+          if (t.error && !t.jobsPerSec) return [label, `failed: ${t.error.slice(0, 120)}`, '', '', '', '', '', '', '', '', '', ''];
           return [
             label,
             int(t.jobs),
@@ -34,6 +34,7 @@ export function renderMarkdown(out) {
             num(t.perJob.commits),
             num(t.perJob.serverCommits),
             num(t.perJob.rowWrites),
+            num(t.perJob.workerCpuUs, 0),
             int(t.produceJobsPerSec),
           ];
         }),

@@ -195,7 +195,10 @@ async function throughput(c, count) {
         rowInserts: server ? per(server.ins, count) : null,
         rowUpdates: server ? per(server.upd, count) : null,
         rowDeletes: server ? per(server.del, count) : null,
+        // CPU of the worker process (not of the server) in the same window, microseconds per job
+        workerCpuUs: worked.cpuMs === undefined ? null : (worked.cpuMs * 1000) / count,
       },
+      loadAverage: os.loadavg()[0],
       producer: { statements: produced.client.statements, commits: produced.client.commits, serverCommits: s1 && s0 ? s1.commits - s0.commits : null },
       info: worked.info,
     };
