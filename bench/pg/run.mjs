@@ -59,7 +59,7 @@
 // Producer and worker always run in separate child processes (bench/pg/child.mjs).
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { envInt, percentile, rotate } from '../common.mjs';
 import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, dropSchema, randomName, runChild, serverStats, sleep, statsDelta, withClient } from './lib.mjs';
 import { measureRecovery } from './recovery.mjs';

@@ -49,6 +49,7 @@
 //   commit record is flushed, so notifying commits are serialized and do not share WAL flushes
 //   (no group commit); every listening backend also runs one transaction per batch of
 //   notifications it reads (visible in the server commit count: ~1 more commit per claim at B=1).
+import { clearInterval, setInterval } from 'node:timers';
 import pg from 'pg';
 
 const DEFAULTS = { batch: 100, leaseMs: 30_000, pollMs: 1000, claim: 'array', complete: 'unnest', prepared: true, claimNotify: true };
