@@ -170,6 +170,7 @@ async function throughput(c, count) {
     await sleep(config.settleMs);
     const s2 = await pgStats(ctx);
     const pending = c.module.pending ? await c.module.pending(ctx) : null;
+    if (pending) log(`${c.label}: ${pending} jobs not done after the worker stopped`);
     const server = s2 ? statsDelta(s2, s1) : null;
     return {
       jobs: count,
