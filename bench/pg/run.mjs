@@ -42,6 +42,7 @@
 // where options are the variant's (see `variants`), merged with `recovery.options` in that phase.
 //   export const kind = 'postgres' | 'redis'
 //   export const variants = [{ label, options }, …]   optional: several rows from one file
+//   export const quickVariants = [label, …]            optional: the variants --quick runs
 //   export function describe(options) → object         the exact settings used (printed in the output)
 //   export const sizes = { throughput, latency, note } optional: smaller counts for a slow contender
 //   export async function setup(ctx)                   install tables/migrations (runner process)
@@ -79,14 +80,14 @@ const connectionString = ownDatabase ? withDatabase(baseConnectionString, ownDat
 const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
 const config = {
   quick,
-  jobs: envInt('BENCH_PG_JOBS', quick ? 500 : 20_000),
-  latencyJobs: envInt('BENCH_PG_LATENCY_JOBS', quick ? 20 : 200),
+  jobs: envInt('BENCH_PG_JOBS', quick ? 300 : 20_000),
+  latencyJobs: envInt('BENCH_PG_LATENCY_JOBS', quick ? 15 : 200),
   gapMs: envInt('BENCH_PG_GAP_MS', 20),
   concurrency: envInt('BENCH_PG_CONCURRENCY', 10),
   rounds: Number(arg('rounds') ?? (quick ? 1 : 3)),
   recoveryJobs: 10,
   recoveryTimeoutMs: quick ? 8000 : 15_000,
-  recoveryProbeMs: quick ? 2000 : 5000,
+  recoveryProbeMs: quick ? 1500 : 5000,
   settleMs: quick ? 150 : 300,
   connectionString: connectionString.replace(/:[^:@/]*@/, ':***@'),
   ownDatabase,
@@ -135,7 +136,10 @@ async function loadContenders() {
     const url = new URL(`${name}.mjs`, CONTENDERS_DIR).href;
     const module = await import(url);
     const variants = module.variants ?? [{ label: name, options: {} }];
-    variants.forEach((v, index) => out.push({ name, url, module, variant: index, label: v.label, options: v.options ?? {} }));
+    variants.forEach((v, index) => {
+      if (quick && module.quickVariants && !module.quickVariants.includes(v.label)) return;
+      out.push({ name, url, module, variant: index, label: v.label, options: v.options ?? {} });
+    });
   }
   return out;
 }

@@ -61,6 +61,8 @@ function variant(batch) {
 }
 const BATCHES = (process.env.BENCH_PLAIN_BATCHES ?? '1,10,100,500').split(',').map(Number);
 export const variants = BATCHES.map(variant);
+// --quick (a smoke run): one claim per job with many in flight, and batches
+export const quickVariants = ['plain-sql B=1', 'plain-sql B=100'];
 
 export const kind = 'postgres';
 
