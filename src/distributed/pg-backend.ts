@@ -159,11 +159,17 @@ export class PgBackend {
    */
   appendAudit(entry: PendingAudit): void {
     this.pendingAudit.push(entry);
-    if (this.pendingAudit.length === 1) this.rideAlong(() => this.pendingAudit.length > 0, () => void this.auditWriter.push(this.takeAudit()).catch((error: unknown) => this.#auditFailed(error)));
+    if (this.pendingAudit.length === 1) this.rideAlong(() => this.pendingAudit.length > 0, () => this.carryAlone());
   }
 
   /** True while a batched write that carries audit entries and messages is in flight or due (set by the work source). */
   carrierBusy: () => boolean = () => false;
+
+  /**
+   * Writes the pending audit entries and node messages in one statement, so that a node told of
+   * an outcome finds its audit entry committed (set by the work source, which holds the messages).
+   */
+  carryAlone: () => void = () => void this.auditWriter.push(this.takeAudit()).catch((error: unknown) => this.#auditFailed(error));
 
   /**
    * Gives what is pending (`pending()`) the chance to ride with a batched write; writes it alone

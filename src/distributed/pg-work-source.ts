@@ -55,6 +55,8 @@ export interface SharedSourceOptions {
 }
 
 const STALE_FACTOR = 3;
+/** A settle item that writes nothing: it makes a batch go, carrying the pending audit entries and messages. */
+const CARRY_ONLY: SettleItem = { id: '', token: '0', status: 'queued', result: null, error: null, agent: null, delay: null, attempt: null, dead: null };
 const RETRY_FIRST_MS = 20;
 const RETRY_MAX_MS = 2_000;
 const AUDIT_MAINTENANCE_MS = 600_000;
@@ -119,6 +121,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     this.#inserts = new Batcher((tasks) => this.#writeInserts(tasks), max);
     this.#settles = new Batcher((items) => this.#writeSettles(items), max);
     backend.carrierBusy = () => this.#settles.busy;
+    backend.carryAlone = () => void this.#settles.push(CARRY_ONLY).catch((error: unknown) => this.#failed('writing audit entries and messages', error));
   }
 
   // Lifecycle
@@ -165,8 +168,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     for (const waiter of this.#roomWaiters.splice(0)) waiter();
     if (this.#open) {
       for (const lane of this.#lanes.values()) for (const task of lane.tasks()) this.withdraw(task, true);
+      if (this.#outbox.size > 0 || this.#backend.pendingAudit.length > 0) void this.#settles.push(CARRY_ONLY).catch(() => {});
       await Promise.allSettled([this.#inserts.drain(), this.#settles.drain()]);
-      await this.#flushOutbox();
     }
     this.#open = false;
   }
@@ -176,9 +179,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Commits every insert and outcome queued so far. */
+  /** Commits every insert and outcome queued so far, and this node's agents in the registry. */
   async flush(): Promise<void> {
-    await Promise.all([this.#inserts.drain(), this.#settles.drain()]);
+    await Promise.all([this.#inserts.drain(), this.#settles.drain(), this.#registryWrite]);
   }
 
   // Offers, claims, outcomes
@@ -223,9 +226,17 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   agentsChanged(): void {
     if (!this.#open) return;
     const backend = this.#backend;
-    void backend.pool.query(backend.sql.registerNode(backend.nodeId, hostname(), process.pid, this.#host.agentsJson())).catch((error: unknown) => this.#failed('updating the node registry', error));
+    this.#registryWrite = backend.pool
+      .query(backend.sql.registerNode(backend.nodeId, hostname(), process.pid, this.#host.agentsJson()))
+      .then(
+        () => {},
+        (error: unknown) => this.#failed('updating the node registry', error),
+      );
     this.#refill();
   }
+
+  /** The last update of this node's agents in the registry (flush() waits for it). */
+  #registryWrite: Promise<void> = Promise.resolve();
 
   /** The one rule, cluster-wide: some agent of a live node has every capability the task needs, or it waits for one. */
   #servable(task: T): boolean {
@@ -471,7 +482,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   async #writeSettles(items: SettleItem[]): Promise<boolean[]> {
-    const batch = `[${items.map(encodeSettle).join(',')}]`;
+    const batch = `[${items.filter((item) => item !== CARRY_ONLY).map(encodeSettle).join(',')}]`;
     // The audit entries and node messages waiting to go ride along: one statement, one commit.
     const audit = JSON.stringify(this.#backend.takeAudit());
     const { channels, payloads } = this.#takeOutbox();
@@ -480,7 +491,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       const { rows } = await this.#backend.pool.query<{ ids: string[] }>(this.#backend.sql.settle(batch, audit, this.#backend.nodeId, this.#backend.workChannel, channels, payloads));
       for (const id of rows[0]?.ids ?? []) settled.add(id);
       // After a connection was lost at commit, the first try may have committed: the rows say so.
-      if (again) await this.#confirm(items.filter((item) => !settled.has(item.id)), (item, row) => row.status === item.status && row.attempt >= 0, settled);
+      if (again) await this.#confirm(items.filter((item) => item !== CARRY_ONLY && !settled.has(item.id)), (item, row) => row.status === item.status, settled);
     });
     return items.map((item) => settled.has(item.id));
   }
@@ -613,7 +624,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       // Messages ride with the next batch of outcomes; alone only when none comes soon.
       this.#backend.rideAlong(
         () => this.#outbox.size > 0,
-        () => void this.#flushOutbox(),
+        () => this.#backend.carryAlone(),
       );
     }
   }
@@ -632,11 +643,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     return { channels, payloads };
   }
 
-  async #flushOutbox(): Promise<void> {
-    if (this.#outbox.size === 0 || !this.#backend.isOpen) return;
-    const { channels, payloads } = this.#takeOutbox();
-    await this.#backend.pool.query(this.#backend.sql.notify(channels, payloads)).catch((error: unknown) => this.#failed('notifying other nodes', error));
-  }
+
 
   /** Stores a progress state too large for a notification; the watchers fetch it. */
   async storeProgress(taskId: string, sequence: number, body: string): Promise<void> {
