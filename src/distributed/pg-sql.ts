@@ -33,7 +33,6 @@ export interface Statements {
   age(agingMs: number): PgQueryConfig;
   cancel(taskId: string, reason: string, node: string): PgQueryConfig;
   watch(taskId: string, node: string): PgQueryConfig;
-  notify(channels: readonly string[], payloads: readonly string[]): PgQueryConfig;
   pruneAudit(maxEvents: number): PgQueryConfig;
   expireAudit(retainMs: number): PgQueryConfig;
   saveCheckpoints(batch: string): PgQueryConfig;
@@ -192,7 +191,6 @@ export function statements(schema: string): Statements {
       select o.status as was, o.owner, o.watchers from o join c on c.id = o.id`,
     watch: `
       update ${s}.tasks set watchers = array_append(watchers, $2) where id = $1 and not ($2 = any(watchers))`,
-    notify: `select count(pg_notify(c, p)) from unnest($1::text[], $2::text[]) as n(c, p)`,
     // A range delete on the primary key: cheap enough to run before every read of the trail.
     pruneAudit: `delete from ${s}.audit where seq <= (select max(seq) from ${s}.audit) - $1`,
     // No index on ts (every insert would pay for it): this one scans, so it runs rarely.
@@ -241,7 +239,6 @@ export function statements(schema: string): Statements {
     age: (agingMs) => named('age', texts.age, [agingMs]),
     cancel: (taskId, reason, node) => named('cancel', texts.cancel, [taskId, reason, node]),
     watch: (taskId, node) => named('watch', texts.watch, [taskId, node]),
-    notify: (channels, payloads) => named('notify', texts.notify, [channels, payloads]),
     pruneAudit: (maxEvents) => named('audit_prune', texts.pruneAudit, [maxEvents]),
     expireAudit: (retainMs) => named('audit_expire', texts.expireAudit, [retainMs]),
     saveCheckpoints: (batch) => named('checkpoints', texts.saveCheckpoints, [batch]),
