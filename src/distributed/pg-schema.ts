@@ -55,7 +55,8 @@ const MIGRATIONS: readonly string[] = [
   -- Running rows are few (the cluster's slots and prefetch): one small index serves both the
   -- heartbeat (by owner) and the reaper (a scan of it for expired leases).
   create index tasks_running on $S.tasks (owner) where status = 'running';
-  create index tasks_seq on $S.tasks (seq);
+  -- Listing by recency; partial, so a claim (queued → running) does not write to it.
+  create index tasks_finished on $S.tasks (seq) where status in ('completed', 'failed', 'timeout', 'cancelled');
   create sequence $S.claim_tokens;
   create table $S.checkpoints (
     task_id text primary key,

@@ -61,8 +61,10 @@ const RETRY_FIRST_MS = 20;
 const RETRY_MAX_MS = 2_000;
 const AUDIT_MAINTENANCE_MS = 600_000;
 const MAX_NOTIFY_BYTES = 7_900;
-/** Claims above this many tasks prefetched per free slot are not made (see `#target`). */
+/** Prefetch covers about this much time of work at the node's recent completion rate (see `#target`). */
 const PREFETCH_WINDOW_MS = 100;
+/** Completions counted for that rate: those of the last second, at most this many. */
+const RATE_SAMPLES = 4_096;
 
 /**
  * The work source of a node in a cluster sharing one PostgreSQL schema.
@@ -109,8 +111,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   #claimAgain = false;
   #heartbeats = 0;
   #outboxScheduled = false;
-  /** Starts in the last second, for the prefetch size. */
-  #startTimes: number[] = [];
+  /** Times of recent completions here (a ring), for the prefetch size. */
+  readonly #completions = new Float64Array(RATE_SAMPLES);
+  #completionCount = 0;
   #cluster: { nodes: ClusterNode[]; queued: number; running: number; deadLetters: number } = { nodes: [], queued: 0, running: 0, deadLetters: 0 };
 
   constructor(backend: PgBackend, options: SharedSourceOptions, host: SharedSourceHost<T>) {
@@ -325,23 +328,40 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   claim(demand: Demand, room: number): T | null {
     const queue = this.#queue;
     const task = queue.size === 0 ? null : queue.take(demand);
-    if (task !== null) {
-      task.level = -1;
-      this.#startTimes.push(performance.now());
-    }
+    if (task !== null) task.level = -1;
     if (!this.#claiming && this.#open && !this.#closing && queue.size < this.#target(room)) this.#refill();
     return task;
   }
 
-  /** How many claimed tasks to keep waiting here: the free slots, plus what starts within the prefetch window. */
+  /**
+   * How many claimed tasks to keep here: the free slots, plus what this node completes in about
+   * PREFETCH_WINDOW_MS at its recent completion rate. Fast tasks get large batches at once; slow
+   * ones (few completions) are not claimed far ahead of a free slot, so other nodes get them.
+   */
   #target(room: number): number {
-    const now = performance.now();
-    const times = this.#startTimes;
-    let first = 0;
-    while (first < times.length && times[first]! < now - 1000) first++;
-    if (first > 0) times.splice(0, first);
-    const expected = Math.ceil((times.length * PREFETCH_WINDOW_MS) / 1000);
+    const count = Math.min(this.#completionCount, RATE_SAMPLES);
+    let expected = 0;
+    if (count > 0) {
+      const now = performance.now();
+      const newest = this.#completionCount - 1;
+      let recent = 0;
+      let oldest = now;
+      for (let i = 0; i < count; i++) {
+        const at = this.#completions[(newest - i) % RATE_SAMPLES]!;
+        if (at < now - 1000) break;
+        recent++;
+        oldest = at;
+      }
+      // Over the time the recent completions took (at least 10 ms, so a burst does not read as infinite).
+      expected = Math.ceil((recent * PREFETCH_WINDOW_MS) / Math.max(10, now - oldest));
+    }
     return Math.max(1, Math.min(this.#backend.options.prefetch, room + expected));
+  }
+
+  /** A task finished here (its outcome is being written). */
+  #completed(): void {
+    this.#completions[this.#completionCount % RATE_SAMPLES] = performance.now();
+    this.#completionCount++;
   }
 
   /** Claims a batch if there is room for one; again at once while batches come back full. */
@@ -359,7 +379,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     if (limit === 0) return;
     this.#claiming = true;
     this.#claimAgain = false;
-    void this.#claimBatch(JSON.stringify(sets), limit).then(
+    void this.#claimBatch(sets, limit).then(
       (full) => {
         this.#claiming = false;
         if (full || this.#claimAgain) this.#refill();
@@ -378,7 +398,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   /** Claims up to `limit` tasks; resolves with true when the batch came back full (more may wait). */
-  async #claimBatch(sets: string, limit: number): Promise<boolean> {
+  async #claimBatch(sets: readonly (readonly string[])[], limit: number): Promise<boolean> {
     const { rows } = await this.#backend.pool.query<ClaimRow>(this.#backend.sql.claim(this.#backend.nodeId, this.#backend.options.leaseMs, sets, limit));
     // Committed before any heartbeat sent from now on: those may check these claims.
     const epoch = this.#heartbeats;
@@ -420,6 +440,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       return true;
     }
     this.#release(task);
+    this.#completed();
     const row = task.toRow();
     const item: SettleItem = {
       id: row.id,
