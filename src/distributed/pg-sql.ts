@@ -215,7 +215,7 @@ export function statements(schema: string): Statements {
     listTasks: `
       select * from ${s}.tasks where ($1::text[] is null or status = any($1)) and ($2::text is null or type = $2)
       order by seq desc limit $3`,
-    statuses: `select id, status, attempt, agent_id, submitter, result, error, run_at > ${NOW} as delayed from ${s}.tasks where id = any($1::text[])`,
+    statuses: `select id, status, attempt, agent_id, submitter, owner, result, error, run_at > ${NOW} as delayed from ${s}.tasks where id = any($1::text[])`,
     nodes: `select id, host, pid, heartbeat_at, agents, running from ${s}.nodes where heartbeat_at >= ${NOW} - $1 order by started_at`,
     counts: `
       select count(*) filter (where status = 'queued')::float8 as queued, count(*) filter (where status = 'running')::float8 as running

@@ -98,6 +98,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   readonly #settles: Batcher<SettleItem, boolean>;
   readonly #outbox = new Map<string, Message[]>();
   readonly #awaitingVerdict = new Set<T>();
+  /** Tasks cancelled while this node's claim of them was in flight, with the reason. */
+  readonly #cancelOnArrival = new Map<string, string>();
   /** Tasks submitted here: they stay live here when they go back to the cluster. */
   readonly #mine = new WeakSet<T>();
   readonly #roomWaiters: (() => void)[] = [];
@@ -427,6 +429,11 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       this.#watched.delete(row.id);
       if (!this.#closing) this.#enqueue(task);
       else this.#handBack(task, this.#held.get(task)!, 0, true);
+      const cancel = this.#cancelOnArrival.get(row.id);
+      if (cancel !== undefined) {
+        this.#cancelOnArrival.delete(row.id);
+        this.#host.cancelRequested(row.id, cancel);
+      }
     }
     return rows.length === limit;
   }
@@ -594,7 +601,12 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     const { rows } = await this.#backend.pool.query<{ was: 'queued' | 'running'; owner: string | null; watchers: string[] }>(this.#backend.sql.cancel(taskId, reason, this.#backend.nodeId));
     const row = rows[0];
     if (row === undefined) return null;
-    if (row.was === 'running' && row.owner !== null) {
+    if (row.was === 'running' && row.owner === this.#backend.nodeId) {
+      // Claimed by this node: cancelled here now if its claim arrived meanwhile, else on arrival.
+      const task = this.#host.live(taskId);
+      if (task !== undefined && this.#held.has(task)) this.#host.cancelRequested(taskId, reason);
+      else this.#cancelOnArrival.set(taskId, reason);
+    } else if (row.was === 'running' && row.owner !== null) {
       this.#publish(row.owner, { k: 'x', i: taskId, m: reason });
     } else {
       this.#watched.delete(taskId);
@@ -615,6 +627,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       this.#host.remote({ kind: 'missing', taskId: task.id });
       return;
     }
+    // Running: its node learns of this watcher now (its claim read the watchers before), and sends its state.
+    if (row.status === 'running' && row.owner !== null) this.#publish(row.owner, { k: 'w', i: task.id, n: this.#backend.nodeId });
     this.#applyStatus(row);
   }
 
@@ -1030,6 +1044,7 @@ interface StatusRow {
   id: string;
   status: string;
   submitter: string | null;
+  owner: string | null;
   attempt: number;
   agent_id: string | null;
   result: unknown;
