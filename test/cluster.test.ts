@@ -103,11 +103,13 @@ describe.skipIf(!available)('a cluster of processes on one PostgreSQL schema', (
 
   it('three nodes finish 5,000 tasks of mixed priority and capability exactly once each, one of them killed mid-run', async () => {
     const agents = JSON.stringify([['a', 'b'], ['a']]);
-    const [, victim] = await Promise.all([spawnNode('n1', { AGENTS: agents }), spawnNode('n2', { AGENTS: agents }), spawnNode('n3', { AGENTS: agents })]);
+    const env = { AGENTS: agents, LEASE_MS: '2000' };
+    const [, victim] = await Promise.all([spawnNode('n1', env), spawnNode('n2', env), spawnNode('n3', env)]);
     const o = await producer();
     const capabilities = [[], ['a'], ['b'], ['a', 'b']];
+    // A loaded machine can delay a heartbeat past a lease: a few spare attempts keep that from failing a task.
     const tasks = Array.from({ length: 5_000 }, (_, i) =>
-      o.submit({ type: 'work', priority: (i % 5) as TaskPriority, capabilities: capabilities[i % 4], payload: { steps: 3, stepMs: 2 } }),
+      o.submit({ type: 'work', priority: (i % 5) as TaskPriority, capabilities: capabilities[i % 4], payload: { steps: 3, stepMs: 2 }, retry: { maxAttempts: 6, initialDelay: 10 } }),
     );
     // Kill a node once it is in the middle of things: it has started tasks it has not finished.
     await victim!.next((line) => line.e === 'start' && victim!.lines.filter((l) => l.e === 'start').length > 200);
