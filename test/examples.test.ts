@@ -25,6 +25,9 @@ function runExample(file: string): Promise<Run> {
 
 /** What each example's output must show. */
 const checks: Record<string, (out: string) => void> = {
+  'distributed.mjs': (out) => {
+    expect(out).toBe('33%\n67%\n100%\n{ resized: 3 } by resizer\nnodes: 2\n');
+  },
   'basic.mjs': (out) => {
     expect(out).toMatch(/^Progress: 25$/m);
     expect(out).toMatch(/^Progress: 100$/m);
