@@ -1,4 +1,4 @@
-import { AsyncResource } from 'node:async_hooks';
+import type { AsyncResource } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { TaskPriority, TaskStatus } from '../enums.js';
 import {
@@ -30,6 +30,7 @@ import type { ThreadHost } from '../workers/thread-worker.js';
 import { WorkerPool } from '../workers/worker-pool.js';
 import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskSpec } from '../types.js';
 import { parseAgentSpec } from './agent-spec.js';
+import { captureScope } from './async-scope.js';
 import { parseAuditQuery, parseTaskQuery, requireId } from './arguments.js';
 import { Checkpoints } from './checkpoints.js';
 import { Counters } from './counters.js';
@@ -459,7 +460,7 @@ export class Engine {
 
   #admit(spec: TaskSpec): TaskObservable {
     if (spec.id !== undefined && this.#table.hasLive(spec.id)) throw new DuplicateTaskError(spec.id);
-    const record = this.#newRecord(spec, scope());
+    const record = this.#newRecord(spec, captureScope());
     this.#lifecycle.submit(record, spec.id !== undefined);
     return record;
   }
@@ -631,10 +632,6 @@ export class Engine {
   }
 }
 
-/** The submitter's async context, for the handler to run in (AsyncLocalStorage stores, tracing spans). */
-function scope(): AsyncResource {
-  return new AsyncResource('parallel-orchestrator.task', { requireManualDestroy: true });
-}
 
 /** A durable store keeps the task as JSON: a payload or metadata JSON cannot carry is refused now, not lost at commit. @throws InvalidTaskError */
 function assertStorable(spec: TaskSpec): void {

@@ -9,6 +9,7 @@ import { HealthMonitor } from '../workers/health-monitor.js';
 import { deserializeError, type SerializedError } from '../workers/protocol.js';
 import type { ThreadHost, ThreadWorker } from '../workers/thread-worker.js';
 import type { InlineWorker, WorkerPool } from '../workers/worker-pool.js';
+import { runInScope } from './async-scope.js';
 import type { Checkpoints } from './checkpoints.js';
 import type { RunControl, TaskLifecycle } from './task-lifecycle.js';
 import { TaskRun, type TaskRecord } from './task-record.js';
@@ -89,7 +90,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     let ok = true;
     let value: unknown;
     try {
-      value = await (scope === null ? handler(run.task, run) : scope.runInAsyncScope(handler, null, run.task, run));
+      value = await runInScope(scope, handler, run.task, run);
     } catch (error) {
       ok = false;
       value = error;
