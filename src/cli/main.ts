@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+// The `porch` command (package.json `bin`). Everything is in program.ts; this file only runs it.
+import { runCli } from './program.js';
+
+// A reader that went away (`porch demo | head`) is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+}
+
+const code = await runCli(process.argv);
+// Exit once stdout and stderr are flushed, even if an agents file left a handle open (a pool, a timer).
+process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
