@@ -15,8 +15,11 @@ export interface WireError {
 }
 
 export function wireError(error: unknown): WireError {
-  if (!(error instanceof Error)) return { name: 'Error', message: typeof error === 'string' ? error : safeString(error) };
-  const out: WireError = { name: String(error.name), message: String(error.message) };
+  // An Error, or an error as a store keeps it ({ name, message, code }).
+  const like = typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string';
+  if (!like) return { name: 'Error', message: typeof error === 'string' ? error : safeString(error) };
+  const { name } = error as { name?: unknown };
+  const out: WireError = { name: typeof name === 'string' ? name : 'Error', message: (error as { message: string }).message };
   const { code, field } = error as { code?: unknown; field?: unknown };
   if (typeof code === 'string') out.code = code;
   if (typeof field === 'string') out.field = field;

@@ -86,6 +86,7 @@ Examples:
         }
         const rows = tasks.map((t) => [t.taskId, t.type, t.status, PRIORITY_NAMES[t.priority] ?? String(t.priority), String(t.attempt), t.agentId ?? '-']);
         ctx.term.write(`${table(['task', 'type', 'status', 'priority', 'attempts', 'agent'], rows)}\n`);
+        if (tasks.length === 0) ctx.term.write('(no tasks)\n');
       }),
   );
 
