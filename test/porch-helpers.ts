@@ -56,7 +56,7 @@ export class SseClient {
   response!: IncomingMessage;
   ended = false;
   #buffer = '';
-  #message: Partial<SseMessage> & { data?: string[] } = {};
+  #message: { id?: string; event?: string; data?: string[] } = {};
   #waiters: (() => void)[] = [];
   #req!: ReturnType<typeof httpRequest>;
 
