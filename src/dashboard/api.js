@@ -39,9 +39,11 @@ export function createClient({ onUnauthorized }) {
     let lastEventId;
     let controller;
     let closed = false;
+    let running = false;
     let delay = 500;
 
     const connect = async () => {
+      running = true;
       controller = new AbortController();
       onState('connecting');
       try {
@@ -49,6 +51,8 @@ export function createClient({ onUnauthorized }) {
         if (lastEventId !== undefined) extra['last-event-id'] = lastEventId;
         const response = await fetch(path, { headers: headers(extra), signal: controller.signal, cache: 'no-store' });
         if (response.status === 401) {
+          // Wait for a token: restart() connects again.
+          running = false;
           onState('unauthorized');
           onUnauthorized((await response.json().catch(() => null))?.error?.message);
           return;
@@ -62,13 +66,15 @@ export function createClient({ onUnauthorized }) {
           onEvent(message);
         });
       } catch (error) {
-        if (closed) return;
-        console.warn('porch: event stream', error);
+        if (!closed && error?.name !== 'AbortError') console.warn('porch: event stream', error);
       }
-      if (closed) return;
+      if (closed) {
+        running = false;
+        return;
+      }
       onState('reconnecting');
       setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 10_000);
+      delay = Math.min(Math.max(delay * 2, 500), 10_000);
     };
     void connect();
     return {
@@ -78,7 +84,9 @@ export function createClient({ onUnauthorized }) {
       },
       /** Reconnect now (after a new token), keeping Last-Event-ID. */
       restart() {
-        controller?.abort();
+        delay = 0;
+        if (running) controller?.abort();
+        else void connect();
       },
     };
   }

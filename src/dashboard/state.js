@@ -38,10 +38,58 @@ export function loadStats(state, stats) {
   state.version++;
 }
 
+/**
+ * Between two stats events (one a second), the counters and agent loads follow the events, so
+ * the page moves with them; the next stats event sets the true figures again.
+ */
+function count(state, event, data, task) {
+  const s = state.stats;
+  if (s === null) return;
+  const agent = (id) => s.agentRouter.agentStats.find((a) => a.agentId === id);
+  const pool = s.workerPool;
+  const ended = (t) => {
+    if (t?.status !== 'running') return;
+    s.running = Math.max(0, s.running - 1);
+    pool.busy = Math.max(0, pool.busy - 1);
+    const a = agent(t.agentId);
+    if (a !== undefined) a.active = Math.max(0, a.active - 1);
+  };
+  switch (event) {
+    case 'task:submitted':
+      s.totalSubmitted++;
+      break;
+    case 'task:started': {
+      if (task?.status === 'running') break;
+      s.running++;
+      pool.busy = Math.min(pool.currentWorkers, pool.busy + 1);
+      const a = agent(data.agentId);
+      if (a !== undefined) a.active = Math.min(a.maxConcurrent, a.active + 1);
+      break;
+    }
+    case 'task:retry':
+      ended(task);
+      break;
+    case 'task:completed':
+      ended(task);
+      s.totalCompleted++;
+      break;
+    case 'task:failed':
+      ended(task);
+      s.totalFailed++;
+      break;
+    case 'task:cancelled':
+      ended(task);
+      s.totalCancelled++;
+      break;
+    default:
+  }
+}
+
 /** Applies one event of GET /api/events. Returns what else needs fetching: 'dlq', 'resync' or nothing. */
 export function applyEvent(state, { event, data }) {
   state.version++;
   const task = data.taskId === undefined ? undefined : state.tasks.get(data.taskId);
+  count(state, event, data, task);
   switch (event) {
     case 'task:submitted':
       state.tasks.set(data.taskId, { taskId: data.taskId, type: data.type, status: 'queued', priority: data.priority, agentId: undefined, attempt: 0, progress: undefined, state: undefined, startedAt: undefined });

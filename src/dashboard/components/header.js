@@ -30,12 +30,12 @@ export function header(root, { askToken }) {
       const items = [
         ['submitted', s.totalSubmitted],
         ['running', s.running],
-        ['queued', s.taskQueue.size],
+        ['queued', s.taskQueue.size + s.taskQueue.retrying],
         ['completed', s.totalCompleted],
         ['failed', s.totalFailed, s.totalFailed > 0 ? 'bad' : ''],
         ['cancelled', s.totalCancelled],
         ['dead letters', s.taskQueue.deadLetters, s.taskQueue.deadLetters > 0 ? 'bad' : ''],
-        ['success', `${(s.successRate * 100).toFixed(1)}%`],
+        ['success', s.totalCompleted + s.totalFailed === 0 ? '—' : `${((s.totalCompleted / (s.totalCompleted + s.totalFailed)) * 100).toFixed(1)}%`],
       ];
       const key = JSON.stringify(items);
       if (key === last) return;

@@ -43,8 +43,9 @@ export function queueChart(root) {
   };
 }
 
+/** The smallest of 1, 2, 4 × 10^k at or above `value`: its half is a whole number too. */
 function niceCeiling(value) {
   const magnitude = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 5, 10]) if (step * magnitude >= value) return step * magnitude;
+  for (const step of [1, 2, 4, 10]) if (step * magnitude >= value) return step * magnitude;
   return 10 * magnitude;
 }
