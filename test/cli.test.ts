@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -227,6 +227,62 @@ describe('porch worker', () => {
     it.skip('joins a cluster (set PORCH_TEST_POSTGRES_URL to run it)', () => undefined);
     console.warn('porch worker: SKIPPED the cluster test: set PORCH_TEST_POSTGRES_URL to a PostgreSQL database to run it');
   }
+});
+
+describe('hostile input', () => {
+  it('prints control characters from tasks and errors inert (no terminal escape reaches the terminal)', async () => {
+    const db = join(dir, 'evil.db');
+    const run = await porch(['run', '--agents', fixture('evil.mjs'), '--store', `sqlite:${db}`]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).not.toContain(ESC);
+    expect(run.stdout).toContain('failed     evil\\x1b[31m-1 CODE\\x1b[31m after 1 attempt: boom\\x1b[2J\\x1b]0;pwned\\x07');
+    const dlq = await porch(['inspect', 'dlq', '--store', `sqlite:${db}`]);
+    expect(dlq.stdout).not.toContain(ESC);
+    expect(dlq.stdout).not.toContain(String.fromCharCode(7));
+    expect(dlq.stdout).toContain('evil\\x1b[31m-1');
+    const audit = await porch(['inspect', 'audit', '--store', `sqlite:${db}`]);
+    expect(audit.stdout).not.toContain(ESC);
+  });
+
+  it('a second SIGINT while serve stops gracefully exits at once (130)', async () => {
+    const child = new Porch(['serve', '--port', '0', '--agents', fixture('slow.mjs')]);
+    const [, url] = await child.waitFor(/listening on (http:\/\/\S+)/);
+    // Wait until slow-1 runs: the graceful stop then waits for it (up to --shutdown-timeout, 30 s).
+    for (let i = 0; (await http(url!, 'GET', '/api/tasks/slow-1')).text.includes('"status":"queued"'); i++) expect(i).toBeLessThan(1000);
+    child.child.kill('SIGINT');
+    await child.waitFor(/SIGINT: stopping/);
+    child.child.kill('SIGINT');
+    const run = await child.done;
+    expect(run.code).toBe(130);
+    expect(run.stderr).toBe('porch: SIGINT again: exiting now\n');
+  });
+
+  it('a port in use: one line, exit 1', async () => {
+    const first = new Porch(['serve', '--port', '0']);
+    const [, port] = await first.waitFor(/listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+    const second = await porch(['serve', '--port', port!]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`^porch: cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*\n$`));
+    first.child.kill('SIGTERM');
+    expect((await first.done).code).toBe(0);
+  });
+
+  it('a file that is not a SQLite database: one line, exit 1', async () => {
+    const bogus = join(dir, 'not-a-database.db');
+    await writeFile(bogus, 'this is not sqlite '.repeat(100));
+    const run = await porch(['inspect', 'dlq', '--store', `sqlite:${bogus}`]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^porch: store .*not-a-database\.db: .+\n$/);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('warns about a short token', async () => {
+    const child = new Porch(['serve', '--port', '0', '--token', 'abc']);
+    await child.waitFor(/listening on/);
+    expect(child.stderr).toContain('porch serve: warning: the token has 3 characters; use 16 or more random ones');
+    child.child.kill('SIGTERM');
+    expect((await child.done).code).toBe(0);
+  });
 });
 
 describe('--help, --version and bad input', () => {

@@ -141,6 +141,18 @@ describe('the dashboard', () => {
     await page.close();
   });
 
+  it('shows hostile task ids and errors as text (no markup is injected)', async () => {
+    const hostile = '<img src=x onerror="window.__pwned=1">';
+    upstreamUp = false;
+    await o.submit({ id: hostile, type: 'sync', capabilities: ['sync'] }).result().catch(() => undefined);
+    const { page, errors } = await open();
+    await page.locator('#dead-letters tbody tr').filter({ hasText: hostile }).waitFor(WAIT);
+    expect(await page.locator('#dead-letters img').count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('reads at phone width', async () => {
     const { page, errors } = await open();
     await page.setViewportSize({ width: 390, height: 844 });

@@ -285,6 +285,37 @@ describe('request bodies', () => {
   });
 });
 
+describe('hostile requests', () => {
+  it('refuses HEAD on event streams (it would hold a stream open for no body)', async () => {
+    const { url } = await setup();
+    expect((await http(url, 'HEAD', '/api/events')).status).toBe(405);
+    expect((await http(url, 'HEAD', '/api/stats')).status).toBe(200);
+  });
+
+  it('cannot pollute Object.prototype through a body', async () => {
+    const { url } = await setup();
+    const top = await http(url, 'POST', '/api/tasks', { headers: { 'content-type': 'application/json' }, body: '{"type":"echo","__proto__":{"polluted":true}}' });
+    expect(top.status).toBe(400);
+    const nested = await http(url, 'POST', '/api/tasks', {
+      headers: { 'content-type': 'application/json' },
+      body: '{"type":"echo","capabilities":["echo"],"metadata":{"__proto__":{"polluted":true}},"payload":{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}}',
+    });
+    expect(nested.status).toBe(201);
+    expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
+  });
+
+  it('takes task ids with reserved characters, percent-encoded', async () => {
+    const { url, o } = await setup();
+    const id = 'a/b?c#d %e';
+    await o.submit({ id, type: 'echo', capabilities: ['echo'] }).result();
+    const reply = await http(url, 'GET', `/api/tasks/${encodeURIComponent(id)}`);
+    expect(reply.status).toBe(200);
+    expect((reply.json as { taskId: string }).taskId).toBe(id);
+    expect((await http(url, 'GET', '/api/tasks/%E0%A4%A')).status).toBe(400);
+    expect((await http(url, 'GET', `/api/tasks/${'x'.repeat(300)}`)).status).toBe(400);
+  });
+});
+
 describe('tokens and the address bound', () => {
   it('with a token, /api and /metrics need it (401 without, 401 wrong), /healthz and the page do not', async () => {
     const { url } = await setup({ token: 's3cret-token' });

@@ -1,6 +1,6 @@
 import type { OrchestratorStats, OrchestratorStreamItem, ParallelOrchestrator } from '../index.js';
 import { stringify } from '../server/json.js';
-import { cut, fit, painter, table, type Terminal } from './terminal.js';
+import { cut, fit, painter, safe, table, type Terminal } from './terminal.js';
 
 /** How a run is shown: a redrawn view (a terminal), one line per event (CI logs), or JSON lines. */
 export type ViewMode = 'tty' | 'plain' | 'json';
@@ -117,7 +117,7 @@ export class LiveView {
       case 'task:started': {
         const d = item.data;
         this.#running.set(d.taskId, { taskId: d.taskId, type: d.type, agentId: d.agentId, attempt: d.attempt, progress: undefined, state: undefined, printedQuarter: 0 });
-        return this.#mode === 'plain' ? `started    ${d.taskId} on ${d.agentId}${d.attempt > 1 ? ` (attempt ${d.attempt})` : ''}` : undefined;
+        return this.#mode === 'plain' ? `started    ${safe(d.taskId)} on ${safe(d.agentId)}${d.attempt > 1 ? ` (attempt ${d.attempt})` : ''}` : undefined;
       }
       case 'task:progress': {
         const run = this.#running.get(item.data.taskId);
@@ -128,40 +128,40 @@ export class LiveView {
         const quarter = Math.floor(run.progress / 25);
         if (quarter <= run.printedQuarter) return undefined;
         run.printedQuarter = quarter;
-        return `progress   ${run.taskId} ${Math.round(run.progress)}%`;
+        return `progress   ${safe(run.taskId)} ${Math.round(run.progress)}%`;
       }
       case 'task:retry': {
         const d = item.data;
         this.#running.delete(d.taskId);
-        return `${p('yellow', 'retry')}      ${d.taskId} attempt ${d.attempt} in ${Math.round(d.delay)} ms: ${d.error.message}`;
+        return `${p('yellow', 'retry')}      ${safe(d.taskId)} attempt ${d.attempt} in ${Math.round(d.delay)} ms: ${safe(d.error.message)}`;
       }
       case 'task:completed': {
         const d = item.data;
         this.#running.delete(d.taskId);
         this.#finished.completed++;
         const attempts = d.attempts > 1 ? ` after ${d.attempts} attempts` : '';
-        return `${p('green', 'completed')}  ${d.taskId} on ${d.agentId} in ${d.duration.toFixed(1)} ms${attempts}: ${summary(d.result)}`;
+        return `${p('green', 'completed')}  ${safe(d.taskId)} on ${safe(d.agentId)} in ${d.duration.toFixed(1)} ms${attempts}: ${summary(d.result)}`;
       }
       case 'task:failed': {
         const d = item.data;
         this.#running.delete(d.taskId);
         this.#finished.failed++;
-        return `${p('red', 'failed')}     ${d.taskId} ${d.code} after ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}: ${d.error.message}`;
+        return `${p('red', 'failed')}     ${safe(d.taskId)} ${safe(d.code)} after ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}: ${safe(d.error.message)}`;
       }
       case 'task:cancelled':
         this.#running.delete(item.data.taskId);
         this.#finished.cancelled++;
-        return `${p('yellow', 'cancelled')}  ${item.data.taskId}: ${item.data.reason}`;
+        return `${p('yellow', 'cancelled')}  ${safe(item.data.taskId)}: ${safe(item.data.reason)}`;
       case 'agent:circuit-state':
-        return `${p('magenta', 'circuit')}    ${item.data.agentId} ${item.data.from} → ${item.data.to}`;
+        return `${p('magenta', 'circuit')}    ${safe(item.data.agentId)} ${item.data.from} → ${item.data.to}`;
       case 'worker:stuck':
-        return `${p('red', 'stuck')}      worker ${item.data.workerId} still held task ${item.data.taskId} (agent ${item.data.agentId})`;
+        return `${p('red', 'stuck')}      worker ${item.data.workerId} still held task ${safe(item.data.taskId)} (agent ${safe(item.data.agentId)})`;
       case 'worker:failed':
-        return `${p('red', 'worker')}     ${item.data.workerId} failed: ${item.data.error.message}`;
+        return `${p('red', 'worker')}     ${item.data.workerId} failed: ${safe(item.data.error.message)}`;
       case 'store:error':
-        return `${p('red', 'store')}      ${item.data.error.message} (retrying)`;
+        return `${p('red', 'store')}      ${safe(item.data.error.message)} (retrying)`;
       case 'listener:error':
-        return `${p('red', 'listener')}   a '${item.data.event}' listener threw: ${item.data.error instanceof Error ? item.data.error.message : String(item.data.error)}`;
+        return `${p('red', 'listener')}   a '${safe(item.data.event)}' listener threw: ${safe(item.data.error instanceof Error ? item.data.error.message : String(item.data.error))}`;
       case 'stream:gap':
         return `(${item.data.dropped} events not shown: the output fell behind)`;
       default:
@@ -206,7 +206,7 @@ export class LiveView {
     const elapsed = ((Date.now() - this.#startedAt) / 1000).toFixed(1);
     const lines = [
       '',
-      `${p('bold', this.#title)} · ${elapsed} s · ${f.completed} completed · ${f.failed > 0 ? p('red', `${f.failed} failed`) : '0 failed'}${f.cancelled > 0 ? ` · ${f.cancelled} cancelled` : ''}`,
+      `${p('bold', safe(this.#title))} · ${elapsed} s · ${f.completed} completed · ${f.failed > 0 ? p('red', `${f.failed} failed`) : '0 failed'}${f.cancelled > 0 ? ` · ${f.cancelled} cancelled` : ''}`,
       `queue   ${PRIORITIES.map((name) => `${p('dim', name)} ${q.byPriority[name]}`).join('  ')}  · retrying ${q.retrying} · dead letters ${q.deadLetters}`,
       `workers ${stats.workerPool.busy} busy / ${stats.workerPool.currentWorkers} (max ${stats.workerPool.maxWorkers})`,
     ];
@@ -217,12 +217,12 @@ export class LiveView {
     const taskRows = Math.max(1, budget - agentRows);
     const running = [...this.#running.values()];
     lines.push(p('bold', `running (${running.length})`));
-    for (const run of running.slice(0, taskRows)) lines.push(`  ${fit(run.taskId, 16)} ${fit(run.agentId, 12)} ${this.#bar(run)}`);
+    for (const run of running.slice(0, taskRows)) lines.push(`  ${fit(safe(run.taskId), 16)} ${fit(safe(run.agentId), 12)} ${this.#bar(run)}`);
     if (running.length > taskRows) lines.push(p('dim', `  … and ${running.length - taskRows} more`));
     lines.push(p('bold', 'agents (load / max, circuit)'));
     for (const a of agents.slice(0, agentRows)) {
       const colour = a.circuitState === 'closed' ? 'green' : a.circuitState === 'open' ? 'red' : 'yellow';
-      lines.push(`  ${fit(a.agentId, 14)} ${fit(a.role, 17)} ${fit(`${a.active}/${a.maxConcurrent}`, 6)} ${p(colour, `● ${a.circuitState}`)}`);
+      lines.push(`  ${fit(safe(a.agentId), 14)} ${fit(a.role, 17)} ${fit(`${a.active}/${a.maxConcurrent}`, 6)} ${p(colour, `● ${a.circuitState}`)}`);
     }
     if (agents.length > agentRows) lines.push(p('dim', `  … and ${agents.length - agentRows} more`));
     return lines;
@@ -237,7 +237,7 @@ export class LiveView {
 
 function summary(value: unknown, width = 80): string {
   const text = typeof value === 'string' ? value : stringify(value);
-  return cut(text.replace(/\s+/g, ' '), width);
+  return cut(safe(text.replace(/\s+/g, ' ')), width);
 }
 
 function indent(text: string): string {

@@ -68,8 +68,22 @@ export function cut(text: string, width: number): string {
   return coloured ? `${out}\x1b[0m` : out;
 }
 
-/** A plain text table: columns padded to their widest cell. */
-export function table(header: string[], rows: string[][]): string {
+// C0 controls but tab and newline, DEL, and the C1 range: what a terminal may take as a command.
+const CONTROLS = new RegExp(`[${String.fromCharCode(0)}-${String.fromCharCode(8)}${String.fromCharCode(11)}-${String.fromCharCode(31)}${String.fromCharCode(127)}-${String.fromCharCode(159)}]`, 'g');
+
+/**
+ * Text from tasks, agents and the store made safe to print: control characters (an ESC that
+ * would start a terminal escape sequence, a BEL, a carriage return) are shown as `\xNN`
+ * instead of being sent to the terminal. Anyone who can submit a task chooses its id and its
+ * handler's error messages, and an operator reads them in porch.
+ */
+export function safe(text: string): string {
+  return text.replace(CONTROLS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** A plain text table: columns padded to their widest cell (cells are made `safe`). */
+export function table(header: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map((cell) => safe(cell).replace(/\n/g, ' ')));
   const widths = header.map((h, i) => Math.min(60, Math.max([...h].length, ...rows.map((r) => [...(r[i] ?? '')].length))));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? cut(c, 200) : fit(c, widths[i]!))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n');

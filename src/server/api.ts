@@ -26,6 +26,8 @@ export interface ApiHost {
 
 export interface Route {
   method: 'GET' | 'POST';
+  /** An event stream: not answered to HEAD (it would hold a stream open for no body). */
+  stream?: true;
   /** Path segments; `:name` matches any one segment. */
   pattern: string[];
   handle(ctx: RouteContext): Promise<void>;
@@ -112,6 +114,7 @@ export function apiRoutes(host: ApiHost): Route[] {
     },
     {
       method: 'GET',
+      stream: true,
       pattern: ['api', 'tasks', ':id', 'events'],
       handle: async ({ req, res, url, params: [id] }) => {
         const params = queryParams(url, ['lastEventId']);
@@ -174,6 +177,7 @@ export function apiRoutes(host: ApiHost): Route[] {
     },
     {
       method: 'GET',
+      stream: true,
       pattern: ['api', 'events'],
       handle: async ({ req, res, url }) => {
         const params = queryParams(url, ['lastEventId', 'stats']);

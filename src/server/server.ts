@@ -268,7 +268,7 @@ class Server implements PorchServer {
     for (const route of this.#routes) {
       if (route.pattern.length !== segments.length) continue;
       if (!route.pattern.every((part, i) => part.startsWith(':') || part === segments[i])) continue;
-      if (route.method !== req.method && !(route.method === 'GET' && req.method === 'HEAD')) {
+      if (route.method !== req.method && !(route.method === 'GET' && req.method === 'HEAD' && route.stream !== true)) {
         allowed.push(route.method);
         continue;
       }

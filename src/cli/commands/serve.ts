@@ -45,6 +45,7 @@ Examples:
     )
     .action(async (options: ServeOptions) => {
       const token = options.token ?? (ctx.env.PORCH_TOKEN === '' ? undefined : ctx.env.PORCH_TOKEN);
+      if (token !== undefined && token.length < 16) ctx.term.error(`porch serve: warning: the token has ${token.length} characters; use 16 or more random ones (openssl rand -hex 16)`);
       let file: AgentsFile | undefined;
       if (options.agents !== undefined) file = await loadAgentsFile(options.agents);
       const config = mergeConfig(file?.config, { store: options.store, maxWorkers: options.maxWorkers });
