@@ -111,7 +111,7 @@ Examples:
     withStoreFlags(new Command('audit'))
       .description('the audit trail: every task transition and circuit change (the latest entries, or from --since on)')
       .addOption(new Option('--since <time>', 'entries from this time on: 2025-01-31T12:00:00Z, 2025-01-31, 15m, 2h, 7d, or epoch ms').argParser((v) => parseSince(v)))
-      .addOption(new Option('--type <type>', `only entries of this type (${AUDIT_TYPES.join(', ')})`).choices(AUDIT_TYPES))
+      .addOption(new Option('--type <type>', 'only entries of this type').choices(AUDIT_TYPES))
       .addOption(new Option('--limit <n>', 'most entries shown').argParser(integer(1, 10_000)).default(50))
       .addHelpText('after', '\nExamples:\n  $ porch inspect audit --store sqlite:porch.db\n  $ porch inspect audit --since 2h --type dead-lettered --store sqlite:porch.db --json')
       .action(async (options: StoreFlags & { since?: number; type?: string; limit: number }) => {
