@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createParallelOrchestrator, isOrchestratorError } from '../src/index.js';
 import { FIXTURES, http, Porch, porch, ROOT } from './porch-helpers.js';
@@ -16,6 +18,7 @@ afterAll(async () => {
 });
 
 const fixture = (name: string) => join(FIXTURES, name);
+const execFileAsync = promisify(execFile);
 const ESC = String.fromCharCode(27);
 
 describe('porch demo', () => {
@@ -298,6 +301,13 @@ describe('--help, --version and bad input', () => {
   it('--version prints the package version', async () => {
     const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(await porch(['--version'])).toMatchObject({ code: 0, stdout: `${version}\n` });
+  });
+
+  it('is the package bin: an executable file with a node shebang', async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; version: string };
+    expect(pkg.bin).toEqual({ porch: './dist/cli/main.js' });
+    const { stdout } = await execFileAsync(join(ROOT, pkg.bin.porch!), ['--version']);
+    expect(stdout).toBe(`${pkg.version}\n`);
   });
 
   it('a bad flag or value: one line on stderr, exit 2', async () => {

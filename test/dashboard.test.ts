@@ -32,7 +32,7 @@ beforeAll(async () => {
     capabilities: ['step'],
     maxConcurrent: 2,
     // Streams progress up to 100, then holds until the test lets it finish.
-    handler: async (task, ctx) => {
+    handler: async (_task, ctx) => {
       for (let progress = 0; progress <= 100; progress += 20) {
         ctx.progress({ progress, step: progress / 20 });
         await new Promise((resolve) => setImmediate(resolve));
@@ -103,7 +103,7 @@ describe('the dashboard', () => {
     expect(created.status).toBe(201);
     const bar = page.locator('#running li[data-task="analysis-7"] [role="progressbar"]');
     await page.locator('#running li[data-task="analysis-7"] [role="progressbar"][aria-valuenow="100"]').waitFor(WAIT);
-    await expect(bar.locator('.fill').evaluate((el) => (el as HTMLElement).style.width)).resolves.toBe('100%');
+    await expect(bar.locator('.fill').evaluate((el) => (el as unknown as { style: { width: string } }).style.width)).resolves.toBe('100%');
     await expect(page.locator('#running li[data-task="analysis-7"] .percent').textContent()).resolves.toBe('100%');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1280x800.png') });
     // Its audit trail and last state, on click.
@@ -148,7 +148,7 @@ describe('the dashboard', () => {
     const { page, errors } = await open();
     await page.locator('#dead-letters tbody tr').filter({ hasText: hostile }).waitFor(WAIT);
     expect(await page.locator('#dead-letters img').count()).toBe(0);
-    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+    expect(await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
     expect(errors).toEqual([]);
     await page.close();
   });
@@ -158,7 +158,10 @@ describe('the dashboard', () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.locator('#agents tr[data-agent="stepper"]').waitFor(WAIT);
     // Nothing wider than the screen: no sideways scrolling of the page.
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    const overflow = await page.evaluate(() => {
+      const root = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document.documentElement;
+      return root.scrollWidth - root.clientWidth;
+    });
     expect(overflow).toBe(0);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-390x844.png'), fullPage: true });
     expect(errors).toEqual([]);
@@ -182,7 +185,7 @@ describe('the dashboard with a token', () => {
       await page.locator('#token-dialog button[type="submit"]').click();
       await page.locator('#agents tr[data-agent="stepper"]').waitFor(WAIT);
       await page.locator('.connection[data-tone="ok"]').waitFor(WAIT);
-      await expect(page.evaluate(() => sessionStorage.getItem('porch.token'))).resolves.toBe('dashboard-token-123');
+      await expect(page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(key: string): string | null } }).sessionStorage.getItem('porch.token'))).resolves.toBe('dashboard-token-123');
       // A reload in the same tab does not ask again.
       await page.reload();
       await page.locator('#agents tr[data-agent="stepper"]').waitFor(WAIT);

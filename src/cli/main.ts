@@ -10,6 +10,11 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// The live view hides the cursor while it draws: show it again however porch ends.
+process.on('exit', () => {
+  if (process.stdout.isTTY) process.stdout.write('\x1b[?25h');
+});
+
 const code = await runCli(process.argv);
 // Exit once stdout and stderr are flushed, even if an agents file left a handle open (a pool, a timer).
 process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
