@@ -169,6 +169,46 @@ describe('the dashboard', () => {
   });
 });
 
+describe('the dashboard on a cluster', () => {
+  it("shows the cluster's nodes when the stats carry them (as on PostgreSQL)", async () => {
+    const nodes = [
+      { nodeId: 'node-a1', host: 'worker-1.internal', pid: 4242, agents: 3, running: 2, heartbeatAt: Date.now() },
+      { nodeId: 'node-b7', host: 'worker-2.internal', pid: 1717, agents: 5, running: 0, heartbeatAt: Date.now() - 1500 },
+    ];
+    // The stats of a PostgreSQL orchestrator: getStats() with `cluster`.
+    const clustered = new Proxy(o, {
+      get: (target, key) => {
+        if (key === 'getStats') return () => ({ ...target.getStats(), cluster: { nodes } });
+        const value = Reflect.get(target, key, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const clusterServer = createServer(clustered);
+    const clusterUrl = await clusterServer.listen({ port: 0 });
+    try {
+      const { page, errors } = await open(clusterUrl);
+      const section = page.locator('#cluster');
+      await section.locator('tbody tr').nth(1).waitFor(WAIT);
+      await expect(section.textContent()).resolves.toMatch(/node-a1.*worker-1\.internal.*4242/);
+      await page.screenshot({ path: join(ARTIFACTS, 'dashboard-cluster.png') });
+      const metrics = await http(clusterUrl, 'GET', '/metrics');
+      expect(metrics.text).toContain('porch_cluster_nodes 2');
+      expect(metrics.text).toContain('porch_cluster_node_running{node="node-a1",host="worker-1.internal"} 2');
+      expect(errors).toEqual([]);
+      await page.close();
+    } finally {
+      await clusterServer.close();
+    }
+  });
+
+  it('hides the cluster section elsewhere', async () => {
+    const { page } = await open();
+    await page.locator('#agents tr[data-agent="stepper"]').waitFor(WAIT);
+    expect(await page.locator('#cluster').isHidden()).toBe(true);
+    await page.close();
+  });
+});
+
 describe('the dashboard with a token', () => {
   it('asks for the token once, keeps it in the tab, and goes live', async () => {
     const guarded = createServer(o, { token: 'dashboard-token-123' });

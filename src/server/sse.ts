@@ -35,9 +35,8 @@ export class EventStream {
     req.socket.setNoDelay(true);
     // The client reconnects after 2 s when the connection drops (EventSource's `retry:`).
     res.write('retry: 2000\n: connected\n\n');
-    const end = () => this.close();
-    res.once('close', end);
-    req.once('close', end);
+    // The response closes when the client goes away (or once ended): the stream stops then.
+    res.once('close', () => this.close());
     this.#keepAlive = setInterval(() => {
       if (!this.#waitingForDrain) this.#write(': keep-alive\n\n');
     }, settings.keepAliveInterval);
