@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'ABORTED'
   | 'CIRCUIT_OPEN'
   | 'WORKER_CRASHED'
+  | 'CLAIM_LOST'
   | 'STORE_ERROR';
 
 /** Base class of every error this library throws or reports. */
@@ -176,6 +177,18 @@ export class WorkerCrashedError extends OrchestratorError {
   override readonly name = 'WorkerCrashedError';
   constructor(readonly taskId: string, readonly workerId: string, detail: string, options?: { cause?: unknown }) {
     super('WORKER_CRASHED', `worker ${workerId} running task ${taskId} ${detail}`, options);
+  }
+}
+
+/**
+ * Shared store only: another node took over a task this node was running (this node's lease
+ * expired, say while it was frozen or cut off). The run's signal aborts with it; whatever the run
+ * returns is discarded, and `task:claim-lost` is emitted.
+ */
+export class ClaimLostError extends OrchestratorError {
+  override readonly name = 'ClaimLostError';
+  constructor(readonly taskId: string, detail: string) {
+    super('CLAIM_LOST', `task ${taskId}: ${detail}`);
   }
 }
 

@@ -93,8 +93,21 @@ const optionsSchema = z.strictObject({
           flushIntervalMs: ms('longest wait before queued writes are committed').optional(),
           retainFinishedMs: ms('how long rows of finished tasks are kept').optional(),
         }),
+        z.strictObject({
+          type: z.literal('postgres'),
+          connectionString: z.string({ error: 'must be a postgres:// connection string' }).min(1, { error: 'must be a postgres:// connection string' }),
+          schema: z
+            .string({ error: 'must be a schema name' })
+            .regex(/^[a-z_][a-z0-9_]{0,47}$/, { error: 'must be lower-case letters, digits and _, starting with a letter or _, at most 48 characters' })
+            .optional(),
+          leaseMs: ms('how long a claim holds without a heartbeat').min(100, { error: 'must be ≥ 100 ms' }).optional(),
+          pollIntervalMs: ms('between fallback polls for work').min(10, { error: 'must be ≥ 10 ms' }).optional(),
+          prefetch: count(1).optional(),
+          maxBatch: count(1).max(5_000, { error: 'must be at most 5000' }).optional(),
+          poolSize: count(2).max(100, { error: 'must be at most 100' }).optional(),
+        }),
       ],
-      { error: "must be { type: 'memory' } or { type: 'sqlite', path }" },
+      { error: "must be { type: 'memory' }, { type: 'sqlite', path } or { type: 'postgres', connectionString }" },
     )
     .optional(),
   audit: z
@@ -203,7 +216,7 @@ export interface OrchestratorOptions {
     retainMs?: number;
     /**
      * Most entries kept; the oldest go first. @default 10000 with the memory store (a larger ring
-     * keeps more objects alive across garbage collections and slows a busy orchestrator), 1000000 with SQLite
+     * keeps more objects alive across garbage collections and slows a busy orchestrator), 1000000 with SQLite and PostgreSQL
      */
     maxEvents?: number;
   };
@@ -212,6 +225,7 @@ export interface OrchestratorOptions {
 /** The store option. */
 export type StoreOptions =
   | { type: 'memory' }
+  | PostgresStoreOptions
   | {
     type: 'sqlite';
     /** The database file; created when missing. */
@@ -227,6 +241,28 @@ export type StoreOptions =
     /** Rows of finished tasks older than this are deleted, at start() and hourly (ms). @default 604800000 (7 days) */
     retainFinishedMs?: number;
   };
+
+/**
+ * Several processes on several machines with the same connection string and schema act as one
+ * orchestrator (needs the optional dependency pg). See docs/distributed.md.
+ */
+export interface PostgresStoreOptions {
+  type: 'postgres';
+  /** e.g. `postgres://user@host:5432/db`. */
+  connectionString: string;
+  /** The schema holding the tables; created and migrated by the library. @default 'parallel_orchestrator' */
+  schema?: string;
+  /** How long a claim holds without the node's heartbeat, which extends it every third of this (ms). @default 5000 */
+  leaseMs?: number;
+  /** Slow poll for work, covering notifications missed while a connection was down (ms). @default 2000 */
+  pollIntervalMs?: number;
+  /** Most tasks a node claims ahead of its free slots. @default 500 */
+  prefetch?: number;
+  /** Most rows claimed or written in one statement. @default 500 */
+  maxBatch?: number;
+  /** Connections of the node's pool (plus one that listens). @default 8 */
+  poolSize?: number;
+}
 
 /** Options with every default filled in. */
 export interface ResolvedOptions {
@@ -263,7 +299,7 @@ export const DEFAULT_RETRY = {
   jitter: 0.2,
 } as const satisfies RetryPolicy;
 
-const SQLITE_AUDIT_EVENTS = 1_000_000;
+const DURABLE_AUDIT_EVENTS = 1_000_000;
 
 const DEFAULTS = {
   workerPool: {
@@ -306,7 +342,7 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
     checkpointing: { ...DEFAULTS.checkpointing, ...o.checkpointing },
     circuitBreaker: { ...DEFAULTS.circuitBreaker, ...o.circuitBreaker },
     store: o.store ?? DEFAULTS.store,
-    audit: { ...DEFAULTS.audit, ...(o.store?.type === 'sqlite' ? { maxEvents: SQLITE_AUDIT_EVENTS } : {}), ...o.audit },
+    audit: { ...DEFAULTS.audit, ...(o.store !== undefined && o.store.type !== 'memory' ? { maxEvents: DURABLE_AUDIT_EVENTS } : {}), ...o.audit },
   };
   const pool = resolved.workerPool;
   if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);

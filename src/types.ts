@@ -290,6 +290,12 @@ export interface OrchestratorEvents {
   'task:failed': { taskId: string; type: string; error: Error; code: string; attempts: number; status: TaskStatus };
   'task:cancelled': { taskId: string; reason: string };
   'task:dead-letter': { taskId: string; error: Error; attempts: number };
+  /**
+   * Shared store only: this node's claim on a task was taken over by another node (its lease
+   * expired, say while the node was frozen): the run here was abandoned, or its late outcome
+   * discarded. The other node's outcome is the one recorded.
+   */
+  'task:claim-lost': { taskId: string; agentId: string | null; reason: string };
   'agent:registered': { agentId: string; role: AgentRole; capabilities: readonly string[] };
   'agent:unregistered': { agentId: string };
   /**

@@ -23,12 +23,13 @@ import {
   type TaskContext,
 } from '../dist/index.js';
 import { deferred } from './helpers.js';
+import { DATABASE_URL, dropSchema, postgresAvailable, uniqueSchema } from './pg-helpers.js';
 
 interface StoreInitializer {
-  name: 'memory' | 'sqlite';
-  /** Called before each test: a SQLite store gets a fresh file. */
+  name: 'memory' | 'sqlite' | 'postgres';
+  /** Called before each test: a SQLite store gets a fresh file, a PostgreSQL store a fresh schema. */
   setup(): void;
-  teardown(): void;
+  teardown(): Promise<void> | void;
   store(): StoreOptions;
 }
 
@@ -48,6 +49,17 @@ const initializers: StoreInitializer[] = [
     store: () => ({ type: 'sqlite', path: dbPath() }),
   },
 ];
+let schema = '';
+if (await postgresAvailable()) {
+  initializers.push({
+    name: 'postgres',
+    setup() {
+      schema = uniqueSchema('po_persist');
+    },
+    teardown: () => dropSchema(schema),
+    store: () => ({ type: 'postgres', connectionString: DATABASE_URL, schema, leaseMs: 1_000, pollIntervalMs: 200 }),
+  });
+}
 
 // Retries come at once, so tests wait on events, not on backoff.
 const FAST_RETRY = { initialDelay: 1, jitter: 0 };
@@ -85,7 +97,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
   beforeEach(() => init.setup());
   afterEach(async () => {
     await shutdownAll();
-    init.teardown();
+    await init.teardown();
   });
 
   it('names the store in getStats()', async () => {

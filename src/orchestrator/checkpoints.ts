@@ -1,3 +1,4 @@
+import { StoreError } from '../errors.js';
 import type { AuditSubject, Store } from '../persistence/store.js';
 import { cloneJson } from '../streaming/json.js';
 import type { Journal } from './journal.js';
@@ -22,7 +23,7 @@ export class Checkpoints {
     readonly store: Store,
     readonly journal: Journal,
     readonly automatic: { enabled: boolean; interval: number },
-    readonly reportError: (error: unknown) => void,
+    readonly reportError: (error: StoreError) => void,
   ) {}
 
   /** Starts automatic checkpointing, if enabled. */
@@ -104,11 +105,15 @@ export class Checkpoints {
       try {
         state = record.stream.currentState();
       } catch (error) {
-        this.reportError(error);
+        this.reportError(new StoreError('checkpoint', `of task ${record.id}: its progress state cannot be encoded: ${(error as Error).message}`, { cause: error }));
         continue;
       }
-      this.save(record, state, run.agent.agentId, run.attempt, true).catch(this.reportError);
+      this.save(record, state, run.agent.agentId, run.attempt, true).catch((error: unknown) => this.reportError(asStoreError(record.id, error)));
     }
     this.#progressed.clear();
   }
+}
+
+function asStoreError(taskId: string, error: unknown): StoreError {
+  return error instanceof StoreError ? error : new StoreError('checkpoint', `of task ${taskId} failed: ${(error as Error).message}`, { cause: error });
 }

@@ -3,9 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { TaskPriority, TaskStatus } from '../enums.js';
 import {
   DuplicateTaskError,
+  InvalidArgumentError,
   InvalidTaskError,
   OrchestratorShutdownError,
   QueueFullError,
+  ClaimLostError,
+  StoreError,
   TaskNotFoundError,
   WorkerCrashedError,
   coerceError,
@@ -14,6 +17,9 @@ import type { ResolvedOptions } from '../options.js';
 import { createStore } from '../persistence/index.js';
 import type { AuditEvent, Store, TaskRow, UnreadableTask } from '../persistence/store.js';
 import { LocalWorkSource } from '../queue/local-work-source.js';
+import type { ClaimedTask, RemoteUpdate, SharedSourceHost, WorkSource, WorkSourceHost } from '../queue/work-source.js';
+import { createPostgresBackend, type PostgresWorkSource } from '../distributed/index.js';
+import { ClusterRelay } from './cluster-relay.js';
 import { AgentDirectory } from '../routing/agent-directory.js';
 import { signatureKey } from '../routing/capability-signature.js';
 import { EventLog } from '../streaming/event-log.js';
@@ -65,7 +71,10 @@ export class Engine {
   readonly #pool: WorkerPool<TaskRun>;
   readonly #directory: AgentDirectory;
   readonly #lifecycle: TaskLifecycle;
-  readonly #source: LocalWorkSource<TaskRecord>;
+  readonly #source: WorkSource<TaskRecord>;
+  /** The work source when it is shared with other processes (PostgreSQL), else null. */
+  readonly #shared: PostgresWorkSource<TaskRecord> | null;
+  readonly #relay: ClusterRelay | null;
   readonly #dispatcher: Dispatcher;
   readonly #executor: Executor;
   readonly #progress: ProgressFanout;
@@ -84,14 +93,7 @@ export class Engine {
     this.nodeId = randomBytes(9).toString('base64url');
     const streaming = options.streaming;
     this.#table = new TaskTable(`${this.nodeId}-`, streaming.retainCompletedMax, streaming.retainCompletedMs, now);
-    this.#store = createStore(options.store, options.audit, {
-      nodeId: this.nodeId,
-      idOfSeq: (seq) => this.#table.generatedId(seq),
-      onError: (error) => this.#reportStoreError(error),
-    });
-    this.#journal = new Journal(this.#store, options.audit.enabled);
     const events = new EventSink(this.events);
-    this.#checkpoints = new Checkpoints(this.#store, this.#journal, options.checkpointing, (error) => this.#reportStoreError(error));
     this.#pool = new WorkerPool(options.workerPool, this.#threadHost());
     this.#directory = new AgentDirectory(
       options.workerPool.assignmentStrategy,
@@ -108,22 +110,42 @@ export class Engine {
       },
       now,
     );
-    this.#lifecycle = new TaskLifecycle(this.#table, [this.#counters, events, this.#journal], this.#checkpoints, () => this.#state === 'stopped', now);
-    this.#source = new LocalWorkSource<TaskRecord>(
-      {
-        maxSize: options.taskQueue.maxSize,
-        agingMs: options.taskQueue.agingMs,
-        deadLetterLimit: DEAD_LETTER_LIMIT,
-        signatureOf: (key) => this.#directory.signature(key),
-        onDeadLetterEvicted: (entry) => this.#checkpoints.evict(entry.taskId),
-        clock: now,
-      },
-      {
-        unservable: (record) => this.#lifecycle.unservable(record),
-        requeued: (record) => this.#lifecycle.requeued(record),
-        wake: () => this.#dispatcher.schedule(),
-      },
-    );
+    const sourceHost = {
+      unservable: (record: TaskRecord) => this.#lifecycle.unservable(record),
+      requeued: (record: TaskRecord) => this.#lifecycle.requeued(record),
+      wake: () => this.#dispatcher.schedule(),
+    };
+    const signatureOf = (key: string) => this.#directory.signature(key);
+    const onStoreError = (error: StoreError) => this.#reportStoreError(error);
+    if (options.store.type === 'postgres') {
+      const backend = createPostgresBackend<TaskRecord>(
+        options.store,
+        { nodeId: this.nodeId, agingMs: options.taskQueue.agingMs, maxSize: options.taskQueue.maxSize, audit: options.audit, onError: onStoreError, signatureOf },
+        { ...sourceHost, ...this.#sharedHost() },
+      );
+      this.#store = backend.store;
+      this.#source = this.#shared = backend.source;
+    } else {
+      this.#store = createStore(options.store, options.audit, { nodeId: this.nodeId, idOfSeq: (seq) => this.#table.generatedId(seq), onError: onStoreError });
+      this.#shared = null;
+      this.#source = new LocalWorkSource<TaskRecord>(
+        {
+          maxSize: options.taskQueue.maxSize,
+          agingMs: options.taskQueue.agingMs,
+          deadLetterLimit: DEAD_LETTER_LIMIT,
+          signatureOf,
+          onDeadLetterEvicted: (entry) => this.#checkpoints.evict(entry.taskId),
+          clock: now,
+          idle: () => this.#table.onIdle(),
+        },
+        sourceHost,
+      );
+    }
+    this.#journal = new Journal(this.#store, options.audit.enabled);
+    this.#checkpoints = new Checkpoints(this.#store, this.#journal, options.checkpointing, onStoreError);
+    this.#relay = this.#shared === null ? null : new ClusterRelay(this.#shared, this.nodeId, onStoreError);
+    const sinks = this.#relay === null ? [this.#counters, events, this.#journal] : [this.#counters, events, this.#journal, this.#relay];
+    this.#lifecycle = new TaskLifecycle(this.#table, sinks, events, this.#checkpoints, () => this.#state === 'stopped', now, (record, reason) => events.claimLost(record, reason));
     this.#dispatcher = new Dispatcher(this.#source, this.#directory, this.#pool, () => this.#executor);
     this.#executor = new Executor(
       this.#pool,
@@ -137,6 +159,10 @@ export class Engine {
     );
     this.#lifecycle.connect(this.#source, this.#executor);
     this.#progress = new ProgressFanout(streaming, this.events, this.#checkpoints);
+    if (this.#relay !== null) {
+      const relay = this.#relay;
+      this.#progress.relay = (record, event) => relay.progress(record, event);
+    }
     const taskOptions = { timeout: options.taskQueue.defaultTimeout, retry: options.taskQueue.retry, preferredRole: undefined, waitForAgent: false };
     this.#defaults = { priority: options.taskQueue.defaultPriority, options: taskOptions, waitingOptions: { ...taskOptions, waitForAgent: true } };
     this.#runHost = {
@@ -151,6 +177,83 @@ export class Engine {
         if (this.events.has('backpressure:conflated')) this.events.emit('backpressure:conflated', { taskId: record.id, dropped });
       },
     };
+  }
+
+  /** What a work source shared with other processes asks of this one. */
+  #sharedHost(): Omit<SharedSourceHost<TaskRecord>, keyof WorkSourceHost<TaskRecord>> {
+    return {
+      adopt: (claim) => this.#adopt(claim),
+      release: (record) => this.#lifecycle.release(record),
+      claimLost: (record, reason) => {
+        const run = record.run;
+        if (run !== null && !run.finished) this.#executor.abandon(run, new ClaimLostError(record.id, reason));
+        this.#lifecycle.lose(record, reason);
+      },
+      rejected: (record, error) => this.#lifecycle.fail(record, error, TaskStatus.FAILED),
+      cancelRequested: (taskId, reason) => {
+        const record = this.#table.live(taskId);
+        if (record !== undefined && this.#source.holds(record)) this.#lifecycle.cancel(record, reason, false);
+      },
+      resync: (taskId, node) => {
+        const record = this.#table.live(taskId);
+        if (record !== undefined) this.#relay?.resync(record, node);
+      },
+      remote: (update) => this.#applyRemote(update),
+      capabilitySets: () => this.#directory.admittingCapabilitySets(),
+      agentsJson: () => JSON.stringify(this.#directory.list().map((agent) => ({ agentId: agent.agentId, capabilities: agent.capabilities, maxConcurrent: agent.maxConcurrent }))),
+      running: () => this.#pool.busy,
+      freeSlots: () => Math.min(this.#pool.room, this.#directory.freeSlots()),
+      live: (taskId) => this.#table.live(taskId),
+    };
+  }
+
+  /** The record of a task claimed from the shared store: the live one of a task submitted here, else a new one. */
+  #adopt(claim: ClaimedTask): TaskRecord {
+    const local = this.#table.live(claim.id);
+    let record: TaskRecord;
+    if (local !== undefined && local.status !== TaskStatus.RUNNING) {
+      record = local;
+    } else {
+      const spec = { ...(claim.options as Partial<TaskSpec>), id: claim.id, type: claim.type, priority: claim.priority as TaskPriority, capabilities: claim.capabilities, payload: claim.payload, metadata: claim.metadata, waitForAgent: true };
+      record = new TaskRecord(this.#runHost, spec, this.#defaults, this.#source.lane(signatureKey(claim.capabilities)), this.#table.nextSeq(), null);
+      this.#table.add(record, true);
+    }
+    // The claim counted the attempt it starts; the executor counts it again when it starts the run.
+    record.attempt = claim.attempt - 1;
+    record.status = TaskStatus.QUEUED;
+    if (claim.checkpoint !== null) this.#checkpoints.restore(claim.id, claim.checkpoint.state);
+    return record;
+  }
+
+  /** A transition another process made, of a task watched here. */
+  #applyRemote(update: RemoteUpdate): void {
+    const record = this.#table.live(update.taskId);
+    if (record === undefined || this.#source.holds(record)) return;
+    switch (update.kind) {
+      case 'started':
+        this.#lifecycle.remoteStarted(record, update.agentId, update.workerId, update.attempt, update.nodeId);
+        return;
+      case 'progress':
+        if (!this.#progress.remote(record, update.sequence, update.agentId, update.timestamp, update.delta, update.state) && record.remote !== null) {
+          // Updates were missed: the running node sends the state again.
+          this.#shared?.publish(record.remote.nodeId, { k: 'w', i: record.id, n: this.nodeId });
+        }
+        return;
+      case 'retrying':
+        this.#lifecycle.remoteRetrying(record, update.attempt, update.delay, deserializeError(update.error));
+        return;
+      case 'requeued':
+        this.#lifecycle.remoteRequeued(record, update.attempt);
+        return;
+      case 'ended': {
+        const outcome = update.status === TaskStatus.COMPLETED ? update.result : update.status === TaskStatus.CANCELLED ? (update.error?.message ?? 'cancelled') : deserializeError(update.error ?? { name: 'Error', message: 'failed', stack: undefined, props: {} });
+        this.#lifecycle.remoteEnded(record, update.status, outcome, update);
+        return;
+      }
+      case 'missing':
+        this.#lifecycle.remoteEnded(record, TaskStatus.FAILED, new TaskNotFoundError(update.taskId), { attempts: 0, agentId: null, workerId: null, duration: 0 });
+        return;
+    }
   }
 
   /** The pool's threads report to the executor, which exists only once the pool does. */
@@ -182,7 +285,8 @@ export class Engine {
     this.#opened = true;
     // shutdown() came while the store opened.
     if (this.#state !== 'created') throw new OrchestratorShutdownError();
-    if (this.#store.durable) await this.#recover();
+    // A shared store needs no recovery at start: a dead node's claims expire and a live node re-queues them.
+    if (this.#store.durable && !this.#source.shared) await this.#recover();
     if (this.#state !== 'created') throw new OrchestratorShutdownError();
     this.#state = 'running';
     this.#startedAt = Date.now();
@@ -241,17 +345,22 @@ export class Engine {
     const wasRunning = this.#state === 'running';
     this.#state = 'draining';
     this.#source.rejectWaiters();
-    if (graceful && wasRunning && this.#table.liveCount > 0) await this.#idleOrTimeout(timeoutMs);
+    if (graceful && wasRunning && this.#table.liveCount > 0) await this.#drainedOrTimeout(timeoutMs);
     this.#checkpoints.stop();
-    // A durable store keeps what did not finish here, for the next start(): the tasks end in this process only.
+    // A durable store keeps what did not finish here, for the next start() or (shared) for the
+    // other nodes: the tasks end in this process only.
     const keepInStore = this.#store.durable;
-    const reason = keepInStore ? 'the orchestrator shut down; the task stays in the store for the next start()' : 'the orchestrator shut down';
+    const reason = this.#source.shared
+      ? 'the orchestrator shut down; the task stays with the cluster'
+      : keepInStore
+        ? 'the orchestrator shut down; the task stays in the store for the next start()'
+        : 'the orchestrator shut down';
     // Rows are taken when a batch commits: commit the unfinished states (flush() commits at once,
     // its promise only reports) before they turn to cancelled here.
     const committed = keepInStore && this.#opened ? this.#store.flush() : COMMITTED;
     let cancelled = 0;
     for (const record of [...this.#table.liveTasks()]) if (this.#lifecycle.cancel(record, reason, keepInStore)) cancelled++;
-    this.#source.close();
+    await this.#source.close();
     let storeFailure: unknown = null;
     await committed.catch((error: unknown) => (storeFailure = error));
     this.#state = 'stopped';
@@ -266,10 +375,11 @@ export class Engine {
     if (storeFailure !== null) throw storeFailure;
   }
 
-  #idleOrTimeout(timeoutMs: number): Promise<void> {
+  /** Waits for the tasks this process holds (all live ones, unless the store is shared) to end, or the timeout. */
+  #drainedOrTimeout(timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
-      void this.#table.onIdle().then(() => {
+      void this.#source.drained().then(() => {
         clearTimeout(timer);
         resolve();
       });
@@ -289,13 +399,16 @@ export class Engine {
 
   registerAgent(spec: AgentSpec): AgentInfo {
     if (this.#state === 'stopped') throw new OrchestratorShutdownError();
-    return this.#directory.register(parseAgentSpec(spec)).info();
+    const info = this.#directory.register(parseAgentSpec(spec)).info();
+    this.#shared?.agentsChanged();
+    return info;
   }
 
   /** Running tasks of the agent finish; queued tasks route elsewhere or, with no capable agent left, fail. */
   unregisterAgent(agentId: string): void {
     const touched = this.#directory.unregister(requireId(agentId, 'agentId'));
     this.#source.agentsLeft(touched);
+    this.#shared?.agentsChanged();
   }
 
   getAgent(agentId: string): AgentInfo | undefined {
@@ -328,13 +441,17 @@ export class Engine {
     for (;;) {
       if (!this.acceptingWork) throw new OrchestratorShutdownError();
       if (!this.#source.full) {
+        let observable: TaskObservable;
         try {
-          return this.#admit(spec);
+          observable = this.#admit(spec);
         } catch (error) {
           // The room this caller was woken for goes to the next waiter.
           this.#source.passRoom();
           throw error;
         }
+        // On a shared store the task is in the table (committed) when this resolves.
+        if (this.#shared !== null) await this.#shared.queued(observable as TaskRecord);
+        return observable;
       }
       await this.#source.waitForRoom(signal);
     }
@@ -355,11 +472,20 @@ export class Engine {
     return new TaskRecord(this.#runHost, spec, this.#defaults, lane, this.#table.nextSeq(), asyncScope);
   }
 
-  /** Cancels a live task wherever it is; false when it is not live. */
-  cancel(taskId: string, reason: string): boolean {
+  /**
+   * Cancels a live task wherever it is; false when it is not live. On a shared store, a task this
+   * process does not hold is cancelled in the table, or on the node that runs it.
+   */
+  cancel(taskId: string, reason: string): boolean | Promise<boolean> {
     const record = this.#table.live(requireId(taskId, 'taskId'));
-    if (typeof reason !== 'string') throw new InvalidTaskError('reason', 'must be a string');
-    return record !== undefined && this.#lifecycle.cancel(record, reason, false);
+    if (typeof reason !== 'string') throw new InvalidArgumentError('reason', 'must be a string');
+    const shared = this.#shared;
+    if (shared === null || (record !== undefined && shared.isHere(record))) return record !== undefined && this.#lifecycle.cancel(record, reason, false);
+    return shared.cancelElsewhere(taskId, reason).then((was) => {
+      // Cancelled in the table: so it is here at once (a running one ends when its node has stopped it).
+      if (was === 'queued' && record !== undefined) this.#lifecycle.remoteEnded(record, TaskStatus.CANCELLED, reason, { attempts: record.attempt, agentId: null, workerId: null, duration: 0 });
+      return was !== null;
+    });
   }
 
   /** Resolves once no task is queued, running or waiting for a retry. */
@@ -382,9 +508,17 @@ export class Engine {
     return this.#eventLog.stream(options);
   }
 
-  /** A live task, or a finished one still retained. */
+  /**
+   * A live task, or a finished one still retained. On a shared store, any task of the cluster:
+   * an observable that follows it from now on (and errors with TaskNotFoundError if there is none).
+   */
   observe(taskId: string): TaskObservable | undefined {
-    return this.#table.find(taskId);
+    const known = this.#table.find(taskId);
+    if (known !== undefined || this.#shared === null || this.#state !== 'running') return known;
+    const record = new TaskRecord(this.#runHost, { id: taskId, type: '', waitForAgent: true }, this.#defaults, this.#source.lane(''), this.#table.nextSeq(), null);
+    this.#table.add(record, true);
+    this.#shared.watch(record).catch((error: unknown) => this.#reportStoreError(error));
+    return record;
   }
 
   checkpointTask(taskId: string, state: unknown): Promise<void> {
@@ -478,6 +612,7 @@ export class Engine {
       pool: this.#pool,
       source: this.#source,
       directory: this.#directory,
+      cluster: this.#shared?.cluster,
     });
   }
 

@@ -1,6 +1,7 @@
 import type { CircuitState, TaskStatus } from '../enums.js';
 import type { Agent } from '../routing/agent.js';
-import type { CompleteEvent, DeadLetter, OrchestratorEvents } from '../types.js';
+import { errorCode } from '../errors.js';
+import type { CompleteEvent, OrchestratorEvents } from '../types.js';
 import type { Emitter } from '../util/emitter.js';
 import type { TransitionSink } from './task-lifecycle.js';
 import type { TaskRecord, TaskRun } from './task-record.js';
@@ -19,28 +20,26 @@ export class EventSink implements TransitionSink {
   recovered(): void {}
 
   started(record: TaskRecord, run: TaskRun): void {
+    this.startedAs(record, run.agent.agentId, run.worker.workerId, run.attempt);
+  }
+
+  /** A start, here or in another process. */
+  startedAs(record: TaskRecord, agentId: string, workerId: string, attempt: number): void {
     const own = record.events;
-    if (own !== null && own.has('start')) {
-      own.emit('start', { type: 'start', taskId: record.id, agentId: run.agent.agentId, workerId: run.worker.workerId, attempt: run.attempt, timestamp: Date.now() });
-    }
-    if (this.events.has('task:started')) {
-      this.events.emit('task:started', { taskId: record.id, type: record.type, agentId: run.agent.agentId, workerId: run.worker.workerId, attempt: run.attempt });
-    }
+    if (own !== null && own.has('start')) own.emit('start', { type: 'start', taskId: record.id, agentId, workerId, attempt, timestamp: Date.now() });
+    if (this.events.has('task:started')) this.events.emit('task:started', { taskId: record.id, type: record.type, agentId, workerId, attempt });
   }
 
   completed(record: TaskRecord, run: TaskRun): void {
+    this.completedAs(record, run.agent.agentId, run.worker.workerId, run.duration);
+  }
+
+  /** A completion, here or in another process. */
+  completedAs(record: TaskRecord, agentId: string, workerId: string, duration: number): void {
     const own = record.events;
     if (own !== null && own.has('complete')) own.emit('complete', record.terminalEvent() as CompleteEvent);
     if (this.events.has('task:completed')) {
-      this.events.emit('task:completed', {
-        taskId: record.id,
-        type: record.type,
-        agentId: run.agent.agentId,
-        workerId: run.worker.workerId,
-        duration: run.duration,
-        attempts: record.attempt,
-        result: record.outcome,
-      });
+      this.events.emit('task:completed', { taskId: record.id, type: record.type, agentId, workerId, duration, attempts: record.attempt, result: record.outcome });
     }
   }
 
@@ -55,13 +54,22 @@ export class EventSink implements TransitionSink {
 
   requeued(): void {}
 
-  failed(record: TaskRecord, error: Error, status: TaskStatus, deadLetter: DeadLetter): void {
-    const own = record.events;
-    if (own !== null && own.has('error')) own.emit('error', { type: 'error', taskId: record.id, error, code: deadLetter.code, attempts: record.attempt });
-    if (this.events.has('task:failed')) {
-      this.events.emit('task:failed', { taskId: record.id, type: record.type, error, code: deadLetter.code, attempts: record.attempt, status });
-    }
+  failed(record: TaskRecord, error: Error, status: TaskStatus): void {
+    this.failedAs(record, error, status);
     if (this.events.has('task:dead-letter')) this.events.emit('task:dead-letter', { taskId: record.id, error, attempts: record.attempt });
+  }
+
+  /** A failure for good, here or in another process (which dead-lettered it). */
+  failedAs(record: TaskRecord, error: Error, status: TaskStatus): void {
+    const code = errorCode(error);
+    const own = record.events;
+    if (own !== null && own.has('error')) own.emit('error', { type: 'error', taskId: record.id, error, code, attempts: record.attempt });
+    if (this.events.has('task:failed')) this.events.emit('task:failed', { taskId: record.id, type: record.type, error, code, attempts: record.attempt, status });
+  }
+
+  /** A task's outcome here was discarded: another process took it over. */
+  claimLost(record: TaskRecord, reason: string): void {
+    if (this.events.has('task:claim-lost')) this.events.emit('task:claim-lost', { taskId: record.id, agentId: record.agent?.agentId ?? null, reason });
   }
 
   cancelled(record: TaskRecord, reason: string): void {

@@ -36,6 +36,14 @@ export class ParallelOrchestrator {
   }
 
   /**
+   * This orchestrator's id: the prefix of the task ids it generates and, on PostgreSQL, its node
+   * id in the cluster (unique even for several orchestrators in one process).
+   */
+  get nodeId(): string {
+    return this.#engine.nodeId;
+  }
+
+  /**
    * Opens the store and starts dispatching. With a durable store, tasks a previous process left
    * unfinished are queued again first (they wait for a capable agent). Tasks submitted before
    * `start()` wait in the queue. Idempotent.

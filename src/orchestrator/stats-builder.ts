@@ -3,6 +3,7 @@ import type { TaskRow } from '../persistence/store.js';
 import type { AgentDirectory } from '../routing/agent-directory.js';
 import type { WorkerPool } from '../workers/worker-pool.js';
 import type { Counters } from './counters.js';
+import type { ClusterNode } from '../distributed/index.js';
 import type { OrchestratorStats, TaskDetails, TaskInfo } from './stats.js';
 import type { TaskRecord } from './task-record.js';
 
@@ -37,13 +38,14 @@ export interface StatsSources {
   pool: WorkerPool<unknown>;
   source: { size: number; maxSize: number; retrying: number; depth: readonly number[]; deadLetterCount: number; deadLettersDropped: number };
   directory: AgentDirectory;
+  cluster: { nodes: readonly ClusterNode[]; queued: number; running: number } | undefined;
 }
 
-export function buildStats({ counts: c, uptime, checkpoints, store, pool, source, directory }: StatsSources): OrchestratorStats {
+export function buildStats({ counts: c, uptime, checkpoints, store, pool, source, directory, cluster }: StatsSources): OrchestratorStats {
   const finished = c.completed + c.failed;
   const attempts = c.completed + c.failedAttempts;
   const depth = source.depth;
-  return {
+  const stats: OrchestratorStats = {
     uptime,
     totalSubmitted: c.submitted,
     totalCompleted: c.completed,
@@ -79,4 +81,12 @@ export function buildStats({ counts: c, uptime, checkpoints, store, pool, source
       agentStats: directory.list(),
     },
   };
+  if (cluster !== undefined) {
+    stats.cluster = {
+      queued: cluster.queued,
+      running: cluster.running,
+      nodes: cluster.nodes.map((node) => ({ nodeId: node.nodeId, host: node.host, pid: node.pid, agents: node.agents.length, running: node.running, heartbeatAt: node.heartbeatAt })),
+    };
+  }
+  return stats;
 }

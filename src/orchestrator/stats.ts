@@ -43,6 +43,15 @@ export interface OrchestratorStats {
     byRole: Partial<Record<AgentRole, number>>;
     agentStats: AgentInfo[];
   };
+  /**
+   * PostgreSQL store only: the cluster as this node's last heartbeat saw it (refreshed every
+   * third of `leaseMs`): tasks queued and running in the table, and the live nodes.
+   */
+  cluster?: {
+    queued: number;
+    running: number;
+    nodes: { nodeId: string; host: string; pid: number; agents: number; running: number; heartbeatAt: number }[];
+  };
 }
 
 /** What `getTask()` and `listTasks()` return for a task. */

@@ -4,6 +4,7 @@ import { retryDelay } from '../queue/backoff.js';
 import type { WorkSource } from '../queue/work-source.js';
 import type { DeadLetter } from '../types.js';
 import type { Checkpoints } from './checkpoints.js';
+import type { EventSink } from './event-sink.js';
 import type { TaskRecord, TaskRun } from './task-record.js';
 import type { TaskTable } from './task-table.js';
 
@@ -52,10 +53,14 @@ export class TaskLifecycle {
   constructor(
     readonly table: TaskTable,
     readonly sinks: readonly TransitionSink[],
+    /** The sink of events (among `sinks`), told directly of transitions made by other processes. */
+    readonly events: EventSink,
     readonly checkpoints: Checkpoints,
     /** True once retries may no longer be scheduled (the engine stopped). */
     readonly stopped: () => boolean,
     readonly clock: () => number,
+    /** Told when an outcome of this process is discarded because another took the task over. */
+    readonly onClaimLost: (record: TaskRecord, reason: string) => void,
   ) {}
 
   /** Wired after construction: the source and the executor are built with this lifecycle as their host. */
@@ -90,9 +95,20 @@ export class TaskLifecycle {
     record.status = TaskStatus.COMPLETED;
     record.outcome = result;
     record.duration = run.duration;
-    this.#source.settle(record, COMPLETED);
+    const settled = this.#source.settle(record, COMPLETED);
+    if (settled === true) this.#completed(record, run);
+    else this.#whenSettled(settled, record, () => this.#completed(record, run));
+  }
+
+  #completed(record: TaskRecord, run: TaskRun): void {
     for (const sink of this.sinks) sink.completed(record, run);
     this.#finish(record, run.startedAt + run.duration);
+  }
+
+  /** A shared source answers once the outcome is committed; false means another process holds the task now. */
+  #whenSettled(settled: false | Promise<boolean>, record: TaskRecord, recorded: () => void): void {
+    if (settled === false) this.#claimLost(record);
+    else void settled.then((ok) => (ok ? recorded() : this.#claimLost(record)));
   }
 
   /** An attempt failed (`status` FAILED) or timed out (TIMEOUT): retried while attempts are left, else failed. */
@@ -115,7 +131,12 @@ export class TaskLifecycle {
     record.status = status;
     record.outcome = error;
     const deadLetter: DeadLetter = { taskId: record.id, type: record.type, spec: record.toSpec(), error, code: errorCode(error), attempts: record.attempt, failedAt: Date.now() };
-    this.#source.settle(record, { kind: 'failed', deadLetter });
+    const settled = this.#source.settle(record, { kind: 'failed', deadLetter });
+    if (settled === true) this.#failed(record, error, status, deadLetter);
+    else this.#whenSettled(settled, record, () => this.#failed(record, error, status, deadLetter));
+  }
+
+  #failed(record: TaskRecord, error: Error, status: TaskStatus, deadLetter: DeadLetter): void {
     for (const sink of this.sinks) sink.failed(record, error, status, deadLetter);
     this.#finish(record, this.clock());
   }
@@ -125,10 +146,12 @@ export class TaskLifecycle {
     switch (record.status) {
       case TaskStatus.QUEUED:
       case TaskStatus.RETRYING:
-        this.#source.withdraw(record);
+        this.#source.withdraw(record, keepInStore);
         break;
       case TaskStatus.RUNNING:
-        this.#runs.abandon(record.run!, new TaskCancelledError(record.id, reason));
+        // No run here: it runs in another process (shared store), and this process only watches it.
+        if (record.run === null) this.#source.withdraw(record, keepInStore);
+        else this.#runs.abandon(record.run, new TaskCancelledError(record.id, reason));
         break;
       default:
         return false;
@@ -136,7 +159,8 @@ export class TaskLifecycle {
     record.status = TaskStatus.CANCELLED;
     // The reason, not an error: building one (a stack capture) per task cancelled at shutdown is costly.
     record.outcome = reason;
-    if (!keepInStore) this.#source.settle(record, CANCELLED);
+    // Cancelled here at once; a shared source records it when it can (a lost claim then changes nothing here).
+    if (!keepInStore) void this.#source.settle(record, CANCELLED);
     for (const sink of this.sinks) sink.cancelled(record, reason, keepInStore);
     this.#finish(record, this.clock(), keepInStore);
     return true;
@@ -161,6 +185,63 @@ export class TaskLifecycle {
   requeued(record: TaskRecord): void {
     record.status = TaskStatus.QUEUED;
     for (const sink of this.sinks) sink.requeued(record);
+  }
+
+  /**
+   * The task left this process without ending (handed back to a shared store): no final event,
+   * and it is no longer live here.
+   */
+  release(record: TaskRecord): void {
+    if (record.run !== null) record.run = null;
+    this.checkpoints.stopTracking(record);
+    this.table.finished(record, this.clock());
+    record.events?.removeAll();
+  }
+
+  /** This process's claim on the task was lost: another process took it over; what this one did is discarded. */
+  #claimLost(record: TaskRecord): void {
+    this.lose(record, 'the claim of this process was taken over by another; its outcome was discarded');
+  }
+
+  /** The task is no longer this process's: said in an event, then it leaves without a final event here. */
+  lose(record: TaskRecord, reason: string): void {
+    this.onClaimLost(record, reason);
+    this.release(record);
+  }
+
+  // Transitions made by another process, of tasks this one watches: events only (that process
+  // journaled and counted them).
+
+  remoteStarted(record: TaskRecord, agentId: string, workerId: string, attempt: number, nodeId: string): void {
+    record.status = TaskStatus.RUNNING;
+    record.attempt = attempt;
+    record.remote = { agentId, workerId, nodeId };
+    this.events.startedAs(record, agentId, workerId, attempt);
+  }
+
+  remoteRetrying(record: TaskRecord, attempt: number, delay: number, error: Error): void {
+    record.status = TaskStatus.RETRYING;
+    record.attempt = attempt - 1;
+    record.outcome = error;
+    this.events.retrying(record, error, delay);
+  }
+
+  remoteRequeued(record: TaskRecord, attempt: number): void {
+    record.status = TaskStatus.QUEUED;
+    record.attempt = attempt;
+  }
+
+  remoteEnded(record: TaskRecord, status: TaskStatus, outcome: unknown, end: { attempts: number; agentId: string | null; workerId: string | null; duration: number }): void {
+    if (record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING && record.status !== TaskStatus.RUNNING) return;
+    record.status = status;
+    record.outcome = outcome;
+    record.attempt = end.attempts;
+    record.duration = end.duration;
+    if (end.agentId !== null) record.remote = { agentId: end.agentId, workerId: end.workerId ?? record.remote?.workerId ?? '', nodeId: record.remote?.nodeId ?? '' };
+    if (status === TaskStatus.COMPLETED) this.events.completedAs(record, record.remote?.agentId ?? '', record.remote?.workerId ?? '', end.duration);
+    else if (status === TaskStatus.CANCELLED) this.events.cancelled(record, outcome as string);
+    else this.events.failedAs(record, outcome as Error, status);
+    this.release(record);
   }
 
   #finish(record: TaskRecord, finishedAt: number, keepInStore = false): void {

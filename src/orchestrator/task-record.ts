@@ -83,6 +83,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   outcome: unknown = undefined;
   /** The result as JSON, when a durable store keeps it (encoded once, when the task completed). */
   resultJson: string | undefined = undefined;
+  /** Agent and worker of the last attempt when it ran in another process (shared store). */
+  remote: { agentId: string; workerId: string; nodeId: string } | null = null;
   /** Caller-chosen id, or the generated one once asked for (generated lazily: most are never read). */
   #id: string | undefined;
   // Private, so that no holder of the task's observable can reach into the engine.
@@ -163,6 +165,14 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     return this.lane.key.capabilities;
   }
 
+  /** The worker of the current or last attempt. */
+  get workerId(): string | null {
+    return this.worker?.workerId ?? this.remote?.workerId ?? null;
+  }
+
+  /** The submitter's tracing context, carried with the task to another process (set by telemetry). */
+  traceContext: Record<string, string> | null = null;
+
   terminalEvent(): TaskEvents<unknown, unknown>['complete' | 'error' | 'cancelled'] | null {
     switch (this.status) {
       case TaskStatus.COMPLETED:
@@ -172,8 +182,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
           result: this.outcome,
           duration: this.duration,
           updateCount: this.updateCount,
-          agentId: this.agent!.agentId,
-          workerId: this.worker!.workerId,
+          agentId: this.agent?.agentId ?? this.remote?.agentId ?? '',
+          workerId: this.worker?.workerId ?? this.remote?.workerId ?? '',
           attempts: this.attempt,
         };
       case TaskStatus.FAILED:

@@ -14,6 +14,8 @@ export interface LocalWorkSourceOptions {
   /** Told when a dead letter is dropped to stay bounded (its checkpoint can go too). */
   onDeadLetterEvicted(entry: DeadLetter): void;
   clock(): number;
+  /** Resolves once no task is live in this process. */
+  idle(): Promise<void>;
 }
 
 /**
@@ -92,7 +94,7 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
     this.#host.wake();
   }
 
-  withdraw(task: T): boolean {
+  withdraw(task: T, _keepInStore: boolean): boolean {
     if (this.#awaitingVerdict.size > 0 && this.#awaitingVerdict.delete(task)) return true;
     if (task.inQueue) {
       this.#queue.remove(task);
@@ -127,7 +129,7 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
       if (lane === undefined || lane.size === 0) continue;
       for (const task of lane.tasks()) {
         if (task.waitForAgent) continue;
-        this.withdraw(task);
+        this.withdraw(task, false);
         this.#host.unservable(task);
       }
     }
@@ -198,11 +200,20 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
     return this.#deadLetters.dropped;
   }
 
-  close(): T[] {
-    const retrying = [...this.#retryTimers.keys()];
+  holds(task: T): boolean {
+    return task.inQueue;
+  }
+
+  readonly shared = false;
+
+  drained(): Promise<void> {
+    return this.#options.idle();
+  }
+
+  close(): Promise<void> {
     for (const timer of this.#retryTimers.values()) clearTimeout(timer);
     this.#retryTimers.clear();
     this.#queue.rejectWaiters();
-    return retrying;
+    return Promise.resolve();
   }
 }

@@ -116,6 +116,20 @@ export class AgentDirectory implements Demand {
     return byRole;
   }
 
+  /** The distinct capability sets of the agents that take work now (circuit not open, rate limit not spent). */
+  admittingCapabilitySets(): (readonly string[])[] {
+    const sets = new Map<string, readonly string[]>();
+    for (const agent of this.#router.agents()) if (agent.admitting) sets.set(agent.capabilities.join('\u0000'), agent.capabilities);
+    return [...sets.values()];
+  }
+
+  /** Tasks the admitting agents could take on now (their free slots, all together). */
+  freeSlots(): number {
+    let free = 0;
+    for (const agent of this.#router.agents()) if (agent.admitting) free += Math.max(0, agent.maxConcurrent - agent.active);
+    return free;
+  }
+
   canServe(signature: CapabilitySignature): boolean {
     const capacity = this.#capacity;
     return this.#router.canServe(signature, capacity.inlineAvailable, capacity.threadAvailable);

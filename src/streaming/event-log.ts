@@ -14,6 +14,7 @@ const STREAMED: Record<keyof OrchestratorEvents, true> = {
   'task:failed': true,
   'task:cancelled': true,
   'task:dead-letter': true,
+  'task:claim-lost': true,
   'agent:registered': true,
   'agent:unregistered': true,
   'agent:circuit-state': true,

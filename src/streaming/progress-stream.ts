@@ -2,7 +2,7 @@ import jsonPatch from 'fast-json-patch';
 import type { DeltaEvent, JsonPatchOperation, ProgressEvent, SnapshotEvent, UpdateEvent } from '../types.js';
 import { cloneJson, isContainer } from './json.js';
 
-const { applyOperation, compare } = jsonPatch;
+const { applyOperation, applyPatch, compare } = jsonPatch;
 const UNSAFE_PATH = /\/(__proto__|constructor\/prototype)(\/|$)/;
 
 /**
@@ -48,6 +48,36 @@ export class ProgressStream {
     }
     if (sequence % this.interval === 0) {
       this.snapshot = { type: 'snapshot', timestamp, data: snapshotData, metadata: { sequence, agentId } };
+      this.#since.length = 0;
+    } else {
+      this.#since.push(event);
+    }
+    return event;
+  }
+
+  /**
+   * An update made in another process: `delta` turns the state of `sequence - 1` into this one,
+   * or `state` (a delta of null) replaces it. Returns its event, or null when updates in between
+   * were missed (or it is older than what is held): the caller then asks for a fresh state.
+   */
+  applyRemote(sequence: number, agentId: string, timestamp: number, delta: JsonPatchOperation[] | null, state: unknown): DeltaEvent | UpdateEvent | null {
+    if (delta !== null ? sequence !== this.sequence + 1 : sequence <= this.sequence) return null;
+    if (delta !== null) {
+      // Values copied: the delta is also handed to subscribers, and the mirror changes in place later.
+      const copies = delta.map((operation) => ('value' in operation && isContainer(operation.value) ? { ...operation, value: cloneJson(operation.value) } : operation));
+      this.#mirror = applyPatch(this.#mirror, copies, false, true).newDocument;
+    } else {
+      this.#mirror = cloneJson(state);
+    }
+    this.sequence = sequence;
+    this.#agentId = agentId;
+    const data = cloneJson(this.#mirror);
+    const metadata = { sequence, agentId };
+    const event: DeltaEvent | UpdateEvent = this.compression
+      ? { type: 'delta', timestamp, data, delta: delta ?? [{ op: 'replace', path: '', value: cloneJson(this.#mirror) }], metadata }
+      : { type: 'update', timestamp, data, metadata };
+    if (sequence % this.interval === 0 || delta === null) {
+      this.snapshot = this.takeSnapshot(timestamp);
       this.#since.length = 0;
     } else {
       this.#since.push(event);

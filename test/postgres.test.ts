@@ -1,0 +1,150 @@
+// The PostgreSQL backend through several orchestrators in one process: migration, registry,
+// capability checks, commits, hand-back at shutdown, retries and dead letters across nodes.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  AgentRole,
+  InvalidOptionsError,
+  NoCapableAgentError,
+  StoreError,
+  createParallelOrchestrator,
+  type OrchestratorOptions,
+  type ParallelOrchestrator,
+  type StoreOptions,
+} from '../dist/index.js';
+import { deferred, settle } from './helpers.js';
+import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
+
+const available = await postgresAvailable();
+
+describe.skipIf(!available)('the PostgreSQL store', () => {
+  let schema = '';
+  let store: StoreOptions;
+  const live: ParallelOrchestrator[] = [];
+  const node = async (options: OrchestratorOptions = {}, start = true) => {
+    const o = createParallelOrchestrator({ ...options, store: { ...store, ...(options.store as object) } as StoreOptions });
+    live.push(o);
+    if (start) await o.start();
+    return o;
+  };
+  /** Registers an agent and waits until the registry shows it to the other nodes. */
+  const agent = async (o: ParallelOrchestrator, agentId: string, capabilities: string[], handler: (task: { payload: unknown; attempt: number }) => unknown, maxConcurrent = 4) => {
+    o.registerAgent({ agentId, role: AgentRole.EXECUTOR, capabilities, maxConcurrent, handler: async (task) => handler(task) });
+    await o.flush();
+  };
+
+  beforeEach(() => {
+    schema = uniqueSchema('po_pg');
+    store = { type: 'postgres', connectionString: DATABASE_URL, schema, leaseMs: 1_000, pollIntervalMs: 200 };
+  });
+  afterEach(async () => {
+    await Promise.all(live.splice(0).map((o) => o.shutdown({ graceful: false })));
+    await dropSchema(schema);
+  });
+
+  it('migrates once when ten nodes start at once on a new schema', async () => {
+    const nodes = await Promise.all(Array.from({ length: 10 }, () => node()));
+    expect(new Set(nodes.map((o) => o.nodeId)).size).toBe(10);
+    expect(await sql(`select version from ${schema}.schema_version`)).toEqual([{ version: 1 }]);
+    const registered = await sql<{ n: string }>(`select count(*) as n from ${schema}.nodes`);
+    expect(registered).toEqual([{ n: '10' }]);
+  });
+
+  it('refuses a schema name that is not a plain identifier, and a schema of a newer version', async () => {
+    expect(() => createParallelOrchestrator({ store: { ...store, schema: 'x; drop table y' } as StoreOptions })).toThrow(InvalidOptionsError);
+    const first = await node();
+    await first.shutdown();
+    await sql(`update ${schema}.schema_version set version = 99`);
+    const later = await node({}, false);
+    const started = await settle(later.start());
+    expect(started.ok ? null : started.error).toBeInstanceOf(StoreError);
+    expect((started as { error: Error }).error.message).toMatch(/version 99.*newer version/);
+  });
+
+  it('checks capabilities against the agents of every live node', async () => {
+    const producer = await node();
+    const worker = await node();
+    await agent(worker, 'w', ['remote'], (task) => task.payload);
+    const served = producer.submit({ type: 't', capabilities: ['remote'], payload: 7 });
+    expect((await served.result()).result).toBe(7);
+    const refused = await settle(producer.submit({ type: 't', capabilities: ['nowhere'] }).result());
+    expect(refused.ok ? null : refused.error).toBeInstanceOf(NoCapableAgentError);
+  });
+
+  it('resolves submitAsync once the row is committed', async () => {
+    const producer = await node();
+    const task = await producer.submitAsync({ type: 't', waitForAgent: true });
+    expect(await sql(`select status from ${schema}.tasks where id = $1`, [task.taskId])).toEqual([{ status: 'queued' }]);
+  });
+
+  it('hands back the tasks it claimed but did not start when it shuts down gracefully, and leaves the registry', async () => {
+    const gate = deferred();
+    const first = await node();
+    await agent(first, 'slow', ['s'], async () => gate.promise, 1);
+    const producer = await node();
+    const tasks = Array.from({ length: 20 }, () => producer.submit({ type: 's', capabilities: ['s'] }));
+    await new Promise<void>((resolve) => tasks[0]!.once('start', () => resolve()));
+    const stopping = first.shutdown({ graceful: true, timeout: 10_000 });
+    const second = await node();
+    await agent(second, 'fast', ['s'], () => 'second', 8);
+    gate.resolve();
+    await stopping;
+    const results = await Promise.all(tasks.map((task) => task.result()));
+    expect(results.filter((r) => r.agentId === 'fast').length).toBeGreaterThanOrEqual(18);
+    expect(await sql(`select id from ${schema}.nodes where id = $1`, [first.nodeId])).toEqual([]);
+    const statuses = await sql<{ status: string; n: string }>(`select status, count(*) as n from ${schema}.tasks group by status`);
+    expect(statuses).toEqual([{ status: 'completed', n: '20' }]);
+  });
+
+  it('retries a failed attempt with backoff, on whichever node claims it, with the retry seen by the submitter', async () => {
+    const producer = await node();
+    const worker = await node();
+    await agent(worker, 'flaky', ['f'], (task) => {
+      if (task.attempt === 1) throw new Error('transient');
+      return `ok on attempt ${task.attempt}`;
+    });
+    const task = producer.submit({ type: 'f', capabilities: ['f'], retry: { maxAttempts: 3, initialDelay: 50, jitter: 0 } });
+    const retried = new Promise<{ attempt: number; delay: number }>((resolve) => task.once('retry', resolve));
+    expect(await retried).toMatchObject({ attempt: 2, delay: 50 });
+    expect((await task.result()).result).toBe('ok on attempt 2');
+    expect((await producer.history(task.taskId)).map((entry) => entry.type)).toEqual(['submitted', 'started', 'retried', 'started', 'completed']);
+  });
+
+  it('dead-letters a task whose attempts ran out, and any node can requeue it', async () => {
+    const producer = await node();
+    const worker = await node();
+    let failing = true;
+    await agent(worker, 'w', ['d'], () => {
+      if (failing) throw new Error('down');
+      return 'fine';
+    });
+    const task = producer.submit({ type: 'd', capabilities: ['d'], retry: { maxAttempts: 1 } });
+    await settle(task.result());
+    const letters = await worker.deadLetters();
+    expect(letters.map((letter) => [letter.taskId, letter.error.message, letter.attempts])).toEqual([[task.taskId, 'down', 1]]);
+    failing = false;
+    const again = await worker.requeueDeadLetter(task.taskId);
+    expect((await again.result()).result).toBe('fine');
+    expect(await producer.deadLetters()).toEqual([]);
+  });
+
+  it('carries a progress state too large for a notification to the submitter', async () => {
+    const producer = await node();
+    const worker = await node();
+    const big = { rows: Array.from({ length: 2_000 }, (_, i) => `row ${i}`) };
+    worker.registerAgent({
+      agentId: 'big',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['b'],
+      handler: async (_task, ctx) => {
+        ctx.progress(big);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return 'done';
+      },
+    });
+    await worker.flush();
+    const task = producer.submit({ type: 'b', capabilities: ['b'] });
+    const delta = await new Promise<{ data: unknown }>((resolve) => task.once('delta', resolve));
+    expect(delta.data).toEqual(big);
+    await task.result();
+  });
+});
