@@ -178,7 +178,7 @@ describe('the dashboard on a cluster', () => {
     // The stats of a PostgreSQL orchestrator: getStats() with `cluster`.
     const clustered = new Proxy(o, {
       get: (target, key) => {
-        if (key === 'getStats') return () => ({ ...target.getStats(), cluster: { nodes } });
+        if (key === 'getStats') return () => ({ ...target.getStats(), cluster: { queued: 4, running: 2, nodes } });
         const value = Reflect.get(target, key, target) as unknown;
         return typeof value === 'function' ? value.bind(target) : value;
       },
@@ -189,10 +189,11 @@ describe('the dashboard on a cluster', () => {
       const { page, errors } = await open(clusterUrl);
       const section = page.locator('#cluster');
       await section.locator('tbody tr').nth(1).waitFor(WAIT);
-      await expect(section.textContent()).resolves.toMatch(/node-a1.*worker-1\.internal.*4242/);
+      await expect(section.textContent()).resolves.toMatch(/2 nodes · cluster-wide 2 running, 4 queued.*node-a1.*worker-1\.internal.*4242/);
       await page.screenshot({ path: join(ARTIFACTS, 'dashboard-cluster.png') });
       const metrics = await http(clusterUrl, 'GET', '/metrics');
       expect(metrics.text).toContain('porch_cluster_nodes 2');
+      expect(metrics.text).toContain('porch_cluster_tasks{status="queued"} 4');
       expect(metrics.text).toContain('porch_cluster_node_running{node="node-a1",host="worker-1.internal"} 2');
       expect(errors).toEqual([]);
       await page.close();

@@ -1,8 +1,8 @@
 import { InvalidArgumentError } from 'commander';
 import type { StoreOptions } from '../index.js';
 
-/** `--store` as the orchestrator takes it. PostgreSQL is the shape of the distributed store. */
-export type StoreSpec = StoreOptions | { type: 'postgres'; connectionString: string; schema?: string };
+/** `--store` as the orchestrator takes it. */
+export type StoreSpec = StoreOptions;
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -37,6 +37,7 @@ export function parseStore(value: string): StoreSpec {
 export function describeStore(store: StoreSpec): string {
   if (store.type === 'memory') return 'memory';
   if (store.type === 'sqlite') return `sqlite:${store.path}`;
+  if (store.type !== 'postgres') return 'a store';
   try {
     const url = new URL(store.connectionString);
     if (url.password !== '') url.password = '***';

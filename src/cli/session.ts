@@ -18,7 +18,7 @@ export interface ConfigFlags {
 /** The orchestrator options: the file's `config` with the flags over it. */
 export function mergeConfig(config: OrchestratorOptions | undefined, flags: ConfigFlags): OrchestratorOptions {
   const merged: OrchestratorOptions = { ...config };
-  if (flags.store !== undefined) merged.store = flags.store as OrchestratorOptions['store'];
+  if (flags.store !== undefined) merged.store = flags.store;
   if (flags.maxWorkers !== undefined) {
     const pool = { ...merged.workerPool, maxWorkers: flags.maxWorkers };
     if (pool.minWorkers !== undefined && pool.minWorkers > flags.maxWorkers) pool.minWorkers = flags.maxWorkers;

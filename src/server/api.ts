@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AuditQuery, OrchestratorStats, ParallelOrchestrator, TaskEvent } from '../index.js';
+import type { AuditQuery, ParallelOrchestrator, TaskEvent } from '../index.js';
 import { HttpError } from './http-error.js';
 import { stringify, wireError } from './json.js';
-import { prometheusText, type ClusterStats } from './metrics.js';
+import { prometheusText } from './metrics.js';
 import { intParam, queryParams, readJsonBody } from './request.js';
 import { parseCancelBody, parseStatuses, parseSubmitBody } from './schemas.js';
 import type { EventStream } from './sse.js';
@@ -210,8 +210,7 @@ export function apiRoutes(host: ApiHost): Route[] {
       pattern: ['metrics'],
       handle: async ({ res, url }) => {
         queryParams(url, []);
-        const stats = o.getStats() as OrchestratorStats & { cluster?: ClusterStats };
-        const text = prometheusText(stats, { eventStreams: host.eventStreams });
+        const text = prometheusText(o.getStats(), { eventStreams: host.eventStreams });
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
         res.end(text);
       },

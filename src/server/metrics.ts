@@ -12,7 +12,7 @@ type Labels = Record<string, string>;
  * `start()`, queue depth per priority, running tasks, workers, per-agent load and circuit state
  * (one series per state, 1 for the current one), and on PostgreSQL the cluster's nodes.
  */
-export function prometheusText(stats: OrchestratorStats & { cluster?: ClusterStats }, server: ServerFigures): string {
+export function prometheusText(stats: OrchestratorStats, server: ServerFigures): string {
   const out: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [Labels, number][]) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -61,15 +61,14 @@ export function prometheusText(stats: OrchestratorStats & { cluster?: ClusterSta
   if (stats.cluster !== undefined) {
     const nodes = stats.cluster.nodes;
     metric('porch_cluster_nodes', 'gauge', 'Nodes of the cluster (PostgreSQL store).', one(nodes.length));
+    metric('porch_cluster_tasks', 'gauge', 'Tasks of the whole cluster by status (PostgreSQL store).', [
+      [{ status: 'queued' }, stats.cluster.queued],
+      [{ status: 'running' }, stats.cluster.running],
+    ]);
     metric('porch_cluster_node_running', 'gauge', 'Tasks running on a node.', nodes.map((n) => [{ node: n.nodeId, host: n.host }, n.running]));
   }
   metric('porch_event_streams', 'gauge', 'Server-Sent Events streams open on this server.', one(server.eventStreams));
   return `${out.join('\n')}\n`;
-}
-
-/** `getStats().cluster` on PostgreSQL. */
-export interface ClusterStats {
-  nodes: Array<{ nodeId: string; host: string; pid: number; agents: number; running: number; heartbeatAt: number }>;
 }
 
 const CIRCUIT_STATES = ['closed', 'open', 'half-open'] as const;

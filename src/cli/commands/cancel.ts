@@ -34,7 +34,7 @@ Examples:
     )
     .action(async (id: string, options: CancelOptions) => {
       const store = await requireDurableStore(options.store);
-      const outcome = await withOrchestrator(createOrchestrator({ store: store as never }, '--store'), async (o) => {
+      const outcome = await withOrchestrator(createOrchestrator({ store }, '--store'), async (o) => {
         if (await o.cancel(id, options.reason)) return { cancelled: true as const };
         return { cancelled: false as const, status: (await o.findTask(id))?.status };
       });

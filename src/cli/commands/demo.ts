@@ -42,7 +42,7 @@ Examples:
           workerPool: { minWorkers: 2, maxWorkers: 4, assignmentStrategy: 'least-busy' },
           taskQueue: { maxSize: 100_000, defaultPriority: TaskPriority.NORMAL, retry: { maxAttempts: 4, initialDelay: 20 } },
           circuitBreaker: { failureThreshold: 3, successThreshold: 1, resetTimeout: 200 },
-          store: options.store as never,
+          store: options.store,
         },
         '--store',
       );

@@ -129,7 +129,7 @@ function withStoreFlags(command: Command): Command {
 
 async function onStore<T>(options: StoreFlags, fn: (o: ParallelOrchestrator) => Promise<T>): Promise<T> {
   const store = await requireDurableStore(options.store);
-  return withOrchestrator(createOrchestrator({ store: store as never }, '--store'), fn);
+  return withOrchestrator(createOrchestrator({ store }, '--store'), fn);
 }
 
 /**

@@ -54,6 +54,8 @@ Examples:
       const removeSignals = onSignals(ctx.term, (signal) => stop(signal));
       try {
         await orchestrator.start();
+        // Once flushed, the cluster's registry shows this node's agents: other nodes route to them.
+        await orchestrator.flush();
         ctx.term.error(`porch worker: joined ${describeStore(store)} with ${file.agents.length} agents; Ctrl-C to leave`);
         const signal = await stopped;
         ctx.term.error(`porch worker: ${signal}: leaving (running tasks get up to ${options.shutdownTimeout} ms)`);

@@ -3,17 +3,22 @@ import { clock, h, heading, replace } from '../dom.js';
 /** The cluster's nodes (PostgreSQL store only: `stats.cluster`); hidden elsewhere. */
 export function cluster(root) {
   const body = h('tbody');
+  const title = heading('cluster-title', 'Cluster nodes');
+  const note = h('span', { class: 'note' });
+  title.append(note);
   replace(
     root,
-    heading('cluster-title', 'Cluster nodes'),
+    title,
     h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'node'), h('th', {}, 'host'), h('th', { class: 'wide-only' }, 'pid'), h('th', {}, 'agents'), h('th', {}, 'running'), h('th', {}, 'heartbeat'))), body)),
   );
   let last = '';
   return {
     render(state) {
-      const nodes = state.stats?.cluster?.nodes;
+      const cluster = state.stats?.cluster;
+      const nodes = cluster?.nodes;
       root.hidden = nodes === undefined;
       if (nodes === undefined) return;
+      note.textContent = `${nodes.length} nodes · cluster-wide ${cluster.running ?? 0} running, ${cluster.queued ?? 0} queued`;
       const key = JSON.stringify(nodes);
       if (key === last) return;
       last = key;
