@@ -69,3 +69,5 @@ export {
   isOrchestratorError,
   type ErrorCode,
 } from './errors.js';
+export { createServer, type ListenOptions, type PorchServer, type PorchServerOptions } from './server/index.js';
+export type { AgentsFile } from './cli/agents-file.js';

@@ -395,7 +395,8 @@ export class SqliteStore implements Store {
 
   listTasks(query: TaskListQuery): Promise<TaskRow[]> {
     const statuses = query.status === undefined || query.status.length === 0 ? null : JSON.stringify(query.status);
-    const rows = this.#read().listTasks.all(statuses, query.type ?? null, query.limit ?? 100) as TaskRecordRow[];
+    // Numbered parameters (?1 ?2 ?3) bind by number: better-sqlite3 refuses them as positional values.
+    const rows = this.#read().listTasks.all({ 1: statuses, 2: query.type ?? null, 3: query.limit ?? 100 }) as TaskRecordRow[];
     const out: TaskRow[] = [];
     for (const row of rows) {
       const task = this.#readable(row);

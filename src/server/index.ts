@@ -1,0 +1,1 @@
+export { createServer, type ListenOptions, type PorchServer, type PorchServerOptions } from './server.js';
