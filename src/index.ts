@@ -1,4 +1,4 @@
-export { createParallelOrchestrator, ParallelOrchestrator, type ShutdownOptions } from './orchestrator/parallel-orchestrator.js';
+export { createParallelOrchestrator, ParallelOrchestrator, type RequeueOptions, type ShutdownOptions, type StartOptions } from './orchestrator/parallel-orchestrator.js';
 export { defineAgent } from './orchestrator/define-agent.js';
 export type { OrchestratorStats, TaskDetails, TaskInfo } from './orchestrator/stats.js';
 export type { OrchestratorOptions, StoreOptions, ThreadResourceLimits } from './options.js';

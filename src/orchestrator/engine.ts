@@ -270,13 +270,14 @@ export class Engine {
 
   // Lifecycle
 
-  start(): Promise<void> {
+  start(options: { recover?: boolean }): Promise<void> {
     if (this.#state === 'running') return COMMITTED;
     if (this.#state !== 'created') return Promise.reject(new OrchestratorShutdownError());
-    return (this.#opening ??= this.#open());
+    if (options.recover !== undefined && typeof options.recover !== 'boolean') return Promise.reject(new InvalidArgumentError('start.recover', 'must be true or false'));
+    return (this.#opening ??= this.#open(options.recover ?? true));
   }
 
-  async #open(): Promise<void> {
+  async #open(recover: boolean): Promise<void> {
     try {
       await this.#store.open();
     } catch (error) {
@@ -287,7 +288,7 @@ export class Engine {
     // shutdown() came while the store opened.
     if (this.#state !== 'created') throw new OrchestratorShutdownError();
     // A shared store needs no recovery at start: a dead node's claims expire and a live node re-queues them.
-    if (this.#store.durable && !this.#source.shared) await this.#recover();
+    if (this.#store.durable && !this.#source.shared) await this.#recover(recover);
     if (this.#state !== 'created') throw new OrchestratorShutdownError();
     this.#state = 'running';
     this.#startedAt = Date.now();
@@ -303,9 +304,10 @@ export class Engine {
    * alive on the same store), with their attempt count (a run that was cut short counts) and
    * latest checkpoint. They wait for an agent: agents are usually registered after `start()`.
    * A row that cannot be read is dead-lettered with a StoreError naming it; the others run.
+   * Without `claim` (start({ recover: false })) only the dead letters are loaded.
    */
-  async #recover(): Promise<void> {
-    const [deadLetters, unfinished] = await Promise.all([this.#store.listDeadLetters(), this.#store.claimUnfinished()]);
+  async #recover(claim: boolean): Promise<void> {
+    const [deadLetters, unfinished] = await Promise.all([this.#store.listDeadLetters(), claim ? this.#store.claimUnfinished() : { tasks: [], unreadable: [] }]);
     for (const entry of deadLetters) {
       this.#source.restoreDeadLetter({
         taskId: entry.taskId,
@@ -549,13 +551,14 @@ export class Engine {
     return this.#source.deadLetters();
   }
 
-  async requeueDeadLetter(taskId: string): Promise<TaskObservable> {
+  async requeueDeadLetter(taskId: string, options: { waitForAgent?: boolean }): Promise<TaskObservable> {
     requireId(taskId, 'taskId');
+    if (options.waitForAgent !== undefined && typeof options.waitForAgent !== 'boolean') throw new InvalidArgumentError('requeue.waitForAgent', 'must be true or false');
     if (!this.acceptingWork) throw new OrchestratorShutdownError();
     const entry = await this.#source.takeDeadLetter(taskId);
     if (entry === undefined) throw new TaskNotFoundError(taskId);
     try {
-      const observable = this.submit(entry.spec);
+      const observable = this.submit(options.waitForAgent === true ? { ...entry.spec, waitForAgent: true } : entry.spec);
       this.#journal.requeuedDeadLetter(taskId);
       return observable;
     } catch (error) {
@@ -614,6 +617,7 @@ export class Engine {
       source: this.#source,
       directory: this.#directory,
       cluster: this.#shared?.cluster,
+      eventSequence: this.#eventLog?.sequence ?? 0,
     });
   }
 

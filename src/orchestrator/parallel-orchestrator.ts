@@ -8,6 +8,21 @@ import { parseShutdownOptions } from './arguments.js';
 import { Engine } from './engine.js';
 import type { OrchestratorStats, TaskDetails, TaskInfo } from './stats.js';
 
+/** Options of `start()`. */
+export interface StartOptions {
+  /**
+   * With a SQLite store, queue again the tasks a dead process left unfinished. False opens the
+   * store without touching them (an inspection tool). @default true
+   */
+  recover?: boolean;
+}
+
+/** Options of `requeueDeadLetter()`. */
+export interface RequeueOptions {
+  /** Keep the task queued when no agent could serve it yet (another process will), instead of failing it. @default false */
+  waitForAgent?: boolean;
+}
+
 /** Options of `shutdown()`. */
 export interface ShutdownOptions {
   /** Let queued and running tasks finish first (up to `timeout`). @default true */
@@ -49,8 +64,8 @@ export class ParallelOrchestrator {
    * `start()` wait in the queue. Idempotent.
    * @throws StoreError when the store cannot be opened (a corrupt, locked or newer database)
    */
-  start(): Promise<void> {
-    return this.#engine.start();
+  start(options: StartOptions = {}): Promise<void> {
+    return this.#engine.start(options);
   }
 
   /**
@@ -159,8 +174,8 @@ export class ParallelOrchestrator {
   }
 
   /** Submits a dead-lettered task again with the same id and a fresh attempt count. Rejects with TaskNotFoundError. */
-  requeueDeadLetter<R = unknown, S = unknown>(taskId: string): Promise<TaskObservable<R, S>> {
-    return this.#engine.requeueDeadLetter(taskId) as Promise<TaskObservable<R, S>>;
+  requeueDeadLetter<R = unknown, S = unknown>(taskId: string, options: RequeueOptions = {}): Promise<TaskObservable<R, S>> {
+    return this.#engine.requeueDeadLetter(taskId, options) as Promise<TaskObservable<R, S>>;
   }
 
   /** A task's state: live, or finished within `streaming.retainCompletedMs`; else undefined. */

@@ -39,14 +39,16 @@ export interface StatsSources {
   source: { size: number; maxSize: number; retrying: number; depth: readonly number[]; deadLetterCount: number; deadLettersDropped: number };
   directory: AgentDirectory;
   cluster: { nodes: readonly ClusterNode[]; queued: number; running: number } | undefined;
+  eventSequence: number;
 }
 
-export function buildStats({ counts: c, uptime, checkpoints, store, pool, source, directory, cluster }: StatsSources): OrchestratorStats {
+export function buildStats({ counts: c, uptime, checkpoints, store, pool, source, directory, cluster, eventSequence }: StatsSources): OrchestratorStats {
   const finished = c.completed + c.failed;
   const attempts = c.completed + c.failedAttempts;
   const depth = source.depth;
   const stats: OrchestratorStats = {
     uptime,
+    eventSequence,
     totalSubmitted: c.submitted,
     totalCompleted: c.completed,
     totalFailed: c.failed,

@@ -6,6 +6,11 @@ import type { WorkerPoolStats } from '../workers/worker-pool.js';
 export interface OrchestratorStats {
   /** ms since `start()`. */
   uptime: number;
+  /**
+   * The sequence of the last item of `orchestrator.events()` (0 until it is first called): a
+   * snapshot of these stats lines up with the stream from `fromSequence: eventSequence + 1`.
+   */
+  eventSequence: number;
   totalSubmitted: number;
   totalCompleted: number;
   /** Tasks that failed for good (including timeouts on their last attempt). */

@@ -129,7 +129,8 @@ function withStoreFlags(command: Command): Command {
 
 async function onStore<T>(options: StoreFlags, fn: (o: ParallelOrchestrator) => Promise<T>): Promise<T> {
   const store = await requireDurableStore(options.store);
-  return withOrchestrator(createOrchestrator({ store }, '--store'), fn);
+  // Reading only: the tasks a dead process left stay as they are for the process that runs them.
+  return withOrchestrator(createOrchestrator({ store }, '--store'), fn, false);
 }
 
 /**

@@ -6,7 +6,7 @@ import { loadAgentsFile } from '../agents-file.js';
 import { LiveView } from '../live-view.js';
 import type { StoreSpec } from '../parse.js';
 import { createOrchestrator, mergeConfig, registerAgents } from '../session.js';
-import { EXIT, UsageError } from '../usage-error.js';
+import { EXIT } from '../usage-error.js';
 import { agentsOption, jsonOption, requireDurableStore, storeOption, withOrchestrator } from './shared.js';
 
 interface RequeueOptions {
@@ -27,11 +27,9 @@ export function requeueCommand(ctx: CliContext): Command {
       'after',
       `
 With --agents the task runs in this process and porch exits 0 if it completes, 1 if it fails
-again. Without --agents it stays queued in the store for the node that will run it: this
-works for a PostgreSQL store (any node with a capable agent takes it) and for a task
-submitted with waitForAgent: true; otherwise porch refuses, because a process with no
-capable agent fails such a task at once (NO_CAPABLE_AGENT). While porch serve owns a
-SQLite file, use its API instead: POST /api/dlq/<id>/requeue.
+again. Without --agents it stays queued in the store for the process that will run it (on
+PostgreSQL, any node with a capable agent; on SQLite, the next process that starts on the file
+with one). While porch serve owns a SQLite file, use its API instead: POST /api/dlq/<id>/requeue.
 
 Examples:
   $ porch requeue report-1 --store sqlite:porch.db --agents agents.mjs
@@ -50,11 +48,8 @@ Examples:
         if (letter === undefined) return { kind: 'missing' as const };
         const needs = letter.spec.capabilities ?? [];
         const capable = o.listAgents().some((a) => needs.every((c) => a.capabilities.includes(c)));
-        if (!capable && store.type !== 'postgres' && letter.spec.waitForAgent !== true) {
-          const which = needs.length === 0 ? 'any agent' : `an agent with ${needs.join(', ')}`;
-          throw new UsageError(`requeue ${id} needs --agents with ${which} to run it: a process without one fails it at once as NO_CAPABLE_AGENT (it stays a dead letter)`);
-        }
-        const observable = await o.requeueDeadLetter(id);
+        // With no capable agent here, it waits in the store for the process that has one.
+        const observable = await o.requeueDeadLetter(id, { waitForAgent: !capable });
         if (!capable) return { kind: 'queued' as const };
         try {
           return { kind: 'completed' as const, result: (await observable.result()).result };

@@ -39,11 +39,12 @@ export async function requireDurableStore(store: StoreSpec | undefined): Promise
 }
 
 /**
- * Runs a one-shot command against a store: starts the orchestrator, runs `fn`, then stops it
- * at once (a SQLite store keeps any task it recovered unfinished for the next start).
+ * Runs a one-shot command against a store: starts the orchestrator, runs `fn`, then stops it at
+ * once. `recover: false` (inspection) leaves the tasks a dead process left alone; otherwise a
+ * SQLite store keeps any task it recovered unfinished for the next start.
  */
-export async function withOrchestrator<T>(orchestrator: ParallelOrchestrator, fn: (o: ParallelOrchestrator) => Promise<T>): Promise<T> {
-  await orchestrator.start();
+export async function withOrchestrator<T>(orchestrator: ParallelOrchestrator, fn: (o: ParallelOrchestrator) => Promise<T>, recover = true): Promise<T> {
+  await orchestrator.start({ recover });
   try {
     const value = await fn(orchestrator);
     await orchestrator.flush();
