@@ -25,3 +25,19 @@ export type {
   WorkflowStatus,
   WorkflowStepInfo,
 } from './types.js';
+export { analyzeWorkflowImpact, type ImpactInput, type PackageManifest, type WorkflowImpact } from './impact.js';
+export {
+  executeWorkflow,
+  WORKFLOW_STAGES,
+  type ExecuteWorkflowInput,
+  type ExecuteWorkflowOptions,
+  type PackageWorkflowResult,
+  type StageCompensator,
+  type StageContext,
+  type StageExecutor,
+  type StageName,
+  type StagePackageStatus,
+  type StageResult,
+} from './package-workflow.js';
+export { verifyReceipt, type Receipt, type ReceiptEntry, type ReceiptEntryKind, type ReceiptVerification } from './receipt.js';
+export { readWorkspace, changedPackagesSince, type Workspace, type WorkspacePackage } from './workspace.js';
