@@ -3,7 +3,7 @@ import type { OrchestratorEvents, ParallelOrchestrator, TaskContext, TaskSpec } 
 import type { StepPlan, WorkflowPlan } from './plan.js';
 import type { RunChannel } from './run.js';
 import type { CompensationContext, RollbackReason, StepContext, StepOutcome, WorkflowErrorInfo, WorkflowEvents, WorkflowResult } from './types.js';
-import { backoff, codeOf, errorFromInfo, errorInfo, functionRetryPolicy, hasCode, isRecord, isShutdownReason, sleep, toError } from './util.js';
+import { backoff, codeOf, errorFromInfo, errorInfo, functionRetryPolicy, hasCode, isRecord, isShutdownReason, LazyAbort, sleep, toError } from './util.js';
 
 /*
  * One run of a workflow, executed inside its coordinator task's handler.
@@ -56,7 +56,8 @@ export interface CoordinatorState {
 
 export interface CoordinatorHost {
   readonly orchestrator: ParallelOrchestrator;
-  watch(taskId: string, coordinator: Coordinator): void;
+  /** Routes the task events of `taskId` to `coordinator.task*(index, event)`. */
+  watch(taskId: string, coordinator: Coordinator, index: number): void;
   unwatch(taskId: string): void;
 }
 
@@ -76,17 +77,28 @@ export class Coordinator {
   readonly #runId: string;
   readonly #payload: CoordinatorPayload;
   readonly #ctx: TaskContext<CoordinatorState>;
-  readonly #prefix: number;
   readonly #resuming: boolean;
+  /** Task ids of the steps, made once each. */
+  readonly #taskIds: (string | undefined)[];
+  /** The metadata of every task step of this run (one object: the step is in the task id). */
+  readonly #metadata: Record<string, unknown>;
 
   readonly #state: Uint8Array;
   readonly #waiting: Int32Array;
   readonly #attempts: Int32Array;
   readonly #results: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   readonly #order: number[] = [];
+  /** `[name, result]` of the completed steps in completion order: the checkpoint's `done`, kept as it grows. */
+  readonly #done: [string, unknown][] = [];
+  /**
+   * The store survives the process. Otherwise nothing is saved: a checkpoint would only help a
+   * coordinator retried after its own failure, and costs a JSON copy of every result per save.
+   */
+  readonly #durable: boolean;
   #completed = 0;
-  readonly #live = new Set<number>();
-  readonly #controllers = new Map<number, AbortController>();
+  /** Steps in state RUNNING. */
+  #liveCount = 0;
+  readonly #controllers = new Map<number, LazyAbort>();
 
   #stop: CoordinatorState['stop'] = null;
   /** Failures reported but not yet acted on (they are handled on a microtask; see #failed). */
@@ -122,13 +134,23 @@ export class Coordinator {
     this.#runId = runId;
     this.#payload = payload;
     this.#ctx = ctx;
-    this.#prefix = runId.length + 1;
     this.#resuming = ctx.attempt > 1 || ctx.resumeState !== undefined;
+    this.#durable = host.orchestrator.getStats().store !== 'memory';
     const n = plan.steps.length;
+    this.#taskIds = new Array<string | undefined>(n);
+    this.#metadata = Object.freeze({ workflowId: plan.id, workflowRunId: runId, workflowIncarnation: payload.incarnation });
     this.#state = new Uint8Array(n);
     this.#waiting = new Int32Array(n);
     this.#attempts = new Int32Array(n);
     for (let i = 0; i < n; i++) this.#waiting[i] = plan.steps[i]!.deps.length;
+  }
+
+  /** The running steps now (a list, so that the caller may change their states). */
+  #runningSteps(): number[] {
+    const out: number[] = [];
+    if (this.#liveCount === 0) return out;
+    for (let i = 0; i < this.#state.length; i++) if (this.#state[i] === RUNNING) out.push(i);
+    return out;
   }
 
   get #orchestrator(): ParallelOrchestrator {
@@ -136,7 +158,7 @@ export class Coordinator {
   }
 
   #taskId(step: StepPlan): string {
-    return `${this.#runId}/${step.name}`;
+    return (this.#taskIds[step.index] ??= `${this.#runId}/${step.name}`);
   }
 
   /** Runs the workflow to its result. Throws when the coordinator is aborted (cancelled or shut down). */
@@ -165,7 +187,7 @@ export class Coordinator {
       if (!this.#ended.signal.aborted) this.#ended.abort();
       if (this.#saveTimer !== null) clearTimeout(this.#saveTimer);
       if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
-      for (const i of this.#live) if (this.#plan.steps[i]!.kind === 'task') this.#host.unwatch(this.#taskId(this.#plan.steps[i]!));
+      for (const i of this.#runningSteps()) if (this.#plan.steps[i]!.kind === 'task') this.#host.unwatch(this.#taskId(this.#plan.steps[i]!));
     }
   }
 
@@ -200,6 +222,7 @@ export class Coordinator {
       this.#state[i] = COMPLETED;
       this.#results[entry[0]] = entry[1];
       this.#order.push(i);
+      this.#done.push([entry[0], entry[1]]);
       this.#completed++;
       for (const d of this.#plan.steps[i]!.dependents) this.#waiting[d]!--;
     }
@@ -222,13 +245,13 @@ export class Coordinator {
       // A resumed run may find this step started before the crash: look, and cancel it if live.
       if (this.#resuming && step.kind === 'task' && !this.#aborted && !this.#draining) {
         this.#state[i] = RUNNING;
-        this.#live.add(i);
+        this.#liveCount++;
         void this.#attach(i);
       }
       return;
     }
     this.#state[i] = RUNNING;
-    this.#live.add(i);
+    this.#liveCount++;
     if (step.kind === 'run') void this.#runFunction(i);
     else if (this.#resuming) void this.#attach(i);
     else this.#submit(i);
@@ -251,13 +274,13 @@ export class Coordinator {
       priority: (definition.priority ?? this.#payload.priority) as TaskSpec['priority'],
       capabilities: definition.capabilities!,
       payload,
-      metadata: { workflowId: this.#plan.id, workflowRunId: this.#runId, workflowStep: step.name, workflowIncarnation: this.#payload.incarnation },
+      metadata: this.#metadata,
     };
     if (definition.timeout !== undefined) spec.timeout = definition.timeout;
     if (definition.retry !== undefined) spec.retry = definition.retry;
     if (definition.preferredRole !== undefined) spec.preferredRole = definition.preferredRole;
     if (definition.waitForAgent !== undefined) spec.waitForAgent = definition.waitForAgent;
-    this.#host.watch(taskId, this);
+    this.#host.watch(taskId, this, i);
     try {
       this.#orchestrator.submit(spec);
     } catch (error) {
@@ -296,16 +319,16 @@ export class Coordinator {
     const step = this.#plan.steps[i]!;
     if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
     this.#state[i] = WAITING;
-    this.#live.delete(i);
+    this.#liveCount--;
     this.#check();
   }
 
   #defaultPayload(step: StepPlan): { input: unknown; results: Record<string, unknown> } {
-    const results: Record<string, unknown> = {};
+    // No prototype: objects whose keys differ from one to the next are ~20x cheaper to build so in V8.
+    const results = Object.create(null) as Record<string, unknown>;
     for (const d of step.deps) {
       const name = this.#plan.steps[d]!.name;
-      // defineProperty: a step named __proto__ is a plain key here too.
-      Object.defineProperty(results, name, { value: this.#results[name], enumerable: true, writable: true, configurable: true });
+      setKey(results, name, this.#results[name]);
     }
     return { input: this.#payload.input, results };
   }
@@ -317,7 +340,7 @@ export class Coordinator {
   async #attach(i: number): Promise<void> {
     const step = this.#plan.steps[i]!;
     const taskId = this.#taskId(step);
-    this.#host.watch(taskId, this);
+    this.#host.watch(taskId, this, i);
     let details: Awaited<ReturnType<ParallelOrchestrator['findTask']>>;
     try {
       details = await this.#orchestrator.findTask(taskId);
@@ -376,49 +399,36 @@ export class Coordinator {
 
   // Task events, routed here by the host (synchronously, inside the engine's transition).
 
-  #indexOf(taskId: string): number {
-    const i = this.#plan.byName.get(taskId.slice(this.#prefix));
-    return i !== undefined && this.#state[i] === RUNNING ? i : -1;
-  }
-
-  taskStarted(event: OrchestratorEvents['task:started']): void {
-    const i = this.#indexOf(event.taskId);
-    if (i < 0) return;
+  taskStarted(i: number, event: OrchestratorEvents['task:started']): void {
+    if (this.#state[i] !== RUNNING) return;
     this.#attempts[i] = event.attempt;
     if (this.#channel.has('step:started')) {
       this.#channel.emit('step:started', { type: 'step:started', runId: this.#runId, step: this.#plan.steps[i]!.name, taskId: event.taskId, agentId: event.agentId, attempt: event.attempt });
     }
   }
 
-  taskProgress(event: OrchestratorEvents['task:progress']): void {
-    if (!this.#channel.has('step:progress')) return;
-    const i = this.#indexOf(event.taskId);
-    if (i < 0) return;
+  taskProgress(i: number, event: OrchestratorEvents['task:progress']): void {
+    if (this.#state[i] !== RUNNING || !this.#channel.has('step:progress')) return;
     const payload: WorkflowEvents['step:progress'] = { type: 'step:progress', runId: this.#runId, step: this.#plan.steps[i]!.name, taskId: event.taskId, sequence: event.sequence, data: event.data };
     if (event.delta !== undefined) payload.delta = event.delta;
     this.#channel.emit('step:progress', payload);
   }
 
-  taskRetry(event: OrchestratorEvents['task:retry']): void {
-    if (!this.#channel.has('step:retry')) return;
-    const i = this.#indexOf(event.taskId);
-    if (i < 0) return;
+  taskRetry(i: number, event: OrchestratorEvents['task:retry']): void {
+    if (this.#state[i] !== RUNNING || !this.#channel.has('step:retry')) return;
     this.#channel.emit('step:retry', { type: 'step:retry', runId: this.#runId, step: this.#plan.steps[i]!.name, attempt: event.attempt, delay: event.delay, error: event.error });
   }
 
-  taskCompleted(event: OrchestratorEvents['task:completed']): void {
-    const i = this.#indexOf(event.taskId);
-    if (i >= 0) this.#stepCompleted(i, event.result, event.attempts, event.duration, false);
+  taskCompleted(i: number, event: OrchestratorEvents['task:completed']): void {
+    this.#stepCompleted(i, event.result, event.attempts, event.duration, false);
   }
 
-  taskFailed(event: OrchestratorEvents['task:failed']): void {
-    const i = this.#indexOf(event.taskId);
-    if (i >= 0) this.#stepFailed(i, event.error, event.code, event.attempts);
+  taskFailed(i: number, event: OrchestratorEvents['task:failed']): void {
+    this.#stepFailed(i, event.error, event.code, event.attempts);
   }
 
-  taskCancelled(event: OrchestratorEvents['task:cancelled']): void {
-    const i = this.#indexOf(event.taskId);
-    if (i >= 0) this.#stepCancelled(i, event.reason);
+  taskCancelled(i: number, event: OrchestratorEvents['task:cancelled']): void {
+    this.#stepCancelled(i, event.reason);
   }
 
   // Step outcomes.
@@ -427,11 +437,12 @@ export class Coordinator {
     if (this.#state[i] !== RUNNING) return;
     const step = this.#plan.steps[i]!;
     if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
-    this.#live.delete(i);
+    this.#liveCount--;
     this.#state[i] = COMPLETED;
     this.#attempts[i] = attempts;
     this.#results[step.name] = result;
     this.#order.push(i);
+    this.#done.push([step.name, this.#durable ? storable(result) : result]);
     this.#completed++;
     if (this.#channel.has('step:completed')) {
       this.#channel.emit('step:completed', { type: 'step:completed', runId: this.#runId, step: step.name, result, attempts, duration, resumed });
@@ -445,7 +456,7 @@ export class Coordinator {
     if (this.#state[i] !== RUNNING) return;
     const step = this.#plan.steps[i]!;
     if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
-    this.#live.delete(i);
+    this.#liveCount--;
     this.#state[i] = FAILED;
     this.#attempts[i] = attempts;
     this.#failures.push({ index: i, error, code, attempts });
@@ -467,7 +478,7 @@ export class Coordinator {
       return;
     }
     if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
-    this.#live.delete(i);
+    this.#liveCount--;
     if (this.#stop === null) {
       // Shut down: the step stays for the next start() (durable store); this coordinator stops too.
       this.#state[i] = WAITING;
@@ -515,7 +526,7 @@ export class Coordinator {
     // Saved now, so a crash from here on resumes into the rollback rather than the run.
     void this.#save().catch(() => {});
     let functionSteps = 0;
-    for (const i of [...this.#live]) {
+    for (const i of this.#runningSteps()) {
       const step = this.#plan.steps[i]!;
       if (step.kind === 'task') {
         void this.#orchestrator.cancel(this.#taskId(step), message).catch(() => false);
@@ -528,10 +539,10 @@ export class Coordinator {
       // Function steps get `cancelGrace` ms to stop (one that completes meanwhile is compensated).
       this.#graceTimer = setTimeout(() => {
         this.#graceTimer = null;
-        for (const i of [...this.#live]) {
+        for (const i of this.#runningSteps()) {
           const step = this.#plan.steps[i]!;
           if (step.kind !== 'run' || this.#state[i] !== RUNNING) continue;
-          this.#live.delete(i);
+          this.#liveCount--;
           this.#controllers.delete(i);
           this.#state[i] = CANCELLED;
           this.#channel.emit('step:cancelled', { type: 'step:cancelled', runId: this.#runId, step: step.name, reason: `${message} (it did not stop within cancelGrace, ${this.#plan.cancelGrace} ms)` });
@@ -544,7 +555,7 @@ export class Coordinator {
 
   /** Resolves the wait for the running phase once nothing is live and the run is done or stopping. */
   #check(): void {
-    if (this.#idle === null || this.#live.size > 0 || this.#failures.length > 0) return;
+    if (this.#idle === null || this.#liveCount > 0 || this.#failures.length > 0) return;
     if (this.#aborted) return;
     if (this.#completed === this.#plan.steps.length || this.#stop !== null) {
       const idle = this.#idle;
@@ -566,7 +577,7 @@ export class Coordinator {
     this.#ended.abort(reason);
     this.#compensation?.abort(reason);
     const shutdown = isShutdownReason(reason);
-    for (const i of [...this.#live]) {
+    for (const i of this.#runningSteps()) {
       const step = this.#plan.steps[i]!;
       if (step.kind === 'run') this.#controllers.get(i)?.abort(reason);
       // Cancelled by hand (orchestrator.cancel(runId)): stop the steps too. A shutdown cancels them itself.
@@ -582,33 +593,29 @@ export class Coordinator {
   async #runFunction(i: number): Promise<void> {
     const step = this.#plan.steps[i]!;
     const definition = step.definition;
-    const policy = functionRetryPolicy(definition.retry);
     const timeout = definition.timeout ?? 0;
-    const taskId = this.#taskId(step);
     for (let attempt = 1; ; attempt++) {
-      const controller = new AbortController();
-      this.#controllers.set(i, controller);
+      const abort = new LazyAbort();
+      this.#controllers.set(i, abort);
       this.#attempts[i] = attempt;
       if (this.#channel.has('step:started')) {
         this.#channel.emit('step:started', { type: 'step:started', runId: this.#runId, step: step.name, taskId: null, agentId: null, attempt });
       }
-      let sequence = 0;
-      const ctx: StepContext = {
-        runId: this.#runId,
-        workflowId: this.#plan.id,
-        step: step.name,
-        input: this.#payload.input,
-        results: this.#results,
-        signal: controller.signal,
-        attempt,
-        progress: (data) => {
-          if (controller.signal.aborted || this.#state[i] !== RUNNING || !this.#channel.has('step:progress')) return;
-          this.#channel.emit('step:progress', { type: 'step:progress', runId: this.#runId, step: step.name, taskId: null, sequence: ++sequence, data });
-        },
-      };
+      const ctx = new FunctionStepContext(this, i, step.name, attempt, abort);
       const startedAt = performance.now();
-      const outcome = await invoke(() => definition.run!(ctx), controller, timeout, () => new TaskTimeoutError(taskId, timeout));
-      if (this.#controllers.get(i) === controller) this.#controllers.delete(i);
+      let outcome: Outcome;
+      if (timeout === 0) {
+        // The common case, kept light: one await (a synchronous throw is caught here too).
+        try {
+          outcome = { ok: true, value: await definition.run!(ctx) };
+        } catch (thrown) {
+          outcome = { ok: false, error: toError(thrown) };
+        }
+      } else {
+        const taskId = this.#taskId(step);
+        outcome = await invoke(() => definition.run!(ctx), abort, timeout, () => new TaskTimeoutError(taskId, timeout));
+      }
+      if (this.#controllers.get(i) === abort) this.#controllers.delete(i);
       // Abandoned after cancelGrace, or the coordinator ended: the outcome is of no use.
       if (this.#state[i] !== RUNNING || this.#finished) return;
       if (outcome.ok) {
@@ -617,17 +624,18 @@ export class Coordinator {
       }
       if (this.#stop !== null || this.#aborted) {
         if (this.#aborted) {
-          this.#live.delete(i);
+          this.#liveCount--;
           this.#state[i] = WAITING;
           return;
         }
-        this.#live.delete(i);
+        this.#liveCount--;
         this.#state[i] = CANCELLED;
         this.#channel.emit('step:cancelled', { type: 'step:cancelled', runId: this.#runId, step: step.name, reason: this.#stopMessage() });
         this.#check();
         return;
       }
       const error = outcome.error;
+      const policy = functionRetryPolicy(definition.retry);
       if (attempt < policy.maxAttempts && (error as { retryable?: unknown }).retryable !== false) {
         const delay = backoff(policy, attempt + 1);
         if (this.#channel.has('step:retry')) this.#channel.emit('step:retry', { type: 'step:retry', runId: this.#runId, step: step.name, attempt: attempt + 1, delay, error });
@@ -635,7 +643,7 @@ export class Coordinator {
         if (this.#state[i] !== RUNNING || this.#finished) return;
         if (this.#stop !== null || this.#aborted || this.#failures.length > 0) {
           // Stopped while waiting for the retry: the step ends here.
-          this.#live.delete(i);
+          this.#liveCount--;
           this.#state[i] = this.#aborted ? WAITING : CANCELLED;
           if (!this.#aborted) this.#channel.emit('step:cancelled', { type: 'step:cancelled', runId: this.#runId, step: step.name, reason: this.#stopMessage() });
           this.#check();
@@ -646,6 +654,29 @@ export class Coordinator {
       this.#stepFailed(i, error, codeOf(error), attempt);
       return;
     }
+  }
+
+  /** @internal What a function step's ctx needs of the run. */
+  get runId(): string {
+    return this.#runId;
+  }
+
+  get workflowId(): string {
+    return this.#plan.id;
+  }
+
+  get input(): unknown {
+    return this.#payload.input;
+  }
+
+  get results(): Record<string, unknown> {
+    return this.#results;
+  }
+
+  /** A function step's `ctx.progress`. */
+  functionProgress(i: number, abort: LazyAbort, data: unknown, sequence: number): void {
+    if (abort.aborted || this.#state[i] !== RUNNING || !this.#channel.has('step:progress')) return;
+    this.#channel.emit('step:progress', { type: 'step:progress', runId: this.#runId, step: this.#plan.steps[i]!.name, taskId: null, sequence, data });
   }
 
   // Rollback.
@@ -708,10 +739,8 @@ export class Coordinator {
     return {
       v: 1,
       phase: this.#stop === null ? 'running' : 'rolling-back',
-      done: this.#order.map((i) => {
-        const name = this.#plan.steps[i]!.name;
-        return [name, this.#results[name]];
-      }),
+      // The live list: the engine copies the state as it takes it.
+      done: this.#done,
       stop: this.#stop,
       compensated: [...this.#compensated],
       compensationFailures: [...this.#compensationFailures],
@@ -720,6 +749,7 @@ export class Coordinator {
 
   /** A save soon: at once when the last one is `checkpointInterval` ms old, else when it will be. */
   #scheduleSave(): void {
+    if (!this.#durable) return;
     this.#dirty = true;
     if (this.#saving !== null || this.#saveTimer !== null || this.#finished) return;
     const wait = this.#lastSave + this.#plan.checkpointInterval - performance.now();
@@ -735,6 +765,7 @@ export class Coordinator {
 
   /** Saves the state now (after a save in flight). Rejects when the store refused it. */
   async #save(): Promise<void> {
+    if (!this.#durable) return;
     while (this.#saving !== null) await this.#saving.catch(() => {});
     if (this.#finished && !this.#rollingBack) return;
     this.#dirty = false;
@@ -771,7 +802,7 @@ export class Coordinator {
       switch (this.#state[step.index]) {
         case COMPLETED:
           outcome = compensated.has(step.name) ? 'compensated' : failedCompensations.has(step.name) ? 'compensation-failed' : 'completed';
-          Object.defineProperty(results, step.name, { value: this.#results[step.name], enumerable: true, writable: true, configurable: true });
+          setKey(results, step.name, this.#durable ? storable(this.#results[step.name]) : this.#results[step.name]);
           break;
         case FAILED:
           outcome = 'failed';
@@ -783,7 +814,7 @@ export class Coordinator {
         default:
           outcome = 'skipped';
       }
-      Object.defineProperty(steps, step.name, { value: outcome, enumerable: true, writable: true, configurable: true });
+      setKey(steps, step.name, outcome);
     }
     const stop = this.#stop;
     return {
@@ -803,11 +834,72 @@ export class Coordinator {
   }
 }
 
+/** What a function step receives: its signal is made on first use (most steps never read it). */
+class FunctionStepContext implements StepContext {
+  readonly #coordinator: Coordinator;
+  readonly #index: number;
+  readonly #abort: LazyAbort;
+  #sequence = 0;
+  readonly step: string;
+  readonly attempt: number;
+
+  constructor(coordinator: Coordinator, index: number, step: string, attempt: number, abort: LazyAbort) {
+    this.#coordinator = coordinator;
+    this.#index = index;
+    this.step = step;
+    this.attempt = attempt;
+    this.#abort = abort;
+  }
+
+  get runId(): string {
+    return this.#coordinator.runId;
+  }
+
+  get workflowId(): string {
+    return this.#coordinator.workflowId;
+  }
+
+  get input(): unknown {
+    return this.#coordinator.input;
+  }
+
+  get results(): Record<string, unknown> {
+    return this.#coordinator.results;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  progress(state: unknown): void {
+    this.#coordinator.functionProgress(this.#index, this.#abort, state, ++this.#sequence);
+  }
+}
+
+/**
+ * A result as a durable store can keep it: itself when JSON can encode it, else a note saying
+ * why (a BigInt, a cycle): the run's checkpoint and its final result must be JSON.
+ */
+function storable(result: unknown): unknown {
+  try {
+    JSON.stringify(result);
+    return result;
+  } catch (error) {
+    return { unserializableResult: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/** Sets a key of a plain object; a key named __proto__ becomes an own property too (not the prototype). */
+function setKey(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
+}
+
 /**
  * Calls `fn` and settles with its outcome, or with `timeoutError()` after `timeout` ms (0 = no
  * limit), aborting `controller` then. A synchronous throw is an outcome like any other.
  */
-function invoke(fn: () => unknown, controller: AbortController, timeout: number, timeoutError: () => Error): Promise<Outcome> {
+function invoke(fn: () => unknown, controller: { abort(reason?: unknown): void }, timeout: number, timeoutError: () => Error): Promise<Outcome> {
   return new Promise<Outcome>((resolve) => {
     let settled = false;
     let timer: NodeJS.Timeout | null = null;

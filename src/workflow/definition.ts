@@ -164,14 +164,17 @@ export function defineWorkflow<I = unknown, R extends WorkflowResults = Workflow
     byName.set(name, i);
   });
   const kinds = entries.map(([, step, at]) => checkStep(at, step));
-  const deps = entries.map(([name, step]) => {
+  // Duplicates in dependsOn count once (a stamp per step instead of a Set each).
+  const stamp = new Int32Array(entries.length);
+  const deps = entries.map(([name, step], i) => {
     const list: number[] = [];
-    const seen = new Set<number>();
-    for (const dep of (step.dependsOn as string[] | undefined) ?? []) {
+    const dependsOn = step.dependsOn as string[] | undefined;
+    if (dependsOn === undefined) return list;
+    for (const dep of dependsOn) {
       const d = byName.get(dep);
       if (d === undefined) throw new UnknownDependencyError(id, name, dep);
-      if (!seen.has(d)) {
-        seen.add(d);
+      if (stamp[d] !== i + 1) {
+        stamp[d] = i + 1;
         list.push(d);
       }
     }
@@ -188,9 +191,7 @@ export function defineWorkflow<I = unknown, R extends WorkflowResults = Workflow
   const rank = new Int32Array(entries.length);
   order.forEach((i, position) => (rank[i] = position));
 
-  const steps: StepPlan[] = entries.map(([name, step], index) =>
-    Object.freeze({ name, index, kind: kinds[index]!, definition: step as StepDefinition, deps: Object.freeze(deps[index]!), dependents: Object.freeze(dependents[index]!) }),
-  );
+  const steps: StepPlan[] = entries.map(([name, step], index) => ({ name, index, kind: kinds[index]!, definition: step as StepDefinition, deps: deps[index]!, dependents: dependents[index]! }));
   const fingerprint = createHash('sha256')
     .update(
       JSON.stringify([
@@ -204,9 +205,9 @@ export function defineWorkflow<I = unknown, R extends WorkflowResults = Workflow
     .slice(0, 32);
   const plan: WorkflowPlan = Object.freeze({
     id,
-    steps: Object.freeze(steps),
+    steps,
     byName,
-    order: Object.freeze(order),
+    order,
     rank,
     fingerprint,
     hasTaskSteps: kinds.includes('task'),

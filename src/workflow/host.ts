@@ -48,8 +48,8 @@ export class WorkflowHost {
   readonly #workflows = new Map<string, { workflow: Workflow; plan: WorkflowPlan }>();
   readonly #channels = new Map<string, { channel: RunChannel; run: WorkflowRun }>();
   readonly #coordinators = new Map<string, Coordinator>();
-  /** Step task id → the coordinator waiting for it. */
-  readonly #steps = new Map<string, Coordinator>();
+  /** Step task id → the coordinator waiting for it, and the step's index there. */
+  readonly #steps = new Map<string, { coordinator: Coordinator; index: number }>();
   /** Cancels asked for coordinators not started yet (a recovered run): applied when they start. */
   readonly #pendingCancels = new Map<string, string>();
   #agentId: string | null = null;
@@ -259,8 +259,8 @@ export class WorkflowHost {
     return this.#channels.get(run.runId)!.channel;
   }
 
-  watch(taskId: string, coordinator: Coordinator): void {
-    this.#steps.set(taskId, coordinator);
+  watch(taskId: string, coordinator: Coordinator, index: number): void {
+    this.#steps.set(taskId, { coordinator, index });
   }
 
   unwatch(taskId: string): void {
@@ -273,12 +273,30 @@ export class WorkflowHost {
     const o = this.orchestrator;
     const steps = this.#steps;
     this.#offs = [
-      o.on('task:started', (event) => steps.get(event.taskId)?.taskStarted(event)),
-      o.on('task:progress', (event) => steps.get(event.taskId)?.taskProgress(event)),
-      o.on('task:retry', (event) => steps.get(event.taskId)?.taskRetry(event)),
-      o.on('task:completed', (event) => steps.get(event.taskId)?.taskCompleted(event)),
-      o.on('task:failed', (event: OrchestratorEvents['task:failed']) => steps.get(event.taskId)?.taskFailed(event)),
-      o.on('task:cancelled', (event) => steps.get(event.taskId)?.taskCancelled(event)),
+      o.on('task:started', (event) => {
+        const step = steps.get(event.taskId);
+        if (step !== undefined) step.coordinator.taskStarted(step.index, event);
+      }),
+      o.on('task:progress', (event) => {
+        const step = steps.get(event.taskId);
+        if (step !== undefined) step.coordinator.taskProgress(step.index, event);
+      }),
+      o.on('task:retry', (event) => {
+        const step = steps.get(event.taskId);
+        if (step !== undefined) step.coordinator.taskRetry(step.index, event);
+      }),
+      o.on('task:completed', (event) => {
+        const step = steps.get(event.taskId);
+        if (step !== undefined) step.coordinator.taskCompleted(step.index, event);
+      }),
+      o.on('task:failed', (event: OrchestratorEvents['task:failed']) => {
+        const step = steps.get(event.taskId);
+        if (step !== undefined) step.coordinator.taskFailed(step.index, event);
+      }),
+      o.on('task:cancelled', (event) => {
+        const step = steps.get(event.taskId);
+        if (step !== undefined) step.coordinator.taskCancelled(step.index, event);
+      }),
     ];
   }
 
