@@ -71,7 +71,25 @@ function positive(field: string, value: unknown, fallback: number, allowZero = f
   return value;
 }
 
-function checkStep(where: string, step: Record<string, unknown>): 'task' | 'run' {
+/** Where a step is in the definition, for messages: `steps.<name>` or `steps[<i>]` (made only for an error). */
+type StepPath = { readonly name: string; readonly index: number; readonly inArray: boolean };
+const pathOf = (at: StepPath): string => (at.inArray ? `steps[${at.index}]` : `steps.${at.name}`);
+
+function checkStep(at: StepPath, step: Record<string, unknown>): 'task' | 'run' {
+  const quick = step.run !== undefined ? typeof step.run === 'function' && step.capabilities === undefined : Array.isArray(step.capabilities) && typeof step.run === 'undefined';
+  // The common shapes need only the checks below; anything else goes through every check, for its message.
+  if (quick && step.input === undefined && step.compensate === undefined && step.retry === undefined && step.timeout === undefined && step.compensationTimeout === undefined && step.type === undefined && step.priority === undefined && step.preferredRole === undefined && step.waitForAgent === undefined) {
+    const dependsOn = step.dependsOn;
+    if (dependsOn === undefined || Array.isArray(dependsOn)) {
+      if (step.run !== undefined) return 'run';
+      const capabilities = step.capabilities as unknown[];
+      if (capabilities.length > 0 && capabilities.every((c) => typeof c === 'string' && c.length > 0)) return 'task';
+    }
+  }
+  return checkStepFully(pathOf(at), step);
+}
+
+function checkStepFully(where: string, step: Record<string, unknown>): 'task' | 'run' {
   for (const key of ['run', 'input', 'compensate'] as const) {
     if (step[key] !== undefined && typeof step[key] !== 'function') throw new InvalidWorkflowError(`${where}.${key}`, `must be a function (received ${describe(step[key])})`);
   }
@@ -137,21 +155,20 @@ export function defineWorkflow<I = unknown, R extends WorkflowResults = Workflow
   if (typeof id !== 'string' || id.length === 0) throw new InvalidWorkflowError('id', `must be a non-empty string (received ${describe(id)})`);
   const where = `workflow ${id}`;
   const raw = definition.steps as unknown;
-  const entries: [string, Record<string, unknown>, string][] = [];
+  const entries: [string, Record<string, unknown>][] = [];
+  const inArray = Array.isArray(raw);
   if (Array.isArray(raw)) {
     raw.forEach((step: unknown, i) => {
-      const at = `steps[${i}]`;
-      if (!isRecord(step)) throw new InvalidWorkflowError(at, `must be an object (received ${describe(step)})`);
-      if (typeof step.name !== 'string' || step.name.length === 0) throw new InvalidWorkflowError(`${at}.name`, `must be a non-empty string (received ${describe(step.name)})`);
-      entries.push([step.name, step, at]);
+      if (!isRecord(step)) throw new InvalidWorkflowError(`steps[${i}]`, `must be an object (received ${describe(step)})`);
+      if (typeof step.name !== 'string' || step.name.length === 0) throw new InvalidWorkflowError(`steps[${i}].name`, `must be a non-empty string (received ${describe(step.name)})`);
+      entries.push([step.name, step]);
     });
   } else if (isRecord(raw)) {
     for (const name of Object.keys(raw)) {
       const step = raw[name];
-      const at = `steps.${name}`;
       if (name.length === 0) throw new InvalidWorkflowError('steps', 'has a step with an empty name');
-      if (!isRecord(step)) throw new InvalidWorkflowError(at, `must be an object (received ${describe(step)})`);
-      entries.push([name, step, at]);
+      if (!isRecord(step)) throw new InvalidWorkflowError(`steps.${name}`, `must be an object (received ${describe(step)})`);
+      entries.push([name, step]);
     }
   } else {
     throw new InvalidWorkflowError('steps', `must be an object of steps by name, or an array of named steps (received ${describe(raw)})`);
@@ -163,7 +180,7 @@ export function defineWorkflow<I = unknown, R extends WorkflowResults = Workflow
     if (byName.has(name)) throw new DuplicateStepError(id, name);
     byName.set(name, i);
   });
-  const kinds = entries.map(([, step, at]) => checkStep(at, step));
+  const kinds = entries.map(([name, step], index) => checkStep({ name, index, inArray }, step));
   // Duplicates in dependsOn count once (a stamp per step instead of a Set each).
   const stamp = new Int32Array(entries.length);
   const deps = entries.map(([name, step], i) => {
@@ -192,17 +209,15 @@ export function defineWorkflow<I = unknown, R extends WorkflowResults = Workflow
   order.forEach((i, position) => (rank[i] = position));
 
   const steps: StepPlan[] = entries.map(([name, step], index) => ({ name, index, kind: kinds[index]!, definition: step as StepDefinition, deps: deps[index]!, dependents: dependents[index]! }));
-  const fingerprint = createHash('sha256')
-    .update(
-      JSON.stringify([
-        id,
-        [...steps]
-          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-          .map((s) => [s.name, s.kind, s.deps.map((d) => steps[d]!.name).sort(), s.kind === 'task' ? [...(s.definition.capabilities ?? [])].sort() : null]),
-      ]),
-    )
-    .digest('hex')
-    .slice(0, 32);
+  // Independent of the order the steps are written in; fed to the hash piece by piece.
+  const hash = createHash('sha256').update(JSON.stringify(id));
+  const byNameOrder = steps.map((step) => step.index).sort((a, b) => (steps[a]!.name < steps[b]!.name ? -1 : steps[a]!.name > steps[b]!.name ? 1 : 0));
+  for (const i of byNameOrder) {
+    const step = steps[i]!;
+    const capabilities = step.kind === 'task' ? [...(step.definition.capabilities ?? [])].sort() : null;
+    hash.update(JSON.stringify([step.name, step.kind, step.deps.map((d) => steps[d]!.name).sort(), capabilities]));
+  }
+  const fingerprint = hash.digest('hex').slice(0, 32);
   const plan: WorkflowPlan = Object.freeze({
     id,
     steps,
