@@ -343,7 +343,11 @@ describe('worker slots and the coordinator agent', () => {
     const outcome = await settle(o.submit({ type: 'anything', retry: { maxAttempts: 3 } }).result());
     expect(outcome.ok).toBe(false);
     expect((outcome as { error: unknown }).error).toBeInstanceOf(MisroutedTaskError);
-  });
+    // Enough of them would open an agent's circuit: the coordinator's is closed again at once.
+    for (let i = 0; i < 8; i++) await settle(o.submit({ type: 'anything', retry: { maxAttempts: 1 } }).result());
+    expect((await runWorkflow(o, defineWorkflow({ id: 'lonely', steps: { a: { run: () => 1 } } }), null).result()).status).toBe('completed');
+    expect(o.listAgents().find((a) => a.role === AgentRole.COORDINATOR)?.circuitState).toBe('closed');
+  }, 10_000);
 });
 
 describe('durable stores (SQLite, in one process)', () => {

@@ -61,6 +61,18 @@ export class WorkflowHost {
 
   constructor(orchestrator: ParallelOrchestrator) {
     this.orchestrator = orchestrator;
+    // A coordinator's failures say nothing of the coordinator agent's health (a misrouted task,
+    // a changed definition): its circuit must never hold every run back, so it is closed again.
+    orchestrator.on('agent:circuit-state', ({ agentId, to }) => {
+      if (to !== 'open' || agentId !== this.#agentId) return;
+      queueMicrotask(() => {
+        try {
+          orchestrator.resetCircuit(agentId);
+        } catch {
+          // unregistered meanwhile
+        }
+      });
+    });
   }
 
   /** Registers workflows (and the coordinator agent that runs them). Idempotent per workflow. */
