@@ -1,5 +1,5 @@
 import { CompensationTimeoutError, DuplicateTaskError, TaskCancelledError, TaskTimeoutError } from '../errors.js';
-import type { OrchestratorEvents, ParallelOrchestrator, TaskContext, TaskSpec } from '../index.js';
+import type { ParallelOrchestrator, TaskContext, TaskObservable, TaskSpec } from '../index.js';
 import type { StepPlan, WorkflowPlan } from './plan.js';
 import type { RunChannel } from './run.js';
 import type { CompensationContext, RollbackReason, StepContext, StepOutcome, WorkflowErrorInfo, WorkflowEvents, WorkflowResult } from './types.js';
@@ -56,9 +56,6 @@ export interface CoordinatorState {
 
 export interface CoordinatorHost {
   readonly orchestrator: ParallelOrchestrator;
-  /** Routes the task events of `taskId` to `coordinator.task*(index, event)`. */
-  watch(taskId: string, coordinator: Coordinator, index: number): void;
-  unwatch(taskId: string): void;
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
@@ -98,6 +95,10 @@ export class Coordinator {
   #completed = 0;
   /** Steps in state RUNNING. */
   #liveCount = 0;
+  /** The observables of running task steps (their outcome arrives through them). */
+  readonly #observables: (TaskObservable | undefined)[];
+  /** 1 once a step's start, progress and retry events are forwarded (only while someone listens). */
+  readonly #detailed: Uint8Array;
   readonly #controllers = new Map<number, LazyAbort>();
 
   #stop: CoordinatorState['stop'] = null;
@@ -138,6 +139,8 @@ export class Coordinator {
     this.#durable = host.orchestrator.getStats().store !== 'memory';
     const n = plan.steps.length;
     this.#taskIds = new Array<string | undefined>(n);
+    this.#observables = new Array<TaskObservable | undefined>(n);
+    this.#detailed = new Uint8Array(n);
     this.#metadata = Object.freeze({ workflowId: plan.id, workflowRunId: runId, workflowIncarnation: payload.incarnation });
     this.#state = new Uint8Array(n);
     this.#waiting = new Int32Array(n);
@@ -173,6 +176,14 @@ export class Coordinator {
       this.#channel.status = this.#stop === null ? 'running' : 'rolling-back';
       this.#channel.emit('workflow:started', { type: 'workflow:started', runId: this.#runId, workflowId: this.#plan.id, resumed: this.#resuming, attempt: this.#ctx.attempt });
       if (pendingCancel !== undefined && this.#stop === null) this.cancel(pendingCancel);
+      // Someone starts listening to step details: forward them from the steps running now too.
+      this.#channel.onListen = (event) => {
+        if (event !== 'step:started' && event !== 'step:progress' && event !== 'step:retry' && event !== '*') return;
+        for (const i of this.#runningSteps()) {
+          const observable = this.#observables[i];
+          if (observable !== undefined) this.#followDetails(i, observable);
+        }
+      };
       const idle = new Promise<void>((resolve, reject) => (this.#idle = { resolve, reject }));
       for (const i of this.#plan.order) if (this.#state[i] === WAITING && this.#waiting[i] === 0) this.#start(i);
       this.#check();
@@ -187,7 +198,8 @@ export class Coordinator {
       if (!this.#ended.signal.aborted) this.#ended.abort();
       if (this.#saveTimer !== null) clearTimeout(this.#saveTimer);
       if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
-      for (const i of this.#runningSteps()) if (this.#plan.steps[i]!.kind === 'task') this.#host.unwatch(this.#taskId(this.#plan.steps[i]!));
+      this.#channel.onListen = () => {};
+      this.#observables.fill(undefined);
     }
   }
 
@@ -280,12 +292,14 @@ export class Coordinator {
     if (definition.retry !== undefined) spec.retry = definition.retry;
     if (definition.preferredRole !== undefined) spec.preferredRole = definition.preferredRole;
     if (definition.waitForAgent !== undefined) spec.waitForAgent = definition.waitForAgent;
-    this.#host.watch(taskId, this, i);
+    let observable: TaskObservable;
     try {
-      this.#orchestrator.submit(spec);
+      observable = this.#orchestrator.submit(spec);
     } catch (error) {
       this.#submitFailed(i, spec, error);
+      return;
     }
+    this.#follow(i, observable);
   }
 
   #submitFailed(i: number, spec: TaskSpec, error: unknown): void {
@@ -293,7 +307,7 @@ export class Coordinator {
     if (hasCode(error, 'QUEUE_FULL')) {
       // Backpressure: wait for room (ended by a stop or an abort).
       this.#orchestrator.submitAsync(spec, { signal: this.#stopped.signal }).then(
-        () => {},
+        (observable) => this.#follow(i, observable),
         (later: unknown) => (hasCode(later, 'ABORTED') ? this.#withdraw(i) : this.#submitFailed(i, spec, later)),
       );
       return;
@@ -309,15 +323,13 @@ export class Coordinator {
       void this.#attach(i);
       return;
     }
-    this.#host.unwatch(spec.id!);
     this.#failed(i, toError(error), 0);
   }
 
   /** The step did not start after all: back to waiting. */
   #withdraw(i: number): void {
     if (this.#state[i] !== RUNNING) return;
-    const step = this.#plan.steps[i]!;
-    if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
+    this.#observables[i] = undefined;
     this.#state[i] = WAITING;
     this.#liveCount--;
     this.#check();
@@ -340,12 +352,10 @@ export class Coordinator {
   async #attach(i: number): Promise<void> {
     const step = this.#plan.steps[i]!;
     const taskId = this.#taskId(step);
-    this.#host.watch(taskId, this, i);
     let details: Awaited<ReturnType<ParallelOrchestrator['findTask']>>;
     try {
       details = await this.#orchestrator.findTask(taskId);
     } catch (error) {
-      this.#host.unwatch(taskId);
       this.#failed(i, toError(error), 0);
       return;
     }
@@ -355,7 +365,6 @@ export class Coordinator {
     const stopping = this.#stop !== null || this.#failures.length > 0 || this.#aborted;
     if (details === undefined || !ours) {
       if (details !== undefined && LIVE_STATUSES.has(details.status)) {
-        this.#host.unwatch(taskId);
         this.#failed(i, new DuplicateTaskError(taskId), 0);
       } else if (stopping || this.#draining) {
         this.#withdraw(i);
@@ -376,11 +385,15 @@ export class Coordinator {
       case 'timeout':
         this.#stepFailed(i, errorFromInfo(details.error, `step ${step.name} failed`), details.error?.code ?? 'TASK_FAILED', details.attempt);
         return;
-      default:
+      default: {
+        // Live: follow it (an observable of a task that ended meanwhile still gives its end).
+        const observable = this.#orchestrator.observe(taskId);
+        if (observable !== undefined) this.#follow(i, observable);
         // (While a failure waits to be handled, #beginStop cancels it with the other live steps.)
         if (this.#stop !== null) void this.#orchestrator.cancel(taskId, this.#stopMessage()).catch(() => {});
-        // Running on another node: this process gets none of its events, so look it up now and then.
-        if (this.#orchestrator.getTask(taskId) === undefined) void this.#poll(i, taskId);
+        // Running where this process cannot observe it (another node): look it up now and then.
+        if (observable === undefined) void this.#poll(i, taskId);
+      }
     }
   }
 
@@ -399,36 +412,37 @@ export class Coordinator {
 
   // Task events, routed here by the host (synchronously, inside the engine's transition).
 
-  taskStarted(i: number, event: OrchestratorEvents['task:started']): void {
-    if (this.#state[i] !== RUNNING) return;
-    this.#attempts[i] = event.attempt;
-    if (this.#channel.has('step:started')) {
-      this.#channel.emit('step:started', { type: 'step:started', runId: this.#runId, step: this.#plan.steps[i]!.name, taskId: event.taskId, agentId: event.agentId, attempt: event.attempt });
-    }
+  /** Takes a task step's outcome (and, while someone listens, its details) from its observable. */
+  #follow(i: number, observable: TaskObservable): void {
+    this.#observables[i] = observable;
+    // The listeners are never removed: once the step settled they find it no longer running.
+    observable.on('complete', (event) => this.#stepCompleted(i, event.result, event.attempts, event.duration, false));
+    observable.on('error', (event) => this.#stepFailed(i, event.error, event.code, event.attempts));
+    observable.on('cancelled', (event) => this.#stepCancelled(i, event.reason));
+    if (this.#channel.has('step:started') || this.#channel.has('step:progress') || this.#channel.has('step:retry')) this.#followDetails(i, observable);
   }
 
-  taskProgress(i: number, event: OrchestratorEvents['task:progress']): void {
-    if (this.#state[i] !== RUNNING || !this.#channel.has('step:progress')) return;
-    const payload: WorkflowEvents['step:progress'] = { type: 'step:progress', runId: this.#runId, step: this.#plan.steps[i]!.name, taskId: event.taskId, sequence: event.sequence, data: event.data };
-    if (event.delta !== undefined) payload.delta = event.delta;
-    this.#channel.emit('step:progress', payload);
-  }
-
-  taskRetry(i: number, event: OrchestratorEvents['task:retry']): void {
-    if (this.#state[i] !== RUNNING || !this.#channel.has('step:retry')) return;
-    this.#channel.emit('step:retry', { type: 'step:retry', runId: this.#runId, step: this.#plan.steps[i]!.name, attempt: event.attempt, delay: event.delay, error: event.error });
-  }
-
-  taskCompleted(i: number, event: OrchestratorEvents['task:completed']): void {
-    this.#stepCompleted(i, event.result, event.attempts, event.duration, false);
-  }
-
-  taskFailed(i: number, event: OrchestratorEvents['task:failed']): void {
-    this.#stepFailed(i, event.error, event.code, event.attempts);
-  }
-
-  taskCancelled(i: number, event: OrchestratorEvents['task:cancelled']): void {
-    this.#stepCancelled(i, event.reason);
+  #followDetails(i: number, observable: TaskObservable): void {
+    if (this.#detailed[i] === 1) return;
+    this.#detailed[i] = 1;
+    const name = this.#plan.steps[i]!.name;
+    observable.on('start', (event) => {
+      if (this.#state[i] !== RUNNING) return;
+      this.#attempts[i] = event.attempt;
+      if (this.#channel.has('step:started')) this.#channel.emit('step:started', { type: 'step:started', runId: this.#runId, step: name, taskId: event.taskId, agentId: event.agentId, attempt: event.attempt });
+    });
+    const progress = (event: { data: unknown; metadata: { sequence: number }; delta?: WorkflowEvents['step:progress']['delta'] }) => {
+      if (this.#state[i] !== RUNNING || !this.#channel.has('step:progress')) return;
+      const payload: WorkflowEvents['step:progress'] = { type: 'step:progress', runId: this.#runId, step: name, taskId: observable.taskId, sequence: event.metadata.sequence, data: event.data };
+      if (event.delta !== undefined) payload.delta = event.delta;
+      this.#channel.emit('step:progress', payload);
+    };
+    observable.on('delta', progress);
+    observable.on('update', progress);
+    observable.on('retry', (event) => {
+      if (this.#state[i] !== RUNNING || !this.#channel.has('step:retry')) return;
+      this.#channel.emit('step:retry', { type: 'step:retry', runId: this.#runId, step: name, attempt: event.attempt, delay: event.delay, error: event.error });
+    });
   }
 
   // Step outcomes.
@@ -436,7 +450,7 @@ export class Coordinator {
   #stepCompleted(i: number, result: unknown, attempts: number, duration: number | null, resumed: boolean): void {
     if (this.#state[i] !== RUNNING) return;
     const step = this.#plan.steps[i]!;
-    if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
+    this.#observables[i] = undefined;
     this.#liveCount--;
     this.#state[i] = COMPLETED;
     this.#attempts[i] = attempts;
@@ -454,8 +468,7 @@ export class Coordinator {
 
   #stepFailed(i: number, error: Error, code: string, attempts: number): void {
     if (this.#state[i] !== RUNNING) return;
-    const step = this.#plan.steps[i]!;
-    if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
+    this.#observables[i] = undefined;
     this.#liveCount--;
     this.#state[i] = FAILED;
     this.#attempts[i] = attempts;
@@ -477,7 +490,7 @@ export class Coordinator {
       this.#failed(i, new TaskCancelledError(this.#taskId(step), reason), this.#attempts[i]!);
       return;
     }
-    if (step.kind === 'task') this.#host.unwatch(this.#taskId(step));
+    this.#observables[i] = undefined;
     this.#liveCount--;
     if (this.#stop === null) {
       // Shut down: the step stays for the next start() (durable store); this coordinator stops too.

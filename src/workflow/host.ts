@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AgentRole } from '../enums.js';
 import { DuplicateWorkflowRunError, InvalidArgumentError, InvalidOptionsError, InvalidWorkflowError, MisroutedTaskError, TaskCancelledError, WorkflowDefinitionChangedError } from '../errors.js';
-import type { OrchestratorEvents, ParallelOrchestrator, Task, TaskContext, TaskObservable, Unsubscribe } from '../index.js';
+import type { ParallelOrchestrator, Task, TaskContext, TaskObservable, Unsubscribe } from '../index.js';
 import { Coordinator, type CoordinatorPayload, type CoordinatorState } from './coordinator.js';
 import { planOf, type WorkflowPlan } from './plan.js';
 import { RunChannel, WorkflowRun } from './run.js';
@@ -39,25 +39,20 @@ function isCoordinatorPayload(value: unknown): value is CoordinatorPayload {
 
 /**
  * Registers workflows, owns the coordinator agent (one, whose capabilities are those of every
- * registered workflow: its `maxConcurrent` bounds the runs this process coordinates), routes
- * the orchestrator's task events to the coordinators of their steps, and keeps the public views
- * of the runs it knows.
+ * registered workflow: its `maxConcurrent` bounds the runs this process coordinates), and keeps
+ * the public views of the runs it knows.
  */
 export class WorkflowHost {
   readonly orchestrator: ParallelOrchestrator;
   readonly #workflows = new Map<string, { workflow: Workflow; plan: WorkflowPlan }>();
   readonly #channels = new Map<string, { channel: RunChannel; run: WorkflowRun }>();
   readonly #coordinators = new Map<string, Coordinator>();
-  /** Step task id → the coordinator waiting for it, and the step's index there. */
-  readonly #steps = new Map<string, { coordinator: Coordinator; index: number }>();
   /** Cancels asked for coordinators not started yet (a recovered run): applied when they start. */
   readonly #pendingCancels = new Map<string, string>();
   #agentId: string | null = null;
   #agentWorkflows = new Set<string>();
   #generation = 0;
   #maxConcurrentRuns: number | undefined;
-  #listening = 0;
-  #offs: Unsubscribe[] = [];
 
   constructor(orchestrator: ParallelOrchestrator) {
     this.orchestrator = orchestrator;
@@ -256,66 +251,17 @@ export class WorkflowHost {
     const channel = observable === undefined ? new RunChannel(task.id, payload.workflowId) : this.#channelOf(this.#view(task.id, payload.workflowId, observable));
     const coordinator = new Coordinator(this, entry.plan, channel, task.id, payload, ctx);
     this.#coordinators.set(task.id, coordinator);
-    this.#listen();
     const pendingCancel = this.#pendingCancels.get(task.id);
     this.#pendingCancels.delete(task.id);
     try {
       return await coordinator.execute(pendingCancel);
     } finally {
       if (this.#coordinators.get(task.id) === coordinator) this.#coordinators.delete(task.id);
-      this.#unlisten();
     }
   }
 
   #channelOf(run: WorkflowRun): RunChannel {
     return this.#channels.get(run.runId)!.channel;
-  }
-
-  watch(taskId: string, coordinator: Coordinator, index: number): void {
-    this.#steps.set(taskId, { coordinator, index });
-  }
-
-  unwatch(taskId: string): void {
-    this.#steps.delete(taskId);
-  }
-
-  /** Task events reach coordinators while any runs here (one listener each, whatever the number of runs). */
-  #listen(): void {
-    if (this.#listening++ > 0) return;
-    const o = this.orchestrator;
-    const steps = this.#steps;
-    this.#offs = [
-      o.on('task:started', (event) => {
-        const step = steps.get(event.taskId);
-        if (step !== undefined) step.coordinator.taskStarted(step.index, event);
-      }),
-      o.on('task:progress', (event) => {
-        const step = steps.get(event.taskId);
-        if (step !== undefined) step.coordinator.taskProgress(step.index, event);
-      }),
-      o.on('task:retry', (event) => {
-        const step = steps.get(event.taskId);
-        if (step !== undefined) step.coordinator.taskRetry(step.index, event);
-      }),
-      o.on('task:completed', (event) => {
-        const step = steps.get(event.taskId);
-        if (step !== undefined) step.coordinator.taskCompleted(step.index, event);
-      }),
-      o.on('task:failed', (event: OrchestratorEvents['task:failed']) => {
-        const step = steps.get(event.taskId);
-        if (step !== undefined) step.coordinator.taskFailed(step.index, event);
-      }),
-      o.on('task:cancelled', (event) => {
-        const step = steps.get(event.taskId);
-        if (step !== undefined) step.coordinator.taskCancelled(step.index, event);
-      }),
-    ];
-  }
-
-  #unlisten(): void {
-    if (--this.#listening > 0) return;
-    for (const off of this.#offs) off();
-    this.#offs = [];
   }
 
   /** A registered workflow's plan, by id. */
