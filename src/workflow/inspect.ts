@@ -79,23 +79,23 @@ export async function getWorkflow<R extends WorkflowResults = WorkflowResults>(o
   const steps: Record<string, WorkflowStepInfo> = {};
   const names = stepsOf(orchestrator, payload.workflowId, result);
   if (names !== null) {
-    await Promise.all(
-      names.map(async ({ name, task }) => {
-        let info: WorkflowStepInfo;
+    const infos = await Promise.all(
+      names.map(async ({ name, task }): Promise<WorkflowStepInfo> => {
         const taskId = task ? `${runId}/${name}` : null;
         if (result !== null && isRecord(result.steps) && typeof result.steps[name] === 'string') {
           const entries = taskId === null ? [] : await orchestrator.history(taskId);
-          info = { status: result.steps[name] as StepStatus, taskId, attempts: attemptsOf(entries) };
-        } else if (taskId !== null) {
-          const entries = await orchestrator.history(taskId);
-          info = { status: statusFromHistory(entries), taskId, attempts: attemptsOf(entries) };
-        } else {
-          // A function step: the coordinator here knows it; else its checkpoint (saved now and then).
-          info = live?.stepInfo(name) ?? { status: done.has(name) ? 'completed' : 'pending', taskId: null, attempts: 0 };
+          return { status: result.steps[name] as StepStatus, taskId, attempts: attemptsOf(entries) };
         }
-        Object.defineProperty(steps, name, { value: info, enumerable: true, writable: true, configurable: true });
+        if (taskId !== null) {
+          const entries = await orchestrator.history(taskId);
+          return { status: statusFromHistory(entries), taskId, attempts: attemptsOf(entries) };
+        }
+        // A function step: the coordinator here knows it; else its checkpoint (saved now and then).
+        return live?.stepInfo(name) ?? { status: done.has(name) ? 'completed' : 'pending', taskId: null, attempts: 0 };
       }),
     );
+    // In dependency order.
+    names.forEach(({ name }, k) => Object.defineProperty(steps, name, { value: infos[k], enumerable: true, writable: true, configurable: true }));
   }
   return {
     runId,
