@@ -249,6 +249,7 @@ describe('executeWorkflow', () => {
     });
     expect(failing.status).toBe('failed');
     expect(failing.rollbackResult?.rolledBack).toBe(false);
+    expect(failing.stages.map((s) => s.status)).toEqual(['completed', 'completed', 'rolled-back', 'failed', 'not-run', 'not-run', 'not-run']);
     expect(failing.rollbackResult?.failures).toEqual([{ stage: 'testing', package: '@fx/api', error: { name: 'Error', message: 'cannot untest', code: 'TASK_FAILED' } }]);
   });
 

@@ -301,8 +301,8 @@ export async function executeWorkflow(input: ExecuteWorkflowInput): Promise<Pack
     const gateOutcome = result.steps[name]!;
     const statusOf = (): StageResult['status'] => {
       if (all.some((s) => result.steps[s] === 'failed')) return 'failed';
-      if (gateOutcome === 'completed') return 'completed';
       if (all.some((s) => result.steps[s] === 'compensated' || result.steps[s] === 'compensation-failed')) return 'rolled-back';
+      if (gateOutcome === 'completed') return 'completed';
       return 'not-run';
     };
     return {
