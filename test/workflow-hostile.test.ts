@@ -77,6 +77,40 @@ describe('huge and cyclic DAGs', () => {
   });
 });
 
+describe('stopping while steps wait for queue room', () => {
+  it('a failure stops the steps still waiting for room: none of them runs', async () => {
+    const o = await create({ taskQueue: { maxSize: 1 }, workerPool: { maxWorkers: 2 } });
+    const release = deferred();
+    const ran: string[] = [];
+    o.registerAgent({
+      agentId: 'one',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['w'],
+      handler: async (task, ctx) => {
+        ran.push(task.type);
+        if (task.type === 'blocker') await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+        return task.type;
+      },
+    });
+    const steps: Record<string, StepDefinition> = { blocker: { capabilities: ['w'] } };
+    for (let i = 0; i < 6; i++) steps[`w${i}`] = { capabilities: ['w'] };
+    steps.boom = {
+      run: async () => {
+        await release.promise;
+        throw new Error('boom');
+      },
+    };
+    const run = runWorkflow(o, defineWorkflow({ id: 'crowded', steps }), null);
+    run.on('step:started', (e) => e.step === 'blocker' && release.resolve());
+    const result = await run.result();
+    await o.onIdle();
+    expect(result.status).toBe('failed');
+    expect(ran).toEqual(['blocker']);
+    expect(Object.entries(result.steps).filter(([, outcome]) => outcome === 'completed')).toEqual([]);
+    expect(result.steps.blocker).toBe('cancelled');
+  });
+});
+
 describe('throwing, hanging and odd steps', () => {
   it('an input() that throws fails its step; a compensation that throws synchronously is reported', async () => {
     const o = await create();

@@ -307,7 +307,11 @@ export class Coordinator {
     if (hasCode(error, 'QUEUE_FULL')) {
       // Backpressure: wait for room (ended by a stop or an abort).
       this.#orchestrator.submitAsync(spec, { signal: this.#stopped.signal }).then(
-        (observable) => this.#follow(i, observable),
+        (observable) => {
+          this.#follow(i, observable);
+          // Queued just as the run stopped: it is a live step to cancel like the others.
+          if (this.#stop !== null) void this.#orchestrator.cancel(spec.id!, this.#stopMessage()).catch(() => false);
+        },
         (later: unknown) => (hasCode(later, 'ABORTED') ? this.#withdraw(i) : this.#submitFailed(i, spec, later)),
       );
       return;
@@ -427,12 +431,12 @@ export class Coordinator {
     this.#detailed[i] = 1;
     const name = this.#plan.steps[i]!.name;
     observable.on('start', (event) => {
-      if (this.#state[i] !== RUNNING) return;
+      if (this.#state[i] !== RUNNING || this.#finished) return;
       this.#attempts[i] = event.attempt;
       if (this.#channel.has('step:started')) this.#channel.emit('step:started', { type: 'step:started', runId: this.#runId, step: name, taskId: event.taskId, agentId: event.agentId, attempt: event.attempt });
     });
     const progress = (event: { data: unknown; metadata: { sequence: number }; delta?: WorkflowEvents['step:progress']['delta'] }) => {
-      if (this.#state[i] !== RUNNING || !this.#channel.has('step:progress')) return;
+      if (this.#state[i] !== RUNNING || this.#finished || !this.#channel.has('step:progress')) return;
       const payload: WorkflowEvents['step:progress'] = { type: 'step:progress', runId: this.#runId, step: name, taskId: observable.taskId, sequence: event.metadata.sequence, data: event.data };
       if (event.delta !== undefined) payload.delta = event.delta;
       this.#channel.emit('step:progress', payload);
@@ -440,7 +444,7 @@ export class Coordinator {
     observable.on('delta', progress);
     observable.on('update', progress);
     observable.on('retry', (event) => {
-      if (this.#state[i] !== RUNNING || !this.#channel.has('step:retry')) return;
+      if (this.#state[i] !== RUNNING || this.#finished || !this.#channel.has('step:retry')) return;
       this.#channel.emit('step:retry', { type: 'step:retry', runId: this.#runId, step: name, attempt: event.attempt, delay: event.delay, error: event.error });
     });
   }
@@ -448,7 +452,8 @@ export class Coordinator {
   // Step outcomes.
 
   #stepCompleted(i: number, result: unknown, attempts: number, duration: number | null, resumed: boolean): void {
-    if (this.#state[i] !== RUNNING) return;
+    // (#finished: a listener left on a step's observable by an earlier attempt of this coordinator.)
+    if (this.#state[i] !== RUNNING || this.#finished) return;
     const step = this.#plan.steps[i]!;
     this.#observables[i] = undefined;
     this.#liveCount--;
@@ -467,7 +472,7 @@ export class Coordinator {
   }
 
   #stepFailed(i: number, error: Error, code: string, attempts: number): void {
-    if (this.#state[i] !== RUNNING) return;
+    if (this.#state[i] !== RUNNING || this.#finished) return;
     this.#observables[i] = undefined;
     this.#liveCount--;
     this.#state[i] = FAILED;
@@ -483,7 +488,7 @@ export class Coordinator {
   }
 
   #stepCancelled(i: number, reason: string): void {
-    if (this.#state[i] !== RUNNING) return;
+    if (this.#state[i] !== RUNNING || this.#finished) return;
     const step = this.#plan.steps[i]!;
     if (this.#stop === null && !this.#aborted && !isShutdownReason(reason)) {
       // Cancelled by someone else than this run: a failure of the step.
