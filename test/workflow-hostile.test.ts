@@ -18,6 +18,7 @@ import {
   observeWorkflow,
   registerWorkflows,
   runWorkflow,
+  type StepContext,
   type StepDefinition,
 } from '../src/index.js';
 import { deferred, settle, useOrchestrators } from './helpers.js';
@@ -170,7 +171,7 @@ describe('throwing, hanging and odd steps', () => {
       defineWorkflow({
         id: 'odd-names',
         // A computed key: an own property named __proto__ (a literal `__proto__:` would set the prototype).
-        steps: { ['__proto__']: { run: () => 'p' }, constructor: { dependsOn: ['__proto__'], run: (ctx) => `c after ${String(ctx.results['__proto__' as never])}` } } as never,
+        steps: { ['__proto__']: { run: () => 'p' }, constructor: { dependsOn: ['__proto__'], run: (ctx: StepContext) => `c after ${String(ctx.results['__proto__' as never])}` } } as never,
       }),
       null,
     ).result();

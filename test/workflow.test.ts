@@ -29,7 +29,7 @@ const create = useOrchestrators();
 function concurrency() {
   let running = 0;
   let max = 0;
-  const waiters: { count: number; done: Deferred }[] = [];
+  const waiters: { count: number; done: Deferred<void> }[] = [];
   return {
     get max() {
       return max;
