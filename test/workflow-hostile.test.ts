@@ -416,6 +416,40 @@ describe('durable stores (SQLite, in one process)', () => {
     expect(result.results.calc).toBe('computed from {"n":2}');
   });
 
+  it('a recovered run cancelled before its coordinator starts again rolls back when it does', async () => {
+    const agent = (o: Awaited<ReturnType<typeof create>>, hold: boolean) =>
+      o.registerAgent({
+        agentId: 'slow',
+        role: AgentRole.EXECUTOR,
+        capabilities: ['slow'],
+        handler: (_task, ctx) => (hold ? new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))) : 'done'),
+      });
+    const undone: string[] = [];
+    const workflow = defineWorkflow({
+      id: 'recovered-cancel',
+      checkpointInterval: 0,
+      steps: { a: { run: () => 'a', compensate: () => void undone.push('a') }, b: { dependsOn: ['a'], capabilities: ['slow'] } },
+    });
+    const first = await create(sqlite());
+    agent(first, true);
+    const run = runWorkflow(first, workflow, null, { runId: 'rc-1' });
+    await new Promise<void>((resolve) => run.on('step:started', (e) => e.step === 'b' && resolve()));
+    await first.flush();
+    await first.shutdown({ graceful: false });
+
+    const second = await create(sqlite());
+    const recovered = await observeWorkflow(second, 'rc-1');
+    expect(recovered?.status).toBe('queued');
+    expect(await cancelWorkflow(second, 'rc-1', 'not any more')).toBe(true);
+    expect(await cancelWorkflow(second, 'rc-1', 'twice')).toBe(false);
+    agent(second, true);
+    registerWorkflows(second, [workflow]);
+    const result = await recovered!.result();
+    expect(result).toMatchObject({ status: 'cancelled', compensated: ['a'], steps: { a: 'compensated', b: 'cancelled' } });
+    expect(undone).toEqual(['a']);
+    expect(second.getTask('rc-1/b')?.status).toBe('cancelled');
+  });
+
   it('a resumed run whose definition changed fails with WorkflowDefinitionChangedError (a dead letter)', async () => {
     const first = await create(sqlite());
     const holding = deferred();
