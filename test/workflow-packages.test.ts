@@ -282,6 +282,15 @@ describe('executeWorkflow', () => {
     await expect(executeWorkflow({ changedPackages: ['@fx/sdk'], packages, options: { skipStages: ['deploying' as never] } })).rejects.toThrow('options.skipStages must be an array of stages');
   });
 
+  it('no change, or every stage skipped, is allowed with nothing run', async () => {
+    const none = await executeWorkflow({ changedPackages: [], packages: { a: {} } });
+    expect(none).toMatchObject({ status: 'completed', decision: 'allow', affectedPackages: [] });
+    const skipped = await executeWorkflow({ changedPackages: ['a'], packages: { a: {} }, options: { skipStages: [...WORKFLOW_STAGES] } });
+    expect(skipped).toMatchObject({ status: 'completed', decision: 'allow', rollbackResult: null });
+    expect(skipped.stages.every((s) => s.status === 'skipped')).toBe(true);
+    expect(verifyReceipt(skipped.receipt).valid).toBe(true);
+  });
+
   it('a signal cancels it', async () => {
     const { packages } = await readWorkspace(MONOREPO);
     const controller = new AbortController();

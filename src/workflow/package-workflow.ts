@@ -234,42 +234,54 @@ export async function executeWorkflow(input: ExecuteWorkflowInput): Promise<Pack
   const outputs = new Map<string, unknown>();
   const errors = new Map<string, WorkflowErrorInfo>();
 
-  const orchestrator = createParallelOrchestrator();
-  await orchestrator.start();
   let result: WorkflowResult;
-  try {
-    const run = runWorkflow(orchestrator, defineWorkflow({ id: 'package-workflow', steps, cancelGrace: 1_000 }), null, { runId: workflowId });
-    run.on('step:started', (e) => timing.set(e.step, { start: performance.now(), end: null }));
-    const ended = (step: string, status: string, error?: WorkflowErrorInfo) => {
-      const time = timing.get(step);
-      if (time !== undefined) time.end = performance.now();
-      const at = where.get(step)!;
-      const duration = time?.end != null ? time.end - time.start : null;
-      if (at.gate) receipt.add('stage', at.stage, null, status, duration);
-      else receipt.add('package', at.stage, at.pkg, status, duration, error === undefined ? null : { error });
-    };
-    run.on('step:completed', (e) => {
-      outputs.set(e.step, e.result);
-      ended(e.step, options.dryRun && !where.get(e.step)!.gate ? 'dry-run' : 'completed');
-    });
-    run.on('step:failed', (e) => {
-      const info = errorInfo(e.error);
-      errors.set(e.step, info);
-      ended(e.step, 'failed', info);
-    });
-    run.on('step:cancelled', (e) => ended(e.step, 'cancelled'));
-    run.on('compensation:completed', (e) => receipt.add('compensation', where.get(e.step)!.stage, where.get(e.step)!.pkg, 'compensated', e.duration));
-    run.on('compensation:failed', (e) => receipt.add('compensation', where.get(e.step)!.stage, where.get(e.step)!.pkg, 'failed', null, { error: errorInfo(e.error) }));
-    const onAbort = () => void run.cancel(`cancelled: ${String(options.signal?.reason ?? 'aborted')}`);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (options.signal?.aborted) onAbort();
+  if (stages.length === 0) {
+    // Every stage skipped: nothing to run, nothing that can fail.
+    result = { runId: workflowId, workflowId: 'package-workflow', status: 'completed', results: {}, failedStep: null, error: null, rolledBack: false, compensated: [], compensationFailures: [], steps: {}, startedAt: started, finishedAt: Date.now() };
+  } else {
+    result = await runStages();
+  }
+
+  /** The stages as a workflow on an orchestrator of its own. */
+  async function runStages(): Promise<WorkflowResult> {
+    const orchestrator = createParallelOrchestrator();
+    await orchestrator.start();
+    let outcome: WorkflowResult;
     try {
-      result = await run.result();
+      const run = runWorkflow(orchestrator, defineWorkflow({ id: 'package-workflow', steps, cancelGrace: 1_000 }), null, { runId: workflowId });
+      run.on('step:started', (e) => timing.set(e.step, { start: performance.now(), end: null }));
+      const ended = (step: string, status: string, error?: WorkflowErrorInfo) => {
+        const time = timing.get(step);
+        if (time !== undefined) time.end = performance.now();
+        const at = where.get(step)!;
+        const duration = time?.end != null ? time.end - time.start : null;
+        if (at.gate) receipt.add('stage', at.stage, null, status, duration);
+        else receipt.add('package', at.stage, at.pkg, status, duration, error === undefined ? null : { error });
+      };
+      run.on('step:completed', (e) => {
+        outputs.set(e.step, e.result);
+        ended(e.step, options.dryRun && !where.get(e.step)!.gate ? 'dry-run' : 'completed');
+      });
+      run.on('step:failed', (e) => {
+        const info = errorInfo(e.error);
+        errors.set(e.step, info);
+        ended(e.step, 'failed', info);
+      });
+      run.on('step:cancelled', (e) => ended(e.step, 'cancelled'));
+      run.on('compensation:completed', (e) => receipt.add('compensation', where.get(e.step)!.stage, where.get(e.step)!.pkg, 'compensated', e.duration));
+      run.on('compensation:failed', (e) => receipt.add('compensation', where.get(e.step)!.stage, where.get(e.step)!.pkg, 'failed', null, { error: errorInfo(e.error) }));
+      const onAbort = () => void run.cancel(`cancelled: ${String(options.signal?.reason ?? 'aborted')}`);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (options.signal?.aborted) onAbort();
+      try {
+        outcome = await run.result();
+      } finally {
+        options.signal?.removeEventListener('abort', onAbort);
+      }
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      await orchestrator.shutdown();
     }
-  } finally {
-    await orchestrator.shutdown();
+    return outcome;
   }
 
   // Steps that never ran are outcomes too.
