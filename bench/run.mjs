@@ -3,7 +3,8 @@
 //   npm run bench                      build, then run everything (about 2.5 minutes on 2 cores)
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
-//   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence
+//   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence,
+//                                      workflow
 //                                      (comma-separated)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
@@ -23,8 +24,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -307,6 +308,26 @@ function renderPersistence(p) {
   ].join('\n');
 }
 
+function renderWorkflow(w) {
+  const rows = Object.values(w.results).map((e) => [e.label, `**${fmtInt(e.msMedian)}**`, e.ms.map(fmtInt).join(' / '), fmtInt(e.cpuMsMedian), fmtInt(e.median)]);
+  return [
+    `### 9. Workflows: a random DAG of ${fmtInt(w.steps)} no-op steps against ${fmtInt(w.steps)} bare tasks`,
+    '',
+    `Each step depends on 0–${w.maxFanIn} of the 1,000 steps before it (fixed seed: ${fmtInt(w.edges)} edges, ${w.waves} waves). Task steps: one no-op task per step, submitted by the run's coordinator once the step's dependencies completed, on ${w.agents} agents with concurrency ${w.concurrency} (plus the worker slot the coordinator holds). Bare: the same number of no-op tasks submitted at once to the same setup. Hand-written DAG loop: submit() on each completion, nothing else (the floor for any DAG layer on the public API). Function steps: the same DAG with \`run\` steps, inside the coordinator. Memory store, steady state (a turn of the event loop between runs). ${plural(w.runs, 'run')} after three warm-up runs of each, order rotated; \`defineWorkflow\` of the DAG took ${fmtInt(w.defineMsMedian)} ms.`,
+    '',
+    table(['contender', 'ms (median)', 'ms per run', 'CPU ms (median)', 'steps/s'], rows),
+    '',
+    table(['goal', 'value', 'goal', 'met'], [
+      ['scheduling overhead per step (workflow − bare, medians)', `${fmt(w.overheadMicrosPerStep, 1)} µs`, `< ${w.goals.overheadMicrosPerStep} µs`, mark(w.overheadMicrosPerStep < w.goals.overheadMicrosPerStep)],
+      ['same, median of per-run differences', `${fmt(w.pairedOverheadMicrosPerStep, 1)} µs`, '(for information)', ''],
+      ['same in CPU time (process.cpuUsage: steadier on a shared machine)', `${fmt(w.cpuOverheadMicrosPerStep, 1)} µs`, `< ${w.goals.overheadMicrosPerStep} µs`, mark(w.cpuOverheadMicrosPerStep < w.goals.overheadMicrosPerStep)],
+      ['CPU time, workflow − hand-written DAG loop, per step', `${fmt(w.cpuOverheadOverHandDagMicrosPerStep, 1)} µs`, '(for information)', ''],
+      ['workflow − hand-written DAG loop, per step', `${fmt(w.overheadOverHandDagMicrosPerStep, 1)} µs`, '(for information)', ''],
+      ['a function step, all in', `${fmt(w.functionMicrosPerStep, 1)} µs`, '(for information)', ''],
+    ]),
+  ].join('\n');
+}
+
 const startedAt = performance.now();
 const info = machine();
 console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
@@ -339,6 +360,10 @@ if (only.includes('persistence')) {
   console.error('persistence (child process)…');
   results.persistence = await runChild('persistence');
 }
+if (only.includes('workflow')) {
+  console.error('workflow (child process, --expose-gc)…');
+  results.workflow = await runChild('workflow');
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
@@ -349,6 +374,7 @@ if (results.threads) sections.push(renderThreads(results.threads));
 if (results.resilience) sections.push(renderResilience(results.resilience));
 if (results.streaming) sections.push(renderStreaming(results.streaming));
 if (results.persistence) sections.push(renderPersistence(results.persistence));
+if (results.workflow) sections.push(renderWorkflow(results.workflow));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 

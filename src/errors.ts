@@ -21,7 +21,17 @@ export type ErrorCode =
   | 'CIRCUIT_OPEN'
   | 'WORKER_CRASHED'
   | 'CLAIM_LOST'
-  | 'STORE_ERROR';
+  | 'STORE_ERROR'
+  | 'DEPENDENCY_CYCLE'
+  | 'UNKNOWN_DEPENDENCY'
+  | 'DUPLICATE_STEP'
+  | 'INVALID_WORKFLOW'
+  | 'DUPLICATE_WORKFLOW_RUN'
+  | 'WORKFLOW_DEFINITION_CHANGED'
+  | 'COMPENSATION_TIMEOUT'
+  | 'MISROUTED_TASK'
+  | 'UNKNOWN_PACKAGE'
+  | 'INVALID_WORKSPACE';
 
 /** Base class of every error this library throws or reports. */
 export class OrchestratorError extends Error {
@@ -222,4 +232,106 @@ export function errorCode(error: Error): string {
 /** False when the error was marked non-retryable (`NonRetryableError` or `retryable: false`). */
 export function isRetryable(error: Error): boolean {
   return (error as { retryable?: unknown }).retryable !== false;
+}
+
+/**
+ * A dependency graph has a cycle: workflow steps (thrown by `defineWorkflow`, before anything
+ * runs) or workspace packages (`executeWorkflow` with `failOnCycle: true`). `cycle` is one cycle
+ * in dependency order (each member depends on the next, the last on the first); `cycles` lists
+ * the members of every cycle (each strongly connected component), sorted.
+ */
+export class DependencyCycleError extends OrchestratorError {
+  override readonly name = 'DependencyCycleError';
+  constructor(
+    readonly cycle: readonly string[],
+    readonly cycles: readonly (readonly string[])[],
+    /** What has the cycle: `workflow <id>` or `packages`. */
+    readonly where: string,
+  ) {
+    const more = cycles.length > 1 ? ` (and ${cycles.length - 1} more cycle${cycles.length > 2 ? 's' : ''}: ${cycles.slice(1).map((c) => `[${c.join(', ')}]`).join(', ')})` : '';
+    super('DEPENDENCY_CYCLE', `${where} has a dependency cycle: ${[...cycle, cycle[0]].join(' → ')}${more}`);
+  }
+}
+
+/** A workflow step depends on a step the workflow does not have. Thrown by `defineWorkflow`. */
+export class UnknownDependencyError extends OrchestratorError {
+  override readonly name = 'UnknownDependencyError';
+  constructor(readonly workflowId: string, readonly step: string, readonly dependency: string) {
+    super('UNKNOWN_DEPENDENCY', `step '${step}' of workflow ${workflowId} depends on '${dependency}', which is not a step of the workflow`);
+  }
+}
+
+/** Two workflow steps have the same name. Thrown by `defineWorkflow`. */
+export class DuplicateStepError extends OrchestratorError {
+  override readonly name = 'DuplicateStepError';
+  constructor(readonly workflowId: string, readonly step: string) {
+    super('DUPLICATE_STEP', `workflow ${workflowId} has two steps named '${step}'`);
+  }
+}
+
+/** A workflow definition (or its registration) is invalid. `field` is its dotted path. */
+export class InvalidWorkflowError extends OrchestratorError {
+  override readonly name = 'InvalidWorkflowError';
+  constructor(readonly field: string, detail: string) {
+    super('INVALID_WORKFLOW', `${field} ${detail}`);
+  }
+}
+
+/** A workflow run with this id is already queued or running. */
+export class DuplicateWorkflowRunError extends OrchestratorError {
+  override readonly name = 'DuplicateWorkflowRunError';
+  constructor(readonly runId: string) {
+    super('DUPLICATE_WORKFLOW_RUN', `a workflow run with id ${runId} (or another task with that id) is already queued or running`);
+  }
+}
+
+/**
+ * A run was resumed (after a crash, or on another node) by a process whose definition of its
+ * workflow has other steps or dependencies than the one it started with. The run's coordinator
+ * fails without retries (it becomes a dead letter; `requeueDeadLetter` resumes it once the
+ * matching definition is registered again).
+ */
+export class WorkflowDefinitionChangedError extends OrchestratorError {
+  override readonly name = 'WorkflowDefinitionChangedError';
+  readonly retryable = false;
+  constructor(readonly workflowId: string, readonly runId: string) {
+    super('WORKFLOW_DEFINITION_CHANGED', `run ${runId} of workflow ${workflowId} was started with another definition of the workflow (its steps or dependencies differ); register the definition it started with to resume it`);
+  }
+}
+
+/** A step's compensation ran longer than its `compensationTimeout`: reported in the run's `compensationFailures`. */
+export class CompensationTimeoutError extends OrchestratorError {
+  override readonly name = 'CompensationTimeoutError';
+  constructor(readonly runId: string, readonly step: string, readonly timeout: number) {
+    super('COMPENSATION_TIMEOUT', `the compensation of step '${step}' of run ${runId} timed out after ${timeout} ms`);
+  }
+}
+
+/**
+ * A task reached the workflow coordinator agent without being a workflow run: a task with no
+ * capabilities (which any agent may serve) was routed to it. Reported for that task, without
+ * retries. Give such tasks capabilities.
+ */
+export class MisroutedTaskError extends OrchestratorError {
+  override readonly name = 'MisroutedTaskError';
+  readonly retryable = false;
+  constructor(readonly taskId: string, readonly agentId: string) {
+    super('MISROUTED_TASK', `task ${taskId} was routed to the workflow coordinator agent ${agentId}, which runs only workflow runs; give the task capabilities so that it goes to one of your agents`);
+  }
+}
+
+/** A changed package named to `analyzeWorkflowImpact` / `executeWorkflow` is not a package of the workspace. */
+export class UnknownPackageError extends OrchestratorError {
+  override readonly name = 'UnknownPackageError';
+  constructor(readonly packageName: string, known: readonly string[]) {
+    super('UNKNOWN_PACKAGE', `'${packageName}' is not a package of the workspace${known.length > 0 && known.length <= 20 ? ` (its packages: ${known.join(', ')})` : ` (${known.length} packages)`}`);
+  }
+}
+
+/** A workspace cannot be read: no workspaces configuration, an unreadable or invalid package.json, two packages with one name. `path` names the file. */
+export class WorkspaceError extends OrchestratorError {
+  override readonly name = 'WorkspaceError';
+  constructor(readonly path: string, detail: string, options?: { cause?: unknown }) {
+    super('INVALID_WORKSPACE', `${path}: ${detail}`, options);
+  }
 }

@@ -90,6 +90,22 @@ const checks: Record<string, (out: string) => void> = {
     expect(out).toContain('report-1 requeued: report sent');
     expect(out).toContain('recovered entries: import-1 was running (with checkpoint), import-2 was queued');
   },
+  'workflows.mjs': (out) => {
+    expect(out).toContain('waves: build → unit-tests + e2e-tests + notes → tag → deploy');
+    // The middle wave runs at once: its three steps start before any of them completes.
+    const wave = out.split('\n').slice(out.split('\n').indexOf('  ✓ build: app-2.1.0.tgz') + 1, out.split('\n').indexOf('  ✓ build: app-2.1.0.tgz') + 4);
+    expect(wave.sort()).toEqual(['  ▶ e2e-tests on tester', '  ▶ notes', '  ▶ unit-tests on tester']);
+    expect(out).toMatch(/… build 50%\n {2}… build 100%\n {2}✓ build: app-2\.1\.0\.tgz/);
+    expect(out).toContain('release-2.1.0: completed; deploy said "deployed app-2.1.0.tgz"');
+    expect(out).toContain('steps: build=completed unit-tests=completed e2e-tests=completed notes=completed tag=completed deploy=completed');
+    expect(out).toContain('  ✗ deploy: the cluster refused the deployment\n  rollback: tag, notes\n  ↶ tag: v2.2.0 removed (failed: deploy failed)\n  ↶ notes: draft deleted');
+    expect(out).toContain('release-2.2.0: failed at deploy, rolled back: true, compensated: tag, notes');
+    expect(out).toContain('waves: @acme/core → @acme/plugin-a + @acme/plugin-b → @acme/cli → @acme/docs');
+    expect(out).toContain('cycles: @acme/plugin-a ↔ @acme/plugin-b');
+    expect(out).toContain('decision: allow (completed); stages: dependency_analysis:completed admission:completed testing:completed building:completed validation:completed integration:skipped commit:completed');
+    expect(out).toContain('receipt: 28 entries, valid: true');
+    expect(out).toContain('after editing entry 3: {"valid":false,"index":3,"reason":"its content does not match its hash: the entry was modified"}');
+  },
 };
 
 describe('examples', () => {

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import type { AgentSpec, OrchestratorOptions, TaskSpec } from '../index.js';
+import type { AgentSpec, OrchestratorOptions, TaskSpec, Workflow, WorkflowDefinition } from '../index.js';
 import { UsageError } from './usage-error.js';
 
 /**
@@ -22,8 +22,10 @@ export interface AgentsFile {
   agents: AgentSpec<never, unknown, never>[];
   /** Tasks to submit, as `submit()` takes them (`porch run` and `porch serve`; `porch worker` ignores them). */
   tasks?: TaskSpec[];
-  /** A workflow for `orchestrator.runWorkflow()`, in builds that have workflows. */
-  workflow?: unknown;
+  /** A workflow to run (`porch run`): a `defineWorkflow(...)` result or its definition. */
+  workflow?: Workflow | WorkflowDefinition;
+  /** The workflow's input. */
+  workflowInput?: unknown;
   /** `createParallelOrchestrator` options; command-line flags (`--store`, `--max-workers`) win over them. */
   config?: OrchestratorOptions;
 }
@@ -32,6 +34,7 @@ const fileSchema = z.strictObject({
   agents: z.array(z.record(z.string(), z.unknown(), { error: 'must be an object (registerAgent options)' }), { error: 'must be an array of agents' }),
   tasks: z.array(z.record(z.string(), z.unknown(), { error: 'must be an object (submit options)' }), { error: 'must be an array of tasks' }).optional(),
   workflow: z.unknown().optional(),
+  workflowInput: z.unknown().optional(),
   config: z.record(z.string(), z.unknown(), { error: 'must be an object (createParallelOrchestrator options)' }).optional(),
 });
 
@@ -64,7 +67,7 @@ export async function loadAgentsFile(path: string): Promise<AgentsFile> {
   if (!checked.success) {
     const issue = checked.error.issues[0]!;
     const where = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
-    const detail = issue.code === 'unrecognized_keys' ? `${issue.keys[0]} is not a known field (agents, tasks, workflow, config)` : `${where} ${issue.message}`;
+    const detail = issue.code === 'unrecognized_keys' ? `${issue.keys[0]} is not a known field (agents, tasks, workflow, workflowInput, config)` : `${where} ${issue.message}`;
     throw new UsageError(`--agents ${path}: ${detail}`);
   }
   return value as AgentsFile;

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import type { CliContext } from './context.js';
 import { cancelCommand } from './commands/cancel.js';
 import { demoCommand } from './commands/demo.js';
+import { impactCommand } from './commands/impact.js';
 import { inspectCommand } from './commands/inspect.js';
 import { requeueCommand } from './commands/requeue.js';
 import { runCommand } from './commands/run.js';
@@ -14,8 +15,8 @@ import { EXIT, UsageError } from './usage-error.js';
 /** Adds a command to porch: each lives in its own module under `commands/` and returns a `Command`. */
 export type CommandFactory = (ctx: CliContext) => Command;
 
-/** The commands of porch, in the order `--help` lists them. Add one here (e.g. `impact`). */
-export const COMMANDS: readonly CommandFactory[] = [demoCommand, runCommand, serveCommand, workerCommand, inspectCommand, requeueCommand, cancelCommand];
+/** The commands of porch, in the order `--help` lists them. */
+export const COMMANDS: readonly CommandFactory[] = [demoCommand, runCommand, serveCommand, workerCommand, inspectCommand, requeueCommand, cancelCommand, impactCommand];
 
 export function version(): string {
   return (createRequire(import.meta.url)('../../package.json') as { version: string }).version;

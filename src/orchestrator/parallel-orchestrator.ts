@@ -240,6 +240,15 @@ export class ParallelOrchestrator {
     return this.#engine.audit(query);
   }
 
+  /**
+   * Starts a run of a workflow made by `defineWorkflow` on this orchestrator: the same as
+   * `runWorkflow(this, workflow, input, options)` (the workflow starts itself, so this class
+   * depends on no workflow code). Returns the run's live view at once.
+   */
+  runWorkflow<I, O, Run>(workflow: { start(orchestrator: ParallelOrchestrator, input: I, options?: O): Run }, input: I, options?: O): Run {
+    return workflow.start(this, input, options);
+  }
+
   getStats(): OrchestratorStats {
     return this.#engine.getStats();
   }

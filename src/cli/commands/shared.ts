@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { Option } from 'commander';
-import type { AgentsFile, OrchestratorStats, ParallelOrchestrator, TaskObservable, TaskSpec } from '../../index.js';
-import { isOrchestratorError } from '../../index.js';
+import type { AgentsFile, OrchestratorStats, ParallelOrchestrator, TaskObservable, TaskSpec, WorkflowDefinition } from '../../index.js';
+import { Workflow, defineWorkflow, isOrchestratorError } from '../../index.js';
 import type { CliContext } from '../context.js';
 import { LiveView, type ViewMode } from '../live-view.js';
 import { integer, parseStore, type StoreSpec } from '../parse.js';
@@ -85,12 +85,11 @@ export async function runWithView(ctx: CliContext, plan: RunPlan): Promise<numbe
   let stats: OrchestratorStats | undefined;
   let outcomes: boolean[];
   try {
-    if (plan.file?.workflow !== undefined) workflowRunner(o);
     plan.register();
     await o.start();
     const pending: Promise<boolean>[] = [];
     plan.tasks.forEach((spec, i) => pending.push(track(o, spec, i, ctx)));
-    if (plan.file?.workflow !== undefined) pending.push(runWorkflow(o, plan.file.workflow, ctx));
+    if (plan.file?.workflow !== undefined) pending.push(runWorkflow(o, plan.file.workflow, plan.file.workflowInput, ctx));
     outcomes = await Promise.all(pending);
     stats = o.getStats();
     await o.shutdown();
@@ -128,17 +127,18 @@ function track(o: ParallelOrchestrator, spec: TaskSpec, index: number, ctx: CliC
 }
 
 /** `orchestrator.runWorkflow`, in builds that have workflows. @throws Error saying they are not available */
-function workflowRunner(o: ParallelOrchestrator): (workflow: unknown) => Promise<unknown> {
-  const run = (o as unknown as { runWorkflow?: (workflow: unknown) => Promise<unknown> }).runWorkflow;
-  if (typeof run !== 'function') {
-    throw new Error("workflows are not available in this build (orchestrator.runWorkflow is missing): the agents file's workflow was not run");
-  }
-  return run.bind(o);
-}
-
-function runWorkflow(o: ParallelOrchestrator, workflow: unknown, ctx: CliContext): Promise<boolean> {
-  return workflowRunner(o)(workflow).then(
-    () => true,
+/**
+ * Runs the agents file's workflow: a `defineWorkflow(...)` result, or its definition (checked
+ * now, with typed errors naming what is wrong), with the file's `workflowInput`.
+ */
+function runWorkflow(o: ParallelOrchestrator, workflow: unknown, input: unknown, ctx: CliContext): Promise<boolean> {
+  const definition = workflow instanceof Workflow ? workflow : defineWorkflow(workflow as WorkflowDefinition);
+  return o.runWorkflow(definition, input).result().then(
+    (result) => {
+      if (result.status === 'completed') return true;
+      ctx.term.error(`porch: the workflow ${result.status}${result.failedStep === null ? '' : ` at step ${result.failedStep}`}${result.error === null ? '' : `: ${result.error.message}`}`);
+      return false;
+    },
     (error: unknown) => {
       ctx.term.error(`porch: the workflow failed: ${error instanceof Error ? error.message : String(error)}`);
       return false;
