@@ -68,9 +68,19 @@ function isPlainlyValid(spec: TaskSpec): boolean {
         break;
       case 'payload':
         break;
+      case 'metadata':
+        if (value !== undefined && !isPlainObject(value)) return false;
+        break;
       default:
         return false;
     }
   }
   return typeof spec.type === 'string';
+}
+
+/** An object literal (or a null-prototype object): what `metadata` must be. */
+function isPlainObject(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
 }
