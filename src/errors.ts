@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'CIRCUIT_OPEN'
   | 'WORKER_CRASHED'
   | 'CLAIM_LOST'
+  | 'PREEMPTED'
   | 'STORE_ERROR'
   | 'DEPENDENCY_CYCLE'
   | 'UNKNOWN_DEPENDENCY'
@@ -187,6 +188,18 @@ export class WorkerCrashedError extends OrchestratorError {
   override readonly name = 'WorkerCrashedError';
   constructor(readonly taskId: string, readonly workerId: string, detail: string, options?: { cause?: unknown }) {
     super('WORKER_CRASHED', `worker ${workerId} running task ${taskId} ${detail}`, options);
+  }
+}
+
+/**
+ * The reason a preempted run's `ctx.signal` aborts with: a more urgent task needs its slot. The
+ * task goes back to the front of its priority lane and resumes from its latest checkpoint; a
+ * preemption uses up no attempt and does not count against the agent's breaker.
+ */
+export class PreemptedError extends OrchestratorError {
+  override readonly name = 'PreemptedError';
+  constructor(readonly taskId: string, readonly by: string) {
+    super('PREEMPTED', `task ${taskId} was preempted by the more urgent task ${by}; it resumes from its latest checkpoint`);
   }
 }
 

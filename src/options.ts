@@ -57,6 +57,14 @@ const optionsSchema = z.strictObject({
       defaultTimeout: ms('0 = no timeout').optional(),
       retry: retrySchema.optional(),
       agingMs: ms('0 = no aging').optional(),
+      preemptibleFrom: prioritySchema.optional(),
+    })
+    .optional(),
+  preemption: z
+    .strictObject({
+      minGap: count(1).max(PRIORITY_LEVELS - 1, { error: `must be at most ${PRIORITY_LEVELS - 1}` }).optional(),
+      graceMs: ms('how long a preempted handler may take to give its slot back').optional(),
+      maxPerTask: count(0).optional(),
     })
     .optional(),
   streaming: z
@@ -165,6 +173,23 @@ export interface OrchestratorOptions {
     retry?: Partial<RetryPolicy>;
     /** A task queued this long (ms) moves up one priority level, so low priorities never starve; 0 = off. @default 0 */
     agingMs?: number;
+    /**
+     * Tasks at this priority or less urgent are preemptible unless they say `preemptible: false`
+     * (e.g. `TaskPriority.LOW`). @default none: only tasks submitted with `preemptible: true`
+     */
+    preemptibleFrom?: TaskPriority;
+  };
+  /** When a waiting task may take the slot of a running preemptible one. See docs/preemption.md. */
+  preemption?: {
+    /** The waiting task must be at least this many levels more urgent, so NORMAL work does not churn LOW work. @default 2 */
+    minGap?: number;
+    /**
+     * How long a preempted handler has to return after its signal aborted (ms); then an
+     * in-process slot is reclaimed, a thread terminated and replaced. @default 5000
+     */
+    graceMs?: number;
+    /** A task preempted this many times is no longer preemptible (no thrashing). @default 3 */
+    maxPerTask?: number;
   };
   streaming?: {
     /** Send JSON Patch deltas rather than full states. @default true */
@@ -276,7 +301,8 @@ export interface ResolvedOptions {
     threadBatchSize: number;
     resourceLimits: ThreadResourceLimits | undefined;
   };
-  taskQueue: { maxSize: number; defaultPriority: TaskPriority; defaultTimeout: number; retry: RetryPolicy; agingMs: number };
+  taskQueue: { maxSize: number; defaultPriority: TaskPriority; defaultTimeout: number; retry: RetryPolicy; agingMs: number; preemptibleFrom: TaskPriority | undefined };
+  preemption: { minGap: number; graceMs: number; maxPerTask: number };
   streaming: {
     enableDeltaCompression: boolean;
     snapshotInterval: number;
@@ -312,7 +338,8 @@ const DEFAULTS = {
     threadBatchSize: 32,
     resourceLimits: undefined,
   },
-  taskQueue: { maxSize: Infinity, defaultPriority: TaskPriority.NORMAL, defaultTimeout: 0, retry: DEFAULT_RETRY, agingMs: 0 },
+  taskQueue: { maxSize: Infinity, defaultPriority: TaskPriority.NORMAL, defaultTimeout: 0, retry: DEFAULT_RETRY, agingMs: 0, preemptibleFrom: undefined },
+  preemption: { minGap: 2, graceMs: 5_000, maxPerTask: 3 },
   streaming: {
     enableDeltaCompression: true,
     snapshotInterval: 10,
@@ -338,6 +365,7 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
   const resolved: ResolvedOptions = {
     workerPool: { ...DEFAULTS.workerPool, ...o.workerPool },
     taskQueue: { ...DEFAULTS.taskQueue, ...o.taskQueue, retry: { ...DEFAULT_RETRY, ...o.taskQueue?.retry } },
+    preemption: { ...DEFAULTS.preemption, ...o.preemption },
     streaming: { ...DEFAULTS.streaming, ...o.streaming },
     checkpointing: { ...DEFAULTS.checkpointing, ...o.checkpointing },
     circuitBreaker: { ...DEFAULTS.circuitBreaker, ...o.circuitBreaker },

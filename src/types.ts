@@ -40,6 +40,12 @@ export interface TaskSpec<P = unknown> {
   preferredRole?: AgentRole;
   /** Keep the task queued when no registered agent could serve it, instead of failing it. @default false */
   waitForAgent?: boolean;
+  /**
+   * A more urgent task may take this one's slot while it runs (see docs/preemption.md): its
+   * signal aborts with `PreemptedError`, and it goes back to the front of its priority lane,
+   * resuming from its latest checkpoint. @default taskQueue.preemptibleFrom decides, else false
+   */
+  preemptible?: boolean;
 }
 
 /** The task as a handler sees it. */
@@ -227,6 +233,17 @@ export interface RetryEvent {
   error: Error;
 }
 
+/** Payload of the `preempted` event: the run gave its slot to a more urgent task; the task is queued again. */
+export interface PreemptedEvent {
+  type: 'preempted';
+  taskId: string;
+  /** The task that took the slot. */
+  by: string;
+  agentId: string;
+  /** Times this task has been preempted so far. */
+  preemptions: number;
+}
+
 /** Payload of the `cancelled` event. */
 export interface CancelledEvent {
   type: 'cancelled';
@@ -248,6 +265,7 @@ export interface TaskEvents<R = unknown, S = unknown> {
   complete: CompleteEvent<R>;
   error: ErrorEvent;
   retry: RetryEvent;
+  preempted: PreemptedEvent;
   cancelled: CancelledEvent;
 }
 
@@ -286,6 +304,8 @@ export interface OrchestratorEvents {
   /** `delta` is the JSON Patch from the previous state (absent with delta compression off). */
   'task:progress': { taskId: string; agentId: string; sequence: number; data: unknown; delta?: JsonPatchOperation[] };
   'task:retry': { taskId: string; attempt: number; delay: number; error: Error };
+  /** A running task gave its slot to the more urgent task `by`; it is queued again at the front of its lane. */
+  'task:preempted': { taskId: string; by: string; agentId: string };
   'task:completed': { taskId: string; type: string; agentId: string; workerId: string; duration: number; attempts: number; result: unknown };
   'task:failed': { taskId: string; type: string; error: Error; code: string; attempts: number; status: TaskStatus };
   'task:cancelled': { taskId: string; reason: string };

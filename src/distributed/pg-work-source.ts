@@ -298,10 +298,19 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     return JSON.stringify(rows);
   }
 
-  #enqueue(task: T): void {
+  #enqueue(task: T, front = false): void {
     task.level = task.priority;
-    this.#queue.push(task);
+    this.#queue.push(task, front);
     this.#host.wake();
+  }
+
+  waitingHeads(): Iterable<T> {
+    return this.#queue.heads();
+  }
+
+  /** A preempted task stays this node's (its claim and lease are kept), ahead of its level. */
+  returnToFront(task: T): void {
+    this.#enqueue(task, true);
   }
 
   withdraw(task: T, keepInStore: boolean): boolean {

@@ -6,7 +6,7 @@ import { count, ms } from '../util/schema.js';
 import { describeIssue } from '../util/validation.js';
 
 const AUDIT_TYPES = [
-  'submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit',
+  'submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit', 'preempted',
 ] as const satisfies readonly AuditEventType[];
 const STATUSES = Object.values(TaskStatus) as [TaskStatus, ...TaskStatus[]];
 const MAX_PAGE = 10_000;

@@ -68,4 +68,11 @@ export class ClusterRelay implements TransitionSink {
   requeued(): void {}
   failed(): void {}
   cancelled(): void {}
+
+  /** The task stays this node's, queued again: its watchers see it queued. */
+  preempted(record: TaskRecord): void {
+    const watchers = this.source.watchersOf(record);
+    if (watchers === null) return;
+    for (const node of watchers) this.source.publish(node, { k: 'q', i: record.id, t: record.attempt });
+  }
 }

@@ -12,6 +12,7 @@ export class Counters implements TransitionSink {
     timeouts: 0,
     retries: 0,
     deadLettered: 0,
+    preemptions: 0,
     recovered: 0,
     failedAttempts: 0,
     durationTotal: 0,
@@ -51,5 +52,9 @@ export class Counters implements TransitionSink {
 
   cancelled(): void {
     this.counts.cancelled++;
+  }
+
+  preempted(): void {
+    this.counts.preemptions++;
   }
 }

@@ -2,6 +2,7 @@ import type { WorkSource } from '../queue/work-source.js';
 import type { AgentDirectory } from '../routing/agent-directory.js';
 import type { WorkerPool } from '../workers/worker-pool.js';
 import type { Executor } from './executor.js';
+import { Preemptor, type PreemptionOptions } from './preemption.js';
 import type { TaskRecord, TaskRun } from './task-record.js';
 
 /**
@@ -16,12 +17,25 @@ export class Dispatcher {
   #pumping = false;
   #again = false;
 
+  readonly #preemptor: Preemptor;
+
   constructor(
     readonly source: WorkSource<TaskRecord>,
     readonly directory: AgentDirectory,
     readonly pool: WorkerPool<TaskRun>,
     readonly executor: () => Executor,
-  ) {}
+    preemption: PreemptionOptions,
+  ) {
+    this.#preemptor = new Preemptor(preemption, {
+      waitingHeads: () => source.waitingHeads(),
+      canServe: (head) => directory.canServe(head.lane.key),
+      runs: () => this.executor().runs(),
+      get preemptibleRunning() {
+        return executor().preemptibleRunning;
+      },
+      preempt: (run, by, graceMs) => this.executor().preempt(run, by, graceMs),
+    });
+  }
 
   /** Dispatch runs from now on (start()), or no more (shutdown). */
   set enabled(enabled: boolean) {
@@ -59,6 +73,8 @@ export class Dispatcher {
         const worker = agent.execution.kind === 'inline' ? pool.acquireInline() : pool.acquireThread()!;
         executor.start(record, agent, worker);
       }
+      // Tasks still wait: one that no agent has room for may take a less urgent task's slot.
+      if (executor.preemptibleRunning > 0 && source.size > 0) this.#preemptor.check();
     } while (this.#again);
     this.#pumping = false;
   }

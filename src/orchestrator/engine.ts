@@ -147,7 +147,7 @@ export class Engine {
     this.#relay = this.#shared === null ? null : new ClusterRelay(this.#shared, this.nodeId, onStoreError);
     const sinks = this.#relay === null ? [this.#counters, events, this.#journal] : [this.#counters, events, this.#journal, this.#relay];
     this.#lifecycle = new TaskLifecycle(this.#table, sinks, events, this.#checkpoints, () => this.#state === 'stopped', now, (record, reason) => events.claimLost(record, reason));
-    this.#dispatcher = new Dispatcher(this.#source, this.#directory, this.#pool, () => this.#executor);
+    this.#dispatcher = new Dispatcher(this.#source, this.#directory, this.#pool, () => this.#executor, options.preemption);
     this.#executor = new Executor(
       this.#pool,
       this.#directory,
@@ -164,8 +164,13 @@ export class Engine {
       const relay = this.#relay;
       this.#progress.relay = (record, event) => relay.progress(record, event);
     }
-    const taskOptions = { timeout: options.taskQueue.defaultTimeout, retry: options.taskQueue.retry, preferredRole: undefined, waitForAgent: false };
-    this.#defaults = { priority: options.taskQueue.defaultPriority, options: taskOptions, waitingOptions: { ...taskOptions, waitForAgent: true } };
+    const taskOptions = { timeout: options.taskQueue.defaultTimeout, retry: options.taskQueue.retry, preferredRole: undefined, waitForAgent: false, preemptible: undefined };
+    this.#defaults = {
+      priority: options.taskQueue.defaultPriority,
+      options: taskOptions,
+      waitingOptions: { ...taskOptions, waitForAgent: true },
+      preemptibleFrom: options.taskQueue.preemptibleFrom ?? Infinity,
+    };
     this.#runHost = {
       generatedId: (seq) => this.#table.generatedId(seq),
       taskDefaults: this.#defaults,

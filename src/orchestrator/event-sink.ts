@@ -72,6 +72,13 @@ export class EventSink implements TransitionSink {
     if (this.events.has('task:claim-lost')) this.events.emit('task:claim-lost', { taskId: record.id, agentId: record.agent?.agentId ?? null, reason });
   }
 
+  preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
+    const own = record.events;
+    const agentId = run.agent.agentId;
+    if (own !== null && own.has('preempted')) own.emit('preempted', { type: 'preempted', taskId: record.id, by: by.id, agentId, preemptions: record.preemptions });
+    if (this.events.has('task:preempted')) this.events.emit('task:preempted', { taskId: record.id, by: by.id, agentId });
+  }
+
   cancelled(record: TaskRecord, reason: string): void {
     const own = record.events;
     if (own !== null && own.has('cancelled')) own.emit('cancelled', { type: 'cancelled', taskId: record.id, reason });

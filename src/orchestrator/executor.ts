@@ -1,5 +1,5 @@
 import { TaskStatus } from '../enums.js';
-import { NonRetryableError, TaskTimeoutError, WorkerCrashedError, coerceError } from '../errors.js';
+import { NonRetryableError, PreemptedError, TaskTimeoutError, WorkerCrashedError, coerceError } from '../errors.js';
 import { DeadlineScheduler } from '../resilience/deadlines.js';
 import type { Agent } from '../routing/agent.js';
 import type { AgentDirectory } from '../routing/agent-directory.js';
@@ -47,6 +47,10 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   readonly #health: HealthMonitor<TaskRun>;
   /** Runs whose handler has not returned yet (in-process or in a thread). */
   readonly #unsettled = new Set<TaskRun>();
+  /** Running tasks a more urgent one could preempt; dispatch looks for victims only while there are some. */
+  preemptibleRunning = 0;
+  /** Preempted runs whose handler has not given its slot back yet, with the timer that takes it. */
+  readonly #preempting = new Map<TaskRun, NodeJS.Timeout>();
   readonly #storesResults: boolean;
   #stopped = false;
 
@@ -73,6 +77,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     const run = new TaskRun(record, agent, worker, ++record.attempt, this.checkpoints.resumeState(record), startedAt);
     run.probeTicket = ticket;
     this.#unsettled.add(run);
+    if (record.preemptible) this.preemptibleRunning++;
     if (record.timeout > 0) this.#deadlines.add(run, record.timeout);
     const execution = agent.execution;
     // A thread job gets its seq before 'start' listeners run, so one that cancels aborts the right job.
@@ -84,6 +89,43 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     // Cancelled by a listener of 'start': the handler never runs, its slot is given back.
     if (run.finished) this.#settle(run, false, undefined);
     else void this.#execute(run, execution.handler, record.scope);
+  }
+
+  /** Runs whose handler has not returned yet. */
+  runs(): IterableIterator<TaskRun> {
+    return this.#unsettled.values();
+  }
+
+  /**
+   * Takes the run's slot for the more urgent task `by`: its signal aborts with PreemptedError.
+   * Once the handler returns (or after `graceMs`: an in-process slot is reclaimed, a thread
+   * terminated and replaced) the task is queued again and the slot freed; a handler that
+   * completes its work anyway completes the task.
+   */
+  preempt(run: TaskRun, by: TaskRecord, graceMs: number): void {
+    run.preemptedBy = by;
+    if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+    const reason = new PreemptedError(run.record.id, by.id);
+    run.abort(reason);
+    if (run.worker.kind === 'thread') (run.worker as ThreadWorker<TaskRun>).abort(run.threadSeq, reason);
+    const timer = setTimeout(() => this.#preemptionOverdue(run), graceMs);
+    timer.unref();
+    this.#preempting.set(run, timer);
+  }
+
+  #preemptionOverdue(run: TaskRun): void {
+    this.#preempting.delete(run);
+    if (run.settled || run.finished) return;
+    run.finished = true;
+    run.duration = now() - run.startedAt;
+    this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
+    if (run.worker.kind === 'inline') {
+      if (!run.released) this.#release(run);
+    } else {
+      void (run.worker as ThreadWorker<TaskRun>).terminate();
+    }
+    this.lifecycle.preempted(run.record, run, run.preemptedBy!);
+    this.pump();
   }
 
   async #execute(run: TaskRun, handler: AgentHandler, scope: TaskRecord['scope']): Promise<void> {
@@ -105,7 +147,17 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
     if (run.overdueSince !== 0) this.#health.forget(run);
     if (!run.released) this.#release(run);
-    if (!run.finished) {
+    if (run.preemptedBy !== null && this.#preempting.size > 0) {
+      clearTimeout(this.#preempting.get(run));
+      this.#preempting.delete(run);
+    }
+    if (run.preemptedBy !== null && !run.finished && !ok) {
+      // Gave way to a more urgent task: queued again, no verdict on the agent, no attempt used.
+      run.finished = true;
+      run.duration = now() - run.startedAt;
+      this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
+      this.lifecycle.preempted(run.record, run, run.preemptedBy);
+    } else if (!run.finished) {
       run.finished = true;
       const record = run.record;
       run.duration = now() - run.startedAt;
@@ -138,6 +190,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
 
   #release(run: TaskRun): void {
     run.released = true;
+    if (run.record.preemptible) this.preemptibleRunning--;
     if (run.worker.kind === 'inline') this.pool.releaseInline(run.worker as InlineWorker);
     this.directory.runReleased(run.agent);
   }
@@ -258,6 +311,8 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     this.#stopped = true;
     this.#deadlines.clear();
     this.#health.stop();
+    for (const timer of this.#preempting.values()) clearTimeout(timer);
+    this.#preempting.clear();
     for (const run of this.#unsettled) if (!run.released) this.#release(run);
     this.#unsettled.clear();
   }

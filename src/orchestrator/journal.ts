@@ -91,6 +91,11 @@ export class Journal implements TransitionSink {
     if (this.auditEnabled) this.#append('cancelled', clock(), record, null, { reason });
   }
 
+  preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
+    if (this.durable) this.store.saveTask(record);
+    if (this.auditEnabled) this.#append('preempted', clock(), record, run.agent.agentId, { by: by.id, preemptions: record.preemptions });
+  }
+
   /** A dead letter was submitted again. */
   requeuedDeadLetter(taskId: string): void {
     if (this.durable) this.store.deleteDeadLetter(taskId);

@@ -55,6 +55,7 @@ export function buildStats({ counts: c, uptime, checkpoints, store, pool, source
     totalCancelled: c.cancelled,
     totalTimeouts: c.timeouts,
     totalRetries: c.retries,
+    totalPreemptions: c.preemptions,
     successRate: finished === 0 ? 1 : c.completed / finished,
     averageDuration: c.completed === 0 ? 0 : c.durationTotal / c.completed,
     checkpoints,

@@ -19,6 +19,8 @@ export interface OrchestratorStats {
   /** Attempts that timed out (retried or not). */
   totalTimeouts: number;
   totalRetries: number;
+  /** Runs that gave their slot to a more urgent task (not counted as failed attempts). */
+  totalPreemptions: number;
   /** completed / (completed + failed); 1 before anything finished. */
   successRate: number;
   /** Mean run time of completed tasks, ms. */

@@ -28,6 +28,8 @@ export interface TransitionSink {
   failed(record: TaskRecord, error: Error, status: TaskStatus, deadLetter: DeadLetter): void;
   /** `keepInStore`: a forced shutdown on a durable store: the task ends in this process only. */
   cancelled(record: TaskRecord, reason: string, keepInStore: boolean): void;
+  /** The run gave its slot to the more urgent task `by`; the task is queued again (its attempt not counted). */
+  preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void;
 }
 
 /** How the lifecycle stops a running attempt it cancels. */
@@ -43,6 +45,7 @@ export interface RunControl {
  *   submitted / recovered ─▶ queued ──start──▶ running ──complete──▶ completed
  *                              ▲ │                │ ├─ attempt failed, none left ─▶ failed | timeout (dead letter)
  *                              │ │                │ ├─ attempt failed, retry ─▶ retrying ─(delay)─▶ queued
+ *                              │ │                │ ├─ preempted (a more urgent task took the slot) ─▶ queued, at the front
  *                              │ │                │ └─ handed back unstarted (a thread died) ─▶ queued
  *                              │ └────────────────┴─ cancel (also from retrying) ─▶ cancelled
  */
@@ -164,6 +167,16 @@ export class TaskLifecycle {
     for (const sink of this.sinks) sink.cancelled(record, reason, keepInStore);
     this.#finish(record, this.clock(), keepInStore);
     return true;
+  }
+
+  /** The run gave its slot to a more urgent task: queued again ahead of its level, its attempt not counted. */
+  preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
+    record.attempt--;
+    record.preemptions++;
+    record.run = null;
+    record.status = TaskStatus.QUEUED;
+    this.#source.returnToFront(record);
+    for (const sink of this.sinks) sink.preempted(record, run, by);
   }
 
   /** A thread handed back a job it never started: queued again, the attempt not counted. */

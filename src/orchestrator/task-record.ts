@@ -21,6 +21,8 @@ export interface TaskOptions {
   readonly retry: RetryPolicy;
   readonly preferredRole: AgentRole | undefined;
   readonly waitForAgent: boolean;
+  /** The spec's `preemptible`; undefined leaves it to `taskQueue.preemptibleFrom`. */
+  readonly preemptible: boolean | undefined;
 }
 
 /** Defaults for the fields a task spec may omit. */
@@ -29,6 +31,8 @@ export interface TaskDefaults {
   readonly options: TaskOptions;
   /** `options` with `waitForAgent: true`, shared too: a common way to submit ahead of agents. */
   readonly waitingOptions: TaskOptions;
+  /** Tasks at this priority or below (a larger number) are preemptible unless they say otherwise; Infinity for none. */
+  readonly preemptibleFrom: number;
 }
 
 /** The record's host, reachable only from this module. */
@@ -116,7 +120,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     this.level = -1;
     this.metadata = spec.metadata ?? NO_METADATA;
     const base = defaults.options;
-    const onlyDefaults = spec.timeout === undefined && spec.retry === undefined && spec.preferredRole === undefined;
+    const onlyDefaults = spec.timeout === undefined && spec.retry === undefined && spec.preferredRole === undefined && spec.preemptible === undefined;
     this.options =
       onlyDefaults && spec.waitForAgent === undefined
         ? base
@@ -127,6 +131,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
             retry: spec.retry === undefined ? base.retry : { ...base.retry, ...spec.retry },
             preferredRole: spec.preferredRole,
             waitForAgent: spec.waitForAgent ?? base.waitForAgent,
+            preemptible: spec.preemptible,
           };
   }
 
@@ -160,6 +165,14 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   get waitForAgent(): boolean {
     return this.options.waitForAgent;
   }
+
+  /** Whether a more urgent task may take this one's slot while it runs. */
+  get preemptible(): boolean {
+    return this.options.preemptible ?? this.priority >= this.#host.taskDefaults.preemptibleFrom;
+  }
+
+  /** Times a more urgent task took this one's slot. */
+  preemptions = 0;
 
   get capabilities(): readonly string[] {
     return this.lane.key.capabilities;
@@ -234,6 +247,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     else {
       options = { timeout: this.timeout, retry: this.retry, waitForAgent: this.waitForAgent };
       if (this.preferredRole !== undefined) options.preferredRole = this.preferredRole;
+      if (this.options.preemptible !== undefined) options.preemptible = this.options.preemptible;
     }
     return {
       id: this.id,
@@ -271,6 +285,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
       metadata: this.metadata,
       ...(this.preferredRole === undefined ? {} : { preferredRole: this.preferredRole }),
       waitForAgent: this.waitForAgent,
+      ...(this.options.preemptible === undefined ? {} : { preemptible: this.options.preemptible }),
     };
   }
 }
@@ -296,6 +311,8 @@ export class TaskRun implements TaskContext, DeadlineNode {
   /** Worker and agent capacity given back (at settle, or reclaimed from a stuck handler). */
   released = false;
   duration = 0;
+  /** The more urgent task this run gives its slot to, once preempted; null otherwise. */
+  preemptedBy: TaskRecord | null = null;
   readonly task: Task;
   #controller: AbortController | null = null;
   #abortReason: Error | null = null;

@@ -16,6 +16,7 @@ const taskSpecSchema = z.strictObject({
   metadata: z.record(z.string(), z.unknown(), { error: 'must be a plain object' }).optional(),
   preferredRole: roleSchema.optional(),
   waitForAgent: z.boolean({ error: 'must be a boolean' }).optional(),
+  preemptible: z.boolean({ error: 'must be a boolean' }).optional(),
 });
 
 /**
@@ -61,6 +62,7 @@ function isPlainlyValid(spec: TaskSpec): boolean {
         if (value !== undefined && (typeof value !== 'number' || !(value >= 0 && value < Infinity))) return false;
         break;
       case 'waitForAgent':
+      case 'preemptible':
         if (value !== undefined && typeof value !== 'boolean') return false;
         break;
       case 'preferredRole':

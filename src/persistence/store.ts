@@ -46,7 +46,8 @@ export type AuditEventType =
   | 'dead-lettered'
   | 'requeued'
   | 'recovered'
-  | 'circuit';
+  | 'circuit'
+  | 'preempted';
 
 /** One entry of the audit trail. */
 export interface AuditEvent {

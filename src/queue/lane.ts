@@ -32,6 +32,18 @@ class Fifo<T extends QueueNode> {
     this.live++;
   }
 
+  /** Ahead of every queued item (a preempted task going back). Slots are absolute, so the others keep theirs. */
+  pushFront(node: T): void {
+    if (this.start > 0) {
+      this.items[--this.start] = node;
+    } else {
+      this.items.unshift(node);
+      this.base--;
+    }
+    node.slot = this.base + this.start;
+    this.live++;
+  }
+
   head(): T | null {
     if (this.live === 0) return null;
     const items = this.items;
@@ -106,6 +118,13 @@ export class Lane<T extends QueueNode, K = unknown> {
   push(node: T): void {
     const level = node.level;
     this.#levels[level]!.push(node);
+    this.mask |= 1 << level;
+    this.size++;
+  }
+
+  pushFront(node: T): void {
+    const level = node.level;
+    this.#levels[level]!.pushFront(node);
     this.mask |= 1 << level;
     this.size++;
   }

@@ -87,11 +87,19 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
     return task.lane.key.agents.length === 0 && !task.waitForAgent;
   }
 
-  #enqueue(task: T): void {
+  #enqueue(task: T, front = false): void {
     task.level = task.priority;
     task.enqueuedAt = this.#queue.agingMs > 0 ? this.#options.clock() : 0;
-    this.#queue.push(task);
+    this.#queue.push(task, front);
     this.#host.wake();
+  }
+
+  waitingHeads(): Iterable<T> {
+    return this.#queue.heads();
+  }
+
+  returnToFront(task: T): void {
+    this.#enqueue(task, true);
   }
 
   withdraw(task: T, _keepInStore: boolean): boolean {

@@ -33,14 +33,20 @@ export class TaskQueue<T extends LaneNode<T, K>, K> {
     return this.size >= this.maxSize;
   }
 
+  /** The most urgent item of each lane. */
+  *heads(): IterableIterator<T> {
+    for (const lane of this.#active) yield lane.head(lane.bestLevel)!;
+  }
+
   /** Lanes holding at least one task. */
   get activeLanes(): readonly Lane<T, K>[] {
     return this.#active;
   }
 
-  push(node: T): void {
+  push(node: T, front = false): void {
     const lane = node.lane;
-    lane.push(node);
+    if (front) lane.pushFront(node);
+    else lane.push(node);
     if (lane.activeIndex < 0) {
       lane.activeIndex = this.#active.length;
       this.#active.push(lane);

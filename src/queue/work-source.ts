@@ -114,6 +114,10 @@ export interface WorkSource<T extends SourcedTask<T>> {
   lane(key: string): Lane<T, CapabilitySignature>;
   /** A task to run: new or recovered (`delayMs` 0) or retried (after `delayMs`). */
   offer(task: T, delayMs: number): void;
+  /** The most urgent waiting task of each lane (for preemption). */
+  waitingHeads(): Iterable<T>;
+  /** A task whose run was preempted: queued again here, ahead of every task of its level. */
+  returnToFront(task: T): void;
   /**
    * Takes back a task that waits here (queued or waiting out a retry delay); false when it does
    * not. `keepInStore`: the process is stopping and the task stays in a shared store for others.

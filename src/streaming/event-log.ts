@@ -10,6 +10,7 @@ const STREAMED: Record<keyof OrchestratorEvents, true> = {
   'task:started': true,
   'task:progress': true,
   'task:retry': true,
+  'task:preempted': true,
   'task:completed': true,
   'task:failed': true,
   'task:cancelled': true,

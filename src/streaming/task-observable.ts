@@ -9,7 +9,7 @@ import { Subscriber } from './subscriber.js';
 const INSPECT = Symbol.for('nodejs.util.inspect.custom');
 const TERMINAL = new Set<PropertyKey>(['complete', 'error', 'cancelled']);
 const PROGRESS = new Set<PropertyKey>(['delta', 'update', 'snapshot']);
-const ALL_EVENTS = ['start', 'delta', 'update', 'snapshot', 'retry', 'complete', 'error', 'cancelled'] as const;
+const ALL_EVENTS = ['start', 'delta', 'update', 'snapshot', 'retry', 'preempted', 'complete', 'error', 'cancelled'] as const;
 
 type TerminalEvent<R, S> = TaskEvents<R, S>['complete' | 'error' | 'cancelled'];
 
