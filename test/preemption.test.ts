@@ -7,10 +7,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentRole, TaskPriority, type OrchestratorOptions, type ParallelOrchestrator, type StoreOptions, type TaskContext } from '../src/index.js';
+import { createParallelOrchestrator as createBuiltOrchestrator } from '../dist/index.js';
 import { deferred, nextEvent, useOrchestrators } from './helpers.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const make = useOrchestrators();
+const makeBuilt = useOrchestrators(createBuiltOrchestrator as never) as unknown as typeof make;
 const pgAvailable = await postgresAvailable();
 const dir = mkdtempSync(join(tmpdir(), 'preemption-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -131,7 +133,8 @@ describe('priority preemption', () => {
   });
 
   it('replaces a worker thread whose preempted task ignores the abort, after preemption.graceMs', async () => {
-    const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 1 }, preemption: { graceMs: 50 } });
+    // Threads load the built entry (dist/workers/thread-main.js): this orchestrator is the built one.
+    const o = await makeBuilt({ workerPool: { minWorkers: 1, maxWorkers: 1 }, preemption: { graceMs: 50 } });
     o.registerAgent({ agentId: 'spinner', role: AgentRole.EXECUTOR, capabilities: ['cpu'], module: fileURLToPath(new URL('./fixtures/modules/spin.mjs', import.meta.url)) });
     const spinning = o.submit({ type: 'spin', priority: TaskPriority.BACKGROUND, capabilities: ['cpu'], payload: { spin: true }, preemptible: true });
     const first = await nextEvent(o, 'task:started', (e) => e.taskId === spinning.taskId);

@@ -385,8 +385,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     const sets = this.#host.capabilitySets();
     if (sets.length === 0) return;
     const room = Math.max(0, this.#target(this.#host.freeSlots()) - this.#queue.size);
-    // A more urgent task than everything waiting here is claimed even with no room: one is enough.
-    const limit = room > 0 ? Math.min(room, this.#backend.options.maxBatch) : level < this.#worstWaitingLevel() ? 1 : 0;
+    // A task more urgent than one this node holds (waiting or running) is claimed even with no room:
+    // one is enough, and it waits here at most for the next free slot, or takes one by preemption.
+    const limit = room > 0 ? Math.min(room, this.#backend.options.maxBatch) : level < this.#worstHeldLevel() ? 1 : 0;
     if (limit === 0) return;
     this.#claiming = true;
     this.#claimAgain = false;
@@ -402,10 +403,11 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     );
   }
 
-  #worstWaitingLevel(): number {
-    const depth = this.#queue.depth;
-    for (let level = depth.length - 1; level >= 0; level--) if (depth[level]! > 0) return level;
-    return -1;
+  /** The least urgent priority among the tasks this node holds; -1 when it holds none. */
+  #worstHeldLevel(): number {
+    let worst = -1;
+    for (const task of this.#held.keys()) if (task.priority > worst) worst = task.priority;
+    return worst;
   }
 
   /** Claims up to `limit` tasks; resolves with true when the batch came back full (more may wait). */
