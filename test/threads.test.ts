@@ -1,6 +1,8 @@
 // Thread agents (modules run in node:worker_threads): real CPU work, ctx across the thread
 // boundary, and real thread deaths. Threads load the built entry, so this imports dist.
+import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
@@ -404,5 +406,38 @@ describe('timeout counts from the start of the run', () => {
     await expect(long.result()).resolves.toMatchObject({ result: 'long' });
     await expect(short.result()).resolves.toMatchObject({ result: 'short', attempts: 1 });
     expect(o.getStats().totalTimeouts).toBe(0);
+  });
+});
+
+describe('idle threads and the process', () => {
+  /** Runs a fixture in a fresh Node process; kills it after `killAfterMs`, so a process held alive fails the test instead of stalling it. */
+  function runChild(name: string, killAfterMs: number): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let killed = false;
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      const timer = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, killAfterMs);
+      child.on('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr, killed });
+      });
+    });
+  }
+
+  it('a finished orchestrator with idle threads and no shutdown() lets the process exit by itself', { timeout: 20_000 }, async () => {
+    const run = await runChild('thread-idle-exit.mjs', 15_000);
+    expect(run.killed, `the child did not exit on its own; stdout: ${run.stdout} stderr: ${run.stderr}`).toBe(false);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout.trim())).toEqual({ values: [55, 89, 144], crashed: 'WORKER_CRASHED', threads: 3 });
   });
 });

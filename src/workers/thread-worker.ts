@@ -53,6 +53,8 @@ export class ThreadWorker<Run> {
     let failure: Error | null = null;
     this.#thread.on('error', (error) => (failure = error));
     this.#thread.on('exit', (code) => this.#onExit(failure ?? new Error(`the thread exited with code ${code}`)));
+    // Held by the process only while it has jobs (see dispatch); after the listeners, as adding one refs it again.
+    this.#thread.unref();
   }
 
   get busy(): boolean {
@@ -62,6 +64,8 @@ export class ThreadWorker<Run> {
   /** Hands a job to the thread; returns its seq. Sent with the others of this tick in one message. */
   dispatch(run: Run, job: Omit<ThreadJob, 'seq'>): number {
     const seq = ++this.#nextSeq;
+    // An idle thread does not keep the process alive; one with work does.
+    if (this.inFlight.size === 0) this.#thread.ref();
     this.inFlight.set(seq, run);
     this.#batch.push({ ...job, seq });
     if (!this.#flushScheduled) {
@@ -126,7 +130,10 @@ export class ThreadWorker<Run> {
         case 'result':
           this.inFlight.delete(item[1]);
           this.tasksRun++;
-          if (this.inFlight.size === 0) this.idleSince = performance.now();
+          if (this.inFlight.size === 0) {
+            this.idleSince = performance.now();
+            this.#thread.unref();
+          }
           host.threadResult(run, item[2], item[3]);
           break;
         case 'progress':

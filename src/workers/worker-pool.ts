@@ -206,6 +206,8 @@ export class WorkerPool<Run> {
   #armRetirement(): void {
     if (this.#retireTimer !== null || this.size <= this.#options.minWorkers) return;
     this.#retireTimer = setTimeout(() => this.#retireIdle(), this.#options.idleTimeout);
+    // Retiring idle workers is no reason to keep the process alive.
+    this.#retireTimer.unref();
   }
 
   #retireIdle(): void {
