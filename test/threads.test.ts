@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import {
   AgentRole,
+  InvalidAgentError,
   InvalidTaskError,
   TaskTimeoutError,
   WorkerCrashedError,
@@ -197,6 +198,34 @@ describe('ctx across the thread boundary', () => {
     const next = await o.submit({ type: 'p', capabilities: ['probe'], payload: { mode: 'progress-steps', steps: 1 } }).result();
     expect(next.result).toEqual({ steps: 1 });
     expect(o.getStats().workerPool.workersReplaced).toBe(0);
+  });
+});
+
+describe('modules a thread agent cannot use', () => {
+  it.each([
+    ['a directory', new URL('./fixtures/modules/', import.meta.url), /is a directory/],
+    ['a missing file', new URL('./fixtures/modules/no-such-module.mjs', import.meta.url), /file not found/],
+    ['no default export', moduleUrl('no-default'), /has no default export function .*its default export: none/],
+    ['a default export that is not a function', moduleUrl('default-not-function'), /has no default export function .*its default export: object/],
+    ['a module that throws on import', moduleUrl('throws-on-load'), /failed to load: configuration missing: AGENT_TOKEN/],
+  ])('%s is refused at registerAgent with InvalidAgentError naming module', async (_, module, detail) => {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    let thrown: unknown;
+    try {
+      o.registerAgent({ agentId: 'broken', role: AgentRole.EXECUTOR, capabilities: ['x'], module });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(InvalidAgentError);
+    expect(thrown).toMatchObject({ code: 'INVALID_AGENT', field: 'module' });
+    expect((thrown as Error).message).toMatch(detail);
+    expect(o.listAgents()).toEqual([]);
+  });
+
+  it('a module given as a path that loads is registered', async () => {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    o.registerAgent({ agentId: 'fib', role: AgentRole.EXECUTOR, capabilities: ['fib'], module: fileURLToPath(moduleUrl('fib')) });
+    expect((await o.submit<{ value: number }>({ type: 'fib', capabilities: ['fib'], payload: { n: 10 } }).result()).result.value).toBe(55);
   });
 });
 
