@@ -1,7 +1,12 @@
-/** Messages between the main thread and worker threads. Tasks travel in batches. */
+/**
+ * Messages between the main thread and worker threads. Jobs and outputs travel in batches, as
+ * flat arrays of primitives: structured cloning walks every object it is given, so a job sent
+ * as a dozen primitives costs a fraction of a nested task object, and the module URL, agent id
+ * and capability list of a job go over once per thread, as entries of tables the thread keeps.
+ */
 import type { Task } from '../types.js';
 
-/** One task handed to a thread. `seq` is unique per thread and increases in hand-over order. */
+/** One task handed to a thread, as the engine gives it. `seq` is unique per thread and increases in hand-over order. */
 export interface ThreadJob {
   seq: number;
   module: string;
@@ -10,19 +15,29 @@ export interface ThreadJob {
   agentId: string;
 }
 
+/**
+ * `jobs` holds JOB_FIELDS values per job: seq, agent (index into the agents table), id, type,
+ * payload, priority, capabilities (index into the capabilities table), metadata (null when
+ * empty), attempt, resumeState. `agents` adds table entries as (index, module, agentId) triples
+ * and `capabilities` as (index, list) pairs, before the jobs that use them.
+ */
 export type MainToThread =
-  | { t: 'run'; jobs: ThreadJob[] }
+  | { t: 'run'; agents: (number | string)[] | null; capabilities: (number | readonly string[])[] | null; jobs: unknown[] }
   | { t: 'abort'; seq: number; reason: SerializedError }
   | { t: 'committed'; ack: number; error?: SerializedError };
 
-/** Items a thread sends back, in the order they happened. */
-export type ThreadOutput =
-  | [kind: 'result', seq: number, ok: true, value: unknown]
-  | [kind: 'result', seq: number, ok: false, error: SerializedError]
-  | [kind: 'progress', seq: number, state: unknown]
-  | [kind: 'checkpoint', seq: number, state: unknown, ack: number];
+export const JOB_FIELDS = 10;
 
-export type ThreadToMain = { t: 'out'; items: ThreadOutput[] };
+/**
+ * Outputs of a thread in the order they happened, flat: (OUT_RESULT, seq, value),
+ * (OUT_ERROR, seq, SerializedError), (OUT_PROGRESS, seq, state), (OUT_CHECKPOINT, seq, state, ack).
+ */
+export type ThreadToMain = unknown[];
+
+export const OUT_RESULT = 0;
+export const OUT_ERROR = 1;
+export const OUT_PROGRESS = 2;
+export const OUT_CHECKPOINT = 3;
 
 /** Shared memory of a thread: the job it is running and when it started (epoch ms). */
 export const SHARED_SEQ = 0;

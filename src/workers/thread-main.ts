@@ -6,45 +6,104 @@
  * streams while a task runs), or when its queue is empty.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { AgentHandler, TaskContext } from '../types.js';
+import type { AgentHandler, Task, TaskContext } from '../types.js';
 import {
+  JOB_FIELDS,
+  OUT_CHECKPOINT,
+  OUT_ERROR,
+  OUT_PROGRESS,
+  OUT_RESULT,
   SHARED_SEQ,
   SHARED_STARTED_AT,
   deserializeError,
   serializeError,
   type MainToThread,
-  type ThreadJob,
-  type ThreadOutput,
 } from './protocol.js';
 
 const port = parentPort!;
 const { shared: sharedBuffer, workerId, batchSize } = workerData as { shared: SharedArrayBuffer; workerId: string; batchSize: number };
 const shared = new Float64Array(sharedBuffer);
-const handlers = new Map<string, Promise<AgentHandler>>();
-const jobs: ThreadJob[] = [];
+const FLUSH_AFTER_MS = 1;
+const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/** A loaded handler, or the import still under way (or failed: every job of that module fails with its error). */
+const handlers = new Map<string, AgentHandler | Promise<AgentHandler>>();
+const agents: { module: string; agentId: string }[] = [];
+const capabilityLists: (readonly string[])[] = [];
+
+/** One job, and the `ctx` its handler receives: one object, with the signal made only when read. */
+class Job implements TaskContext {
+  #controller: AbortController | null = null;
+  #abortReason: Error | null = null;
+
+  constructor(
+    readonly seq: number,
+    readonly module: string,
+    readonly agentId: string,
+    readonly task: Task,
+    readonly resumeState: unknown,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== null) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  get attempt(): number {
+    return this.task.attempt;
+  }
+
+  get workerId(): string {
+    return workerId;
+  }
+
+  abort(reason: Error): void {
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  progress(state: unknown): void {
+    // Copied now: the handler may change the same object before the batch is sent.
+    emit(OUT_PROGRESS, this.seq, structuredClone(state));
+  }
+
+  checkpoint(state: unknown): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const ack = ++nextAck;
+      pendingCommits.set(ack, { resolve, reject });
+      emit(OUT_CHECKPOINT, this.seq, state, ack);
+      flush();
+    });
+  }
+}
+
+const queue: (Job | undefined)[] = [];
 let head = 0;
 let draining = false;
-let output: ThreadOutput[] = [];
-let firstOutputAt = 0;
-const FLUSH_AFTER_MS = 1;
-const controllers = new Map<number, AbortController>();
-const abortedBeforeStart = new Map<number, Error>();
+let current: Job | null = null;
 /** Seq of the last job started: an abort for an older seq came after its job ended and is dropped. */
 let lastStartedSeq = 0;
-const pendingCommits = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+const abortedBeforeStart = new Map<number, Error>();
+
+let output: unknown[] = [];
+let resultsWaiting = 0;
+let firstOutputAt = 0;
 let flushTimer: NodeJS.Timeout | null = null;
+const pendingCommits = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 let nextAck = 0;
 
 port.on('message', (message: MainToThread) => {
   switch (message.t) {
     case 'run':
-      for (const job of message.jobs) jobs.push(job);
+      receiveJobs(message);
       if (!draining) void drain();
       break;
     case 'abort': {
       const reason = deserializeError(message.reason);
-      const controller = controllers.get(message.seq);
-      if (controller !== undefined) controller.abort(reason);
+      if (current?.seq === message.seq) current.abort(reason);
       else if (message.seq > lastStartedSeq) abortedBeforeStart.set(message.seq, reason);
       break;
     }
@@ -58,29 +117,48 @@ port.on('message', (message: MainToThread) => {
   }
 });
 
-function load(module: string): Promise<AgentHandler> {
-  let handler = handlers.get(module);
-  if (handler === undefined) {
-    handler = import(module).then((loaded: { default?: unknown }) => {
-      if (typeof loaded.default !== 'function') throw new TypeError(`module ${module} has no default export function (task, ctx) => result`);
-      return loaded.default as AgentHandler;
-    });
-    handlers.set(module, handler);
+function receiveJobs({ agents: newAgents, capabilities: newCapabilities, jobs }: Extract<MainToThread, { t: 'run' }>): void {
+  if (newAgents !== null) for (let i = 0; i < newAgents.length; i += 3) agents[newAgents[i] as number] = { module: newAgents[i + 1] as string, agentId: newAgents[i + 2] as string };
+  if (newCapabilities !== null) for (let i = 0; i < newCapabilities.length; i += 2) capabilityLists[newCapabilities[i] as number] = newCapabilities[i + 1] as readonly string[];
+  for (let i = 0; i < jobs.length; i += JOB_FIELDS) {
+    const agent = agents[jobs[i + 1] as number]!;
+    const task: Task = {
+      id: jobs[i + 2] as string,
+      type: jobs[i + 3] as string,
+      payload: jobs[i + 4],
+      priority: jobs[i + 5] as Task['priority'],
+      capabilities: capabilityLists[jobs[i + 6] as number]!,
+      metadata: (jobs[i + 7] as Task['metadata'] | null) ?? NO_METADATA,
+      attempt: jobs[i + 8] as number,
+    };
+    queue.push(new Job(jobs[i] as number, agent.module, agent.agentId, task, jobs[i + 9]));
   }
-  return handler;
 }
 
-function emit(item: ThreadOutput): void {
+function load(module: string): Promise<AgentHandler> {
+  const loading = import(module).then((loaded: { default?: unknown }) => {
+    if (typeof loaded.default !== 'function') throw new TypeError(`module ${module} has no default export function (task, ctx) => result`);
+    handlers.set(module, loaded.default as AgentHandler);
+    return loaded.default as AgentHandler;
+  });
+  handlers.set(module, loading);
+  return loading;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
+function emit(kind: number, seq: number, value: unknown, ack?: number): void {
+  const now = performance.now();
   if (output.length === 0) {
-    firstOutputAt = performance.now();
+    firstOutputAt = now;
     flushTimer ??= setTimeout(flush, FLUSH_AFTER_MS);
-  } else if (performance.now() - firstOutputAt >= FLUSH_AFTER_MS) {
-    // A handler streaming from a synchronous loop never lets the timer run.
-    output.push(item);
-    flush();
-    return;
   }
-  output.push(item);
+  if (kind === OUT_CHECKPOINT) output.push(kind, seq, value, ack);
+  else output.push(kind, seq, value);
+  // A handler streaming from a synchronous loop never lets the timer run.
+  if (kind === OUT_PROGRESS && now - firstOutputAt >= FLUSH_AFTER_MS) flush();
 }
 
 function flush(): void {
@@ -91,73 +169,65 @@ function flush(): void {
   if (output.length === 0) return;
   const items = output;
   output = [];
+  resultsWaiting = 0;
   try {
-    port.postMessage({ t: 'out', items });
+    port.postMessage(items);
   } catch {
-    // A value that cannot be cloned: send each item alone, replacing only the bad ones.
-    for (const item of items) {
-      try {
-        port.postMessage({ t: 'out', items: [item] });
-      } catch (error) {
-        const seq = item[1];
-        if (item[0] === 'checkpoint') {
-          const pending = pendingCommits.get(item[3]);
-          pendingCommits.delete(item[3]);
-          pending?.reject(new TypeError(`the checkpoint state cannot be cloned to the main thread: ${(error as Error).message}`));
-        }
-        if (item[0] === 'result') port.postMessage({ t: 'out', items: [['result', seq, false, serializeError(new TypeError(`the result of the task cannot be cloned to the main thread: ${(error as Error).message}`))]] });
+    sendEach(items);
+  }
+}
+
+/** A value that cannot be cloned: sends each item alone, replacing only the bad ones. */
+function sendEach(items: unknown[]): void {
+  for (let i = 0; i < items.length; ) {
+    const kind = items[i] as number;
+    const size = kind === OUT_CHECKPOINT ? 4 : 3;
+    const item = items.slice(i, i + size);
+    i += size;
+    try {
+      port.postMessage(item);
+    } catch (error) {
+      const reason = (error as Error).message;
+      if (kind === OUT_CHECKPOINT) {
+        const pending = pendingCommits.get(item[3] as number);
+        pendingCommits.delete(item[3] as number);
+        pending?.reject(new TypeError(`the checkpoint state cannot be cloned to the main thread: ${reason}`));
+      } else if (kind === OUT_RESULT) {
+        port.postMessage([OUT_ERROR, item[1], serializeError(new TypeError(`the result of the task cannot be cloned to the main thread: ${reason}`))]);
       }
     }
   }
 }
 
-function context(job: ThreadJob, controller: AbortController): TaskContext {
-  return {
-    signal: controller.signal,
-    // Copied now: the handler may change the same object before the batch is sent.
-    progress: (state) => emit(['progress', job.seq, structuredClone(state)]),
-    checkpoint: (state) =>
-      new Promise<void>((resolve, reject) => {
-        const ack = ++nextAck;
-        pendingCommits.set(ack, { resolve, reject });
-        emit(['checkpoint', job.seq, state, ack]);
-        flush();
-      }),
-    resumeState: job.resumeState,
-    attempt: job.task.attempt,
-    agentId: job.agentId,
-    workerId,
-  };
-}
-
 async function drain(): Promise<void> {
   draining = true;
-  while (head < jobs.length) {
-    const job = jobs[head]!;
-    jobs[head++] = undefined as unknown as ThreadJob;
+  while (head < queue.length) {
+    const job = queue[head]!;
+    queue[head++] = undefined;
     lastStartedSeq = job.seq;
     const early = abortedBeforeStart.get(job.seq);
     if (early !== undefined) {
       abortedBeforeStart.delete(job.seq);
-      emit(['result', job.seq, false, serializeError(early)]);
+      emit(OUT_ERROR, job.seq, serializeError(early));
       continue;
     }
-    const controller = new AbortController();
-    controllers.set(job.seq, controller);
+    current = job;
     shared[SHARED_SEQ] = job.seq;
     shared[SHARED_STARTED_AT] = performance.timeOrigin + performance.now();
     try {
-      const handler = await load(job.module);
-      const value = await handler(job.task, context(job, controller));
-      emit(['result', job.seq, true, value]);
+      const loaded = handlers.get(job.module) ?? load(job.module);
+      const handler = typeof loaded === 'function' ? loaded : await loaded;
+      // A synchronous handler's result is taken as it is: no promise, no microtask per job.
+      const returned = handler(job.task, job);
+      emit(OUT_RESULT, job.seq, isThenable(returned) ? await returned : returned);
     } catch (error) {
-      emit(['result', job.seq, false, serializeError(error)]);
+      emit(OUT_ERROR, job.seq, serializeError(error));
     }
-    controllers.delete(job.seq);
+    current = null;
     // Half a batch of results goes back at once, so the main thread refills while the rest runs.
-    if (output.length >= batchSize / 2 || performance.now() - firstOutputAt >= FLUSH_AFTER_MS) flush();
+    if (++resultsWaiting >= batchSize / 2 || performance.now() - firstOutputAt >= FLUSH_AFTER_MS) flush();
   }
-  jobs.length = 0;
+  queue.length = 0;
   head = 0;
   draining = false;
   flush();

@@ -1,7 +1,19 @@
 import { Worker } from 'node:worker_threads';
 import { InvalidTaskError } from '../errors.js';
 import type { ThreadResourceLimits } from '../options.js';
-import { SHARED_SEQ, SHARED_SLOTS, SHARED_STARTED_AT, serializeError, type ThreadJob, type ThreadToMain } from './protocol.js';
+import {
+  JOB_FIELDS,
+  OUT_CHECKPOINT,
+  OUT_PROGRESS,
+  OUT_RESULT,
+  SHARED_SEQ,
+  SHARED_SLOTS,
+  SHARED_STARTED_AT,
+  serializeError,
+  type MainToThread,
+  type ThreadJob,
+  type ThreadToMain,
+} from './protocol.js';
 
 /** What a thread worker reports to; implemented by the engine. */
 export interface ThreadHost<Run> {
@@ -37,7 +49,13 @@ export class ThreadWorker<Run> {
   readonly #shared: Float64Array;
   readonly #host: ThreadHost<Run>;
   #nextSeq = 0;
-  #batch: ThreadJob[] = [];
+  /** Jobs of this tick, JOB_FIELDS values each, and the table entries they need that the thread lacks. */
+  #batch: unknown[] = [];
+  #newAgents: (number | string)[] | null = null;
+  #newCapabilities: (number | readonly string[])[] | null = null;
+  /** What the thread's tables hold: the index of each agent (with its module) and of each capability list. */
+  readonly #agents = new Map<string, { module: string; index: number }>();
+  readonly #capabilities = new Map<readonly string[], number>();
   #flushScheduled = false;
   #exited = false;
 
@@ -67,7 +85,10 @@ export class ThreadWorker<Run> {
     // An idle thread does not keep the process alive; one with work does.
     if (this.inFlight.size === 0) this.#thread.ref();
     this.inFlight.set(seq, run);
-    this.#batch.push({ ...job, seq });
+    const task = job.task;
+    const batch = this.#batch;
+    batch.push(seq, this.#agentIndex(job.agentId, job.module), task.id, task.type, task.payload, task.priority);
+    batch.push(this.#capabilityIndex(task.capabilities), isEmpty(task.metadata) ? null : task.metadata, task.attempt, job.resumeState);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
@@ -97,57 +118,95 @@ export class ThreadWorker<Run> {
     return this.#thread.terminate();
   }
 
+  #agentIndex(agentId: string, module: string): number {
+    const known = this.#agents.get(agentId);
+    // An agent unregistered and registered again under its id may have another module.
+    if (known !== undefined && known.module === module) return known.index;
+    const index = this.#agents.size;
+    this.#agents.set(agentId, { module, index });
+    (this.#newAgents ??= []).push(index, module, agentId);
+    return index;
+  }
+
+  #capabilityIndex(capabilities: readonly string[]): number {
+    let index = this.#capabilities.get(capabilities);
+    if (index === undefined) {
+      index = this.#capabilities.size;
+      this.#capabilities.set(capabilities, index);
+      (this.#newCapabilities ??= []).push(index, capabilities);
+    }
+    return index;
+  }
+
   #flush(): void {
     this.#flushScheduled = false;
     if (this.#batch.length === 0 || this.#exited) return;
-    const jobs = this.#batch;
+    const message: MainToThread = { t: 'run', agents: this.#newAgents, capabilities: this.#newCapabilities, jobs: this.#batch };
     this.#batch = [];
+    this.#newAgents = this.#newCapabilities = null;
     try {
-      this.#thread.postMessage({ t: 'run', jobs });
+      this.#thread.postMessage(message);
     } catch {
-      // A payload that cannot be cloned (the check at submit does not see agents registered
-      // later): hand over the others one by one and fail that task, without retries.
-      for (const job of jobs) {
-        try {
-          this.#thread.postMessage({ t: 'run', jobs: [job] });
-        } catch (error) {
-          const run = this.inFlight.get(job.seq);
-          if (run === undefined) continue;
-          this.inFlight.delete(job.seq);
-          const refusal = new InvalidTaskError('payload', `of task ${job.task.id} cannot be cloned for a worker thread: ${(error as Error).message}`, { cause: error });
-          this.#host.threadRefused(run, Object.assign(refusal, { retryable: false }));
-        }
+      this.#sendEach(message);
+    }
+  }
+
+  /**
+   * A payload that cannot be cloned (the check at submit does not see agents registered later):
+   * hands over the others one by one and fails that task, without retries.
+   */
+  #sendEach({ agents, capabilities, jobs }: Extract<MainToThread, { t: 'run' }>): void {
+    this.#thread.postMessage({ t: 'run', agents, capabilities, jobs: [] } satisfies MainToThread);
+    for (let i = 0; i < jobs.length; i += JOB_FIELDS) {
+      const job = jobs.slice(i, i + JOB_FIELDS);
+      try {
+        this.#thread.postMessage({ t: 'run', agents: null, capabilities: null, jobs: job } satisfies MainToThread);
+      } catch (error) {
+        const seq = job[0] as number;
+        const run = this.inFlight.get(seq);
+        if (run === undefined) continue;
+        this.#ended(seq);
+        const refusal = new InvalidTaskError('payload', `of task ${job[2] as string} cannot be cloned for a worker thread: ${(error as Error).message}`, { cause: error });
+        this.#host.threadRefused(run, Object.assign(refusal, { retryable: false }));
       }
     }
   }
 
-  #receive(message: ThreadToMain): void {
+  #receive(items: ThreadToMain): void {
     const host = this.#host;
-    for (const item of message.items) {
-      const run = this.inFlight.get(item[1]);
-      if (run === undefined) continue;
-      switch (item[0]) {
-        case 'result':
-          this.inFlight.delete(item[1]);
-          this.tasksRun++;
-          if (this.inFlight.size === 0) {
-            this.idleSince = performance.now();
-            this.#thread.unref();
-          }
-          host.threadResult(run, item[2], item[3]);
-          break;
-        case 'progress':
-          host.threadProgress(run, item[2]);
-          break;
-        case 'checkpoint': {
-          const ack = item[3];
-          host.threadCheckpoint(run, item[2]).then(
+    for (let i = 0; i < items.length; ) {
+      const kind = items[i] as number;
+      const seq = items[i + 1] as number;
+      const value = items[i + 2];
+      const run = this.inFlight.get(seq);
+      if (kind === OUT_CHECKPOINT) {
+        const ack = items[i + 3] as number;
+        i += 4;
+        if (run !== undefined) {
+          host.threadCheckpoint(run, value).then(
             () => this.committed(ack),
             (error: unknown) => this.committed(ack, error),
           );
-          break;
         }
+        continue;
       }
+      i += 3;
+      if (run === undefined) continue;
+      if (kind === OUT_PROGRESS) {
+        host.threadProgress(run, value);
+      } else {
+        this.#ended(seq);
+        this.tasksRun++;
+        host.threadResult(run, kind === OUT_RESULT, value);
+      }
+    }
+  }
+
+  #ended(seq: number): void {
+    this.inFlight.delete(seq);
+    if (this.inFlight.size === 0) {
+      this.idleSince = performance.now();
+      this.#thread.unref();
     }
   }
 
@@ -164,6 +223,12 @@ export class ThreadWorker<Run> {
     }
     this.inFlight.clear();
     this.#batch = [];
+    this.#newAgents = this.#newCapabilities = null;
     this.#host.threadExited(this, current, lost, unstarted, error);
   }
+}
+
+function isEmpty(record: object): boolean {
+  for (const _ in record) return false;
+  return true;
 }
