@@ -186,6 +186,23 @@ describe('ctx across the thread boundary', () => {
     expect(o.getStats().totalRetries).toBe(0);
   });
 
+  it('ctx.progress and ctx.checkpoint with a state JSON cannot carry fail in the handler with a TypeError; the process and the task go on', async () => {
+    const o = await probe();
+    const task = o.submit<Record<string, string | null>, { step: string }>({ type: 'p', capabilities: ['probe'], retry: { maxAttempts: 1 }, payload: { mode: 'unsendable-states' } });
+    const deltas: unknown[] = [];
+    task.on('delta', ({ data }) => deltas.push(data));
+    const { result } = await task.result();
+    expect(result).toEqual({
+      cyclicProgress: 'TypeError: the progress state has a cycle, which JSON cannot carry: it refers back to the top (at /child/items/0)',
+      bigintProgress: 'TypeError: the progress state has a BigInt, which JSON cannot carry (at /total)',
+      functionProgress: 'TypeError: the progress state must be a JSON value, not a function',
+      cyclicCheckpoint: 'TypeError: the checkpoint state has a cycle, which JSON cannot carry: it refers back to the top (at /child/items/0)',
+      bigintCheckpoint: 'TypeError: the checkpoint state has a BigInt, which JSON cannot carry (at /at/1)',
+    });
+    expect(deltas).toEqual([{ step: 'after' }]);
+    expect(o.getStats()).toMatchObject({ checkpoints: 0, workerPool: { workersReplaced: 0 } });
+  });
+
   it('a result that cannot be cloned fails the attempt with a TypeError, and the thread lives on', async () => {
     const o = await probe();
     const failed = o.submit({ type: 'p', capabilities: ['probe'], retry: { maxAttempts: 1 }, payload: { mode: 'uncloneable-result' } });

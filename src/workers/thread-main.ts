@@ -19,6 +19,7 @@ import {
   serializeError,
   type MainToThread,
 } from './protocol.js';
+import { jsonState } from './thread-values.js';
 
 const port = parentPort!;
 const { shared: sharedBuffer, workerId, batchSize } = workerData as { shared: SharedArrayBuffer; workerId: string; batchSize: number };
@@ -66,15 +67,16 @@ class Job implements TaskContext {
   }
 
   progress(state: unknown): void {
-    // Copied now: the handler may change the same object before the batch is sent.
-    emit(OUT_PROGRESS, this.seq, structuredClone(state));
+    // Copied (and checked) now: the handler may change the same object before the batch is sent.
+    emit(OUT_PROGRESS, this.seq, jsonState(state, 'the progress state'));
   }
 
   checkpoint(state: unknown): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      const copy = jsonState(state, 'the checkpoint state');
       const ack = ++nextAck;
       pendingCommits.set(ack, { resolve, reject });
-      emit(OUT_CHECKPOINT, this.seq, state, ack);
+      emit(OUT_CHECKPOINT, this.seq, copy, ack);
       flush();
     });
   }

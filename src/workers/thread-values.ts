@@ -1,0 +1,82 @@
+/**
+ * Checks, in the thread that made them, the values a thread agent sends to the main thread, so
+ * that a value the main thread could not take fails the handler's own call with a TypeError
+ * instead of failing (or crashing) the main thread when it arrives.
+ */
+
+/**
+ * Deepest nesting of objects and arrays a value may have. Node's deserializer on the main
+ * thread gives up near 1,930 levels of objects (3,250 of arrays) with the default stack, and
+ * drops the whole message; the streaming code's own recursion lasts past 4,000.
+ */
+export const MAX_DEPTH = 1000;
+
+/**
+ * A JSON copy of a progress or checkpoint state, as the main thread's `cloneJson` makes it
+ * (`toJSON` honoured; undefined, functions and symbols dropped from objects and `null` in
+ * arrays). @throws TypeError naming `what`, the problem and where it is: a BigInt, a cycle,
+ * nesting deeper than MAX_DEPTH, or a state that is itself a function or a symbol.
+ */
+export function jsonState(value: unknown, what: string): unknown {
+  if (typeof value === 'function' || typeof value === 'symbol') throw new TypeError(`${what} must be a JSON value, not a ${typeof value}`);
+  return new JsonCopy(what).copy(value, 0);
+}
+
+class JsonCopy {
+  /** The containers on the path to the value being copied, and the key taken in each. */
+  readonly #ancestors: object[] = [];
+  readonly #keys: (string | number)[] = [];
+
+  constructor(readonly what: string) {}
+
+  copy(value: unknown, depth: number): unknown {
+    if (typeof value !== 'object' || value === null) {
+      if (typeof value === 'bigint') throw this.#problem('a BigInt, which JSON cannot carry', depth);
+      return typeof value === 'function' || typeof value === 'symbol' ? undefined : value;
+    }
+    const json = value as { toJSON?: () => unknown };
+    if (typeof json.toJSON === 'function') return this.copy(json.toJSON(), depth);
+    // A cycle nests without end: it is told apart from deep nesting only once the limit is hit.
+    if (depth === MAX_DEPTH) throw this.#tooDeep(depth);
+    this.#ancestors[depth] = value;
+    if (Array.isArray(value)) {
+      const copy = new Array<unknown>(value.length);
+      for (let i = 0; i < value.length; i++) {
+        this.#keys[depth] = i;
+        const item = this.copy(value[i], depth + 1);
+        copy[i] = item === undefined ? null : item;
+      }
+      return copy;
+    }
+    const copy: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) {
+      this.#keys[depth] = key;
+      const item = this.copy((value as Record<string, unknown>)[key], depth + 1);
+      if (item === undefined) continue;
+      // An own "__proto__" key (JSON.parse makes those) must stay data, not become the prototype.
+      if (key === '__proto__') Object.defineProperty(copy, key, { value: item, enumerable: true, writable: true, configurable: true });
+      else copy[key] = item;
+    }
+    return copy;
+  }
+
+  #tooDeep(depth: number): TypeError {
+    const ancestors = this.#ancestors;
+    for (let d = 1; d < depth; d++) {
+      const first = ancestors.indexOf(ancestors[d]!);
+      if (first < d) return this.#problem(`a cycle, which JSON cannot carry: it refers back to ${this.#path(first)}`, d);
+    }
+    return this.#problem(`nesting deeper than ${MAX_DEPTH} levels, more than a worker thread can send`, depth);
+  }
+
+  #problem(problem: string, depth: number): TypeError {
+    return new TypeError(`${this.what} has ${problem} (at ${this.#path(depth)})`);
+  }
+
+  /** A JSON Pointer to the value at `depth` on the current path. */
+  #path(depth: number): string {
+    if (depth === 0) return 'the top';
+    const segments = this.#keys.slice(0, depth).map((key) => `/${String(key).replaceAll('~', '~0').replaceAll('/', '~1')}`);
+    return segments.length > 8 ? `${segments.slice(0, 8).join('')}/… (${depth} levels)` : segments.join('');
+  }
+}
