@@ -16,7 +16,7 @@ import {
   type OrchestratorEvents,
   type ParallelOrchestrator,
 } from '../dist/index.js';
-import { useOrchestrators, nextEvent } from './helpers.js';
+import { nextEvent, settle, useOrchestrators } from './helpers.js';
 
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
 
@@ -277,6 +277,45 @@ describe('payloads a thread cannot receive', () => {
     // The orchestrator goes on serving cloneable tasks on that agent.
     const ok = await o.submit<{ value: number }>({ type: 'fib', capabilities: ['late'], payload: { n: 10 } }).result();
     expect(ok.result.value).toBe(55);
+  });
+});
+
+describe('values nested too deep for the main thread', () => {
+  // Objects nested this deep are dropped by Node's deserializer on the main thread ('messageerror').
+  const DEPTH = 2_500;
+
+  async function deepAgent(): Promise<ParallelOrchestrator> {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    o.registerAgent({ agentId: 'deep', role: AgentRole.EXECUTOR, capabilities: ['deep'], maxConcurrent: 4, module: moduleUrl('deep') });
+    return o;
+  }
+
+  // The time limit only turns a hang into a failure.
+  it('a result nested thousands of levels deep fails its task with a TypeError; the other tasks of its batch finish', { timeout: 10_000 }, async () => {
+    const o = await deepAgent();
+    const payloads = [{ value: 1 }, { mode: 'result', depth: DEPTH }, { value: 2 }, { value: 3 }];
+    const outcomes = await Promise.all(payloads.map((payload) => settle(o.submit({ type: 'deep', capabilities: ['deep'], retry: { maxAttempts: 1 }, payload }).result())));
+    expect(outcomes.map((outcome) => (outcome.ok ? outcome.value.result : null))).toEqual([1, null, 2, 3]);
+    expect(outcomes[1]).toMatchObject({ ok: false, error: { name: 'TypeError', message: expect.stringMatching(/^the result of task .+ is nested deeper than 1000 levels/) } });
+    expect(o.getStats().workerPool).toMatchObject({ threads: 1, workersReplaced: 0 });
+  });
+
+  it('a progress state nested thousands of levels deep fails ctx.progress with a TypeError; the task goes on', { timeout: 10_000 }, async () => {
+    const o = await deepAgent();
+    const { result } = await o.submit<string>({ type: 'deep', capabilities: ['deep'], payload: { mode: 'progress', depth: DEPTH } }).result();
+    expect(result).toBe('TypeError: the progress state has nesting deeper than 1000 levels, more than a worker thread can send (at /next/next/next/next/next/next/next/next/… (1000 levels))');
+  });
+
+  it('a message the main thread cannot deserialize replaces the thread: its task fails as crashed, the tasks behind it run on the replacement', { timeout: 10_000 }, async () => {
+    const o = await deepAgent();
+    const failed = nextEvent(o, 'worker:failed');
+    const payloads = [{ mode: 'raw-message', depth: DEPTH }, { value: 1 }, { value: 2 }];
+    const tasks = payloads.map((payload) => o.submit({ type: 'deep', capabilities: ['deep'], retry: { maxAttempts: 1 }, payload }).result());
+    const outcomes = await Promise.all(tasks.map((task) => settle(task)));
+    expect(outcomes[0]).toMatchObject({ ok: false, error: { name: 'WorkerCrashedError' } });
+    expect((await failed).error.message).toMatch(/sent a message that could not be deserialized/);
+    expect(outcomes.slice(1).map((outcome) => outcome.ok && outcome.value.result)).toEqual([1, 2]);
+    expect(o.getStats().workerPool.workersReplaced).toBe(1);
   });
 });
 

@@ -19,7 +19,7 @@ import {
   serializeError,
   type MainToThread,
 } from './protocol.js';
-import { jsonState } from './thread-values.js';
+import { jsonState, resultProblem } from './thread-values.js';
 
 const port = parentPort!;
 const { shared: sharedBuffer, workerId, batchSize } = workerData as { shared: SharedArrayBuffer; workerId: string; batchSize: number };
@@ -221,7 +221,10 @@ async function drain(): Promise<void> {
       const handler = typeof loaded === 'function' ? loaded : await loaded;
       // A synchronous handler's result is taken as it is: no promise, no microtask per job.
       const returned = handler(job.task, job);
-      emit(OUT_RESULT, job.seq, isThenable(returned) ? await returned : returned);
+      const value = isThenable(returned) ? await returned : returned;
+      const problem = resultProblem(value);
+      if (problem === null) emit(OUT_RESULT, job.seq, value);
+      else emit(OUT_ERROR, job.seq, serializeError(new TypeError(`the result of task ${job.task.id} ${problem}`)));
     } catch (error) {
       emit(OUT_ERROR, job.seq, serializeError(error));
     }

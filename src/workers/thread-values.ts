@@ -11,6 +11,42 @@
  */
 export const MAX_DEPTH = 1000;
 
+/** Objects visited by the quick walk of a result before the exact one (which remembers each) takes over. */
+const QUICK_WALK_NODES = 100_000;
+
+/**
+ * What keeps a result from reaching the main thread whole, or null: nesting deeper than
+ * MAX_DEPTH as structured cloning counts it (each object once, so cycles are fine).
+ */
+export function resultProblem(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null) return null;
+  // Most results are trees: walked without remembering objects; a cycle, shared objects or a
+  // huge result end the quick walk early, and the exact walk decides.
+  if (!tooDeep(value, 0, null, { nodes: 0 })) return null;
+  return tooDeep(value, 0, new Set(), { nodes: 0 }) ? `is nested deeper than ${MAX_DEPTH} levels, more than a worker thread can send` : null;
+}
+
+/** True when `value` nests deeper than MAX_DEPTH; also (without `seen`) when the quick walk gives up. */
+function tooDeep(value: unknown, depth: number, seen: Set<object> | null, walked: { nodes: number }): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (seen === null) {
+    if (++walked.nodes > QUICK_WALK_NODES) return true;
+  } else if (seen.has(value)) {
+    return false;
+  } else {
+    seen.add(value);
+  }
+  if (depth === MAX_DEPTH) return true;
+  if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp || value instanceof Error) return false;
+  if (value instanceof Map) {
+    for (const [key, item] of value) if (tooDeep(key, depth + 1, seen, walked) || tooDeep(item, depth + 1, seen, walked)) return true;
+    return false;
+  }
+  const items: Iterable<unknown> = Array.isArray(value) || value instanceof Set ? value : Object.values(value);
+  for (const item of items) if (tooDeep(item, depth + 1, seen, walked)) return true;
+  return false;
+}
+
 /**
  * A JSON copy of a progress or checkpoint state, as the main thread's `cloneJson` makes it
  * (`toJSON` honoured; undefined, functions and symbols dropped from objects and `null` in

@@ -58,6 +58,8 @@ export class ThreadWorker<Run> {
   readonly #capabilities = new Map<readonly string[], number>();
   #flushScheduled = false;
   #exited = false;
+  /** Why the thread is going down, when it is not a plain exit. */
+  #failure: Error | null = null;
 
   constructor(readonly workerId: string, host: ThreadHost<Run>, batchSize: number, resourceLimits: ThreadResourceLimits | undefined) {
     this.#host = host;
@@ -68,9 +70,9 @@ export class ThreadWorker<Run> {
       ...(resourceLimits === undefined ? {} : { resourceLimits }),
     });
     this.#thread.on('message', (message: ThreadToMain) => this.#receive(message));
-    let failure: Error | null = null;
-    this.#thread.on('error', (error) => (failure = error));
-    this.#thread.on('exit', (code) => this.#onExit(failure ?? new Error(`the thread exited with code ${code}`)));
+    this.#thread.on('messageerror', (error) => this.#undeliverable(error));
+    this.#thread.on('error', (error) => (this.#failure ??= error));
+    this.#thread.on('exit', (code) => this.#onExit(this.#failure ?? new Error(`the thread exited with code ${code}`)));
     // Held by the process only while it has jobs (see dispatch); after the listeners, as adding one refs it again.
     this.#thread.unref();
   }
@@ -200,6 +202,16 @@ export class ThreadWorker<Run> {
         host.threadResult(run, kind === OUT_RESULT, value);
       }
     }
+  }
+
+  /**
+   * A message the main thread could not deserialize (the thread checks what it sends, so this
+   * is a safety net): whichever results it held are lost, so the thread is replaced as if it
+   * had crashed, and its jobs fail or go back to the queue as they would then; none waits for ever.
+   */
+  #undeliverable(error: Error): void {
+    this.#failure ??= new Error(`${this.workerId} sent a message that could not be deserialized: ${error.message}`, { cause: error });
+    void this.#thread.terminate();
   }
 
   #ended(seq: number): void {
