@@ -246,6 +246,29 @@ describe('modules a thread agent cannot use', () => {
   });
 });
 
+describe('progress flow control', () => {
+  it('a thread streaming large states leaves the main event loop responsive, and subscribers converge to its last state', { timeout: 30_000 }, async () => {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    o.registerAgent({ agentId: 'streamer', role: AgentRole.EXECUTOR, capabilities: ['stream'], module: moduleUrl('progress-module') });
+    const task = o.submit<number, { last: number }>({ type: 'stream', capabilities: ['stream'], payload: { mode: 'large', keys: 5_000, updates: 1_000 } });
+    let delivered = 0;
+    let deliveredWhenTimerRan: number | null = null;
+    let last: { last: number } | null = null;
+    task.on('delta', ({ data }) => {
+      last = data;
+      // A timer armed at the first delta runs as soon as the event loop gets a turn.
+      if (delivered++ === 0) setTimeout(() => (deliveredWhenTimerRan = delivered), 0);
+    });
+    const { result, updateCount } = await task.result();
+    expect(result).toBe(1_000);
+    expect(deliveredWhenTimerRan, `${delivered} deltas delivered in all`).not.toBeNull();
+    expect(deliveredWhenTimerRan).toBeLessThanOrEqual(10);
+    // States may be skipped (conflated) while the main thread is behind; the last one never is.
+    expect(last).toMatchObject({ last: 1_000, key0: 0, key999: 999 });
+    expect(updateCount).toBe(delivered);
+  });
+});
+
 describe('payloads a thread cannot receive', () => {
   it('submit refuses a non-cloneable payload with InvalidTaskError naming the payload and the task', async () => {
     const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });

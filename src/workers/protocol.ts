@@ -39,10 +39,35 @@ export const OUT_ERROR = 1;
 export const OUT_PROGRESS = 2;
 export const OUT_CHECKPOINT = 3;
 
-/** Shared memory of a thread: the job it is running and when it started (epoch ms). */
+/** Shared memory of a thread, Float64 slots: the job it is running and when it started (epoch ms). */
 export const SHARED_SEQ = 0;
 export const SHARED_STARTED_AT = 1;
-export const SHARED_SLOTS = 2;
+const FLOAT_SLOTS = 2;
+/** Int32 slots after them: how many progress-bearing messages the main thread has taken in. */
+export const SHARED_ACKED = 0;
+const INT_SLOTS = 1;
+
+export function sharedMemory(): SharedArrayBuffer {
+  return new SharedArrayBuffer(FLOAT_SLOTS * Float64Array.BYTES_PER_ELEMENT + INT_SLOTS * Int32Array.BYTES_PER_ELEMENT);
+}
+
+/** The two views of a thread's shared memory. */
+export function sharedViews(buffer: SharedArrayBuffer): { floats: Float64Array; ints: Int32Array } {
+  return { floats: new Float64Array(buffer, 0, FLOAT_SLOTS), ints: new Int32Array(buffer, FLOAT_SLOTS * Float64Array.BYTES_PER_ELEMENT, INT_SLOTS) };
+}
+
+/**
+ * Flow control of progress. A message carrying progress states or checkpoints is acknowledged
+ * once the main thread has handled it and yielded to its event loop; a thread sends at most
+ * PROGRESS_CREDITS such messages ahead of the acknowledgements, and one message carries about
+ * PROGRESS_VALUES_PER_MESSAGE values of progress states (objects, arrays and primitives counted
+ * alike: what deserializing, diffing and copying them costs grows with that). So the main thread
+ * takes in at most a few milliseconds of progress per thread per turn of its event loop; while a
+ * thread waits, a newer state of a job replaces the one it holds unsent (results and checkpoints
+ * are never dropped, and never overtake their job's progress).
+ */
+export const PROGRESS_CREDITS = 2;
+export const PROGRESS_VALUES_PER_MESSAGE = 5_000;
 
 /** An error flattened for postMessage: structured clone keeps message and stack but drops `code` and other own properties. */
 export interface SerializedError {

@@ -3,7 +3,8 @@
  * the running job's seq and start time to shared memory (so the main thread can time out and
  * detect stuck jobs without a message per start), and sends results and progress back in
  * batches: half a batch at a time, a millisecond after the first item waiting (so progress
- * streams while a task runs), or when its queue is empty.
+ * streams while a task runs), or when its queue is empty. Progress is flow-controlled (see
+ * PROGRESS_CREDITS): while the main thread is behind, a job's newest state replaces its unsent one.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AgentHandler, Task, TaskContext } from '../types.js';
@@ -13,19 +14,25 @@ import {
   OUT_ERROR,
   OUT_PROGRESS,
   OUT_RESULT,
+  PROGRESS_CREDITS,
+  PROGRESS_VALUES_PER_MESSAGE,
+  SHARED_ACKED,
   SHARED_SEQ,
   SHARED_STARTED_AT,
   deserializeError,
   serializeError,
+  sharedViews,
   type MainToThread,
 } from './protocol.js';
 import { jsonState, resultProblem } from './thread-values.js';
 
 const port = parentPort!;
 const { shared: sharedBuffer, workerId, batchSize } = workerData as { shared: SharedArrayBuffer; workerId: string; batchSize: number };
-const shared = new Float64Array(sharedBuffer);
+const { floats: shared, ints: counters } = sharedViews(sharedBuffer);
 const FLUSH_AFTER_MS = 1;
 const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
+// Typed only from lib ES2024.
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
 
 /** A loaded handler, or the import still under way (or failed: every job of that module fails with its error). */
 const handlers = new Map<string, AgentHandler | Promise<AgentHandler>>();
@@ -68,7 +75,16 @@ class Job implements TaskContext {
 
   progress(state: unknown): void {
     // Copied (and checked) now: the handler may change the same object before the batch is sent.
-    emit(OUT_PROGRESS, this.seq, jsonState(state, 'the progress state'));
+    const copy = jsonState(state, 'the progress state');
+    const unsent = mayConflate ? unsentProgress.get(this.seq) : undefined;
+    if (unsent !== undefined && !hasCredit()) {
+      output[unsent] = copy.value;
+      return;
+    }
+    unsentProgress.set(this.seq, output.length + 2);
+    progressValues += copy.size;
+    emit(OUT_PROGRESS, this.seq, copy.value);
+    if (progressValues >= PROGRESS_VALUES_PER_MESSAGE) flush();
   }
 
   checkpoint(state: unknown): Promise<void> {
@@ -76,7 +92,7 @@ class Job implements TaskContext {
       const copy = jsonState(state, 'the checkpoint state');
       const ack = ++nextAck;
       pendingCommits.set(ack, { resolve, reject });
-      emit(OUT_CHECKPOINT, this.seq, copy, ack);
+      emit(OUT_CHECKPOINT, this.seq, copy.value, ack);
       flush();
     });
   }
@@ -94,6 +110,17 @@ let output: unknown[] = [];
 let resultsWaiting = 0;
 let firstOutputAt = 0;
 let flushTimer: NodeJS.Timeout | null = null;
+/** Whether `output` holds progress or checkpoints, which need a credit to be sent. */
+let progressBearing = false;
+/** Values of the progress states in `output`. */
+let progressValues = 0;
+/** Messages with progress or checkpoints sent; the main thread counts those it took in. */
+let progressMessagesSent = 0;
+let waitingForCredit = false;
+/** Where in `output` each job's latest progress state is, while nothing of that job follows it. */
+const unsentProgress = new Map<number, number>();
+/** Set once unsentProgress has entries (no map lookups on the path of jobs that do not stream). */
+let mayConflate = false;
 const pendingCommits = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 let nextAck = 0;
 
@@ -151,16 +178,31 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
+function hasCredit(): boolean {
+  return progressMessagesSent - Atomics.load(counters, SHARED_ACKED) < PROGRESS_CREDITS;
+}
+
 function emit(kind: number, seq: number, value: unknown, ack?: number): void {
   const now = performance.now();
   if (output.length === 0) {
     firstOutputAt = now;
     flushTimer ??= setTimeout(flush, FLUSH_AFTER_MS);
   }
-  if (kind === OUT_CHECKPOINT) output.push(kind, seq, value, ack);
-  else output.push(kind, seq, value);
-  // A handler streaming from a synchronous loop never lets the timer run.
-  if (kind === OUT_PROGRESS && now - firstOutputAt >= FLUSH_AFTER_MS) flush();
+  if (kind === OUT_PROGRESS) {
+    progressBearing = mayConflate = true;
+    output.push(kind, seq, value);
+    // A handler streaming from a synchronous loop never lets the timer run.
+    if (now - firstOutputAt >= FLUSH_AFTER_MS) flush();
+    return;
+  }
+  // Later progress of this job must not be merged into a state sent before this item.
+  if (mayConflate) unsentProgress.delete(seq);
+  if (kind === OUT_CHECKPOINT) {
+    progressBearing = true;
+    output.push(kind, seq, value, ack);
+  } else {
+    output.push(kind, seq, value);
+  }
 }
 
 function flush(): void {
@@ -169,14 +211,37 @@ function flush(): void {
     flushTimer = null;
   }
   if (output.length === 0) return;
+  if (progressBearing) {
+    if (!hasCredit()) {
+      awaitCredit();
+      return;
+    }
+    progressMessagesSent++;
+  }
   const items = output;
   output = [];
-  resultsWaiting = 0;
+  resultsWaiting = progressValues = 0;
+  progressBearing = mayConflate = false;
+  unsentProgress.clear();
   try {
     port.postMessage(items);
   } catch {
     sendEach(items);
   }
+}
+
+/** Sends what waits once the main thread acknowledges a message (it bumps the counter and notifies). */
+function awaitCredit(): void {
+  if (waitingForCredit) return;
+  waitingForCredit = true;
+  const resume = (): void => {
+    waitingForCredit = false;
+    flush();
+  };
+  const waited = waitAsync(counters, SHARED_ACKED, Atomics.load(counters, SHARED_ACKED));
+  // Acknowledged since hasCredit() looked: no wait.
+  if (waited.async) void (waited.value as Promise<string>).then(resume);
+  else queueMicrotask(resume);
 }
 
 /** A value that cannot be cloned: sends each item alone, replacing only the bad ones. */

@@ -48,17 +48,22 @@ function tooDeep(value: unknown, depth: number, seen: Set<object> | null, walked
 }
 
 /**
- * A JSON copy of a progress or checkpoint state, as the main thread's `cloneJson` makes it
- * (`toJSON` honoured; undefined, functions and symbols dropped from objects and `null` in
- * arrays). @throws TypeError naming `what`, the problem and where it is: a BigInt, a cycle,
+ * A JSON copy of a progress or checkpoint state (`.value`, and its `.size`), as the main
+ * thread's `cloneJson` makes it (`toJSON` honoured; undefined, functions and symbols dropped
+ * from objects and `null` in arrays). @throws TypeError naming `what`, the problem and where it is: a BigInt, a cycle,
  * nesting deeper than MAX_DEPTH, or a state that is itself a function or a symbol.
  */
-export function jsonState(value: unknown, what: string): unknown {
+export function jsonState(value: unknown, what: string): JsonCopy {
   if (typeof value === 'function' || typeof value === 'symbol') throw new TypeError(`${what} must be a JSON value, not a ${typeof value}`);
-  return new JsonCopy(what).copy(value, 0);
+  const copy = new JsonCopy(what);
+  copy.value = copy.copy(value, 0);
+  return copy;
 }
 
 class JsonCopy {
+  value: unknown;
+  /** Values copied (objects, arrays and primitives alike): what the copy costs to send and diff. */
+  size = 0;
   /** The containers on the path to the value being copied, and the key taken in each. */
   readonly #ancestors: object[] = [];
   readonly #keys: (string | number)[] = [];
@@ -66,6 +71,7 @@ class JsonCopy {
   constructor(readonly what: string) {}
 
   copy(value: unknown, depth: number): unknown {
+    this.size++;
     if (typeof value !== 'object' || value === null) {
       if (typeof value === 'bigint') throw this.#problem('a BigInt, which JSON cannot carry', depth);
       return typeof value === 'function' || typeof value === 'symbol' ? undefined : value;

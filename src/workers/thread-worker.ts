@@ -6,10 +6,12 @@ import {
   OUT_CHECKPOINT,
   OUT_PROGRESS,
   OUT_RESULT,
+  SHARED_ACKED,
   SHARED_SEQ,
-  SHARED_SLOTS,
   SHARED_STARTED_AT,
   serializeError,
+  sharedMemory,
+  sharedViews,
   type MainToThread,
   type ThreadJob,
   type ThreadToMain,
@@ -47,6 +49,7 @@ export class ThreadWorker<Run> {
   tasksRun = 0;
   readonly #thread: Worker;
   readonly #shared: Float64Array;
+  readonly #counters: Int32Array;
   readonly #host: ThreadHost<Run>;
   #nextSeq = 0;
   /** Jobs of this tick, JOB_FIELDS values each, and the table entries they need that the thread lacks. */
@@ -60,11 +63,13 @@ export class ThreadWorker<Run> {
   #exited = false;
   /** Why the thread is going down, when it is not a plain exit. */
   #failure: Error | null = null;
+  /** Messages with progress or checkpoints taken in this turn of the event loop, acknowledged after it (see PROGRESS_CREDITS). */
+  #unacknowledged = 0;
 
   constructor(readonly workerId: string, host: ThreadHost<Run>, batchSize: number, resourceLimits: ThreadResourceLimits | undefined) {
     this.#host = host;
-    const buffer = new SharedArrayBuffer(SHARED_SLOTS * Float64Array.BYTES_PER_ELEMENT);
-    this.#shared = new Float64Array(buffer);
+    const buffer = sharedMemory();
+    ({ floats: this.#shared, ints: this.#counters } = sharedViews(buffer));
     this.#thread = new Worker(THREAD_ENTRY, {
       workerData: { shared: buffer, workerId, batchSize },
       ...(resourceLimits === undefined ? {} : { resourceLimits }),
@@ -176,6 +181,7 @@ export class ThreadWorker<Run> {
 
   #receive(items: ThreadToMain): void {
     const host = this.#host;
+    let progressBearing = false;
     for (let i = 0; i < items.length; ) {
       const kind = items[i] as number;
       const seq = items[i + 1] as number;
@@ -184,6 +190,7 @@ export class ThreadWorker<Run> {
       if (kind === OUT_CHECKPOINT) {
         const ack = items[i + 3] as number;
         i += 4;
+        progressBearing = true;
         if (run !== undefined) {
           host.threadCheckpoint(run, value).then(
             () => this.committed(ack),
@@ -193,6 +200,7 @@ export class ThreadWorker<Run> {
         continue;
       }
       i += 3;
+      if (kind === OUT_PROGRESS) progressBearing = true;
       if (run === undefined) continue;
       if (kind === OUT_PROGRESS) {
         host.threadProgress(run, value);
@@ -202,7 +210,15 @@ export class ThreadWorker<Run> {
         host.threadResult(run, kind === OUT_RESULT, value);
       }
     }
+    // Acknowledged after this turn: messages already queued are not taken in within it.
+    if (progressBearing && this.#unacknowledged++ === 0) setImmediate(this.#acknowledge);
   }
+
+  readonly #acknowledge = (): void => {
+    Atomics.add(this.#counters, SHARED_ACKED, this.#unacknowledged);
+    Atomics.notify(this.#counters, SHARED_ACKED);
+    this.#unacknowledged = 0;
+  };
 
   /**
    * A message the main thread could not deserialize (the thread checks what it sends, so this
