@@ -620,21 +620,28 @@ export class Engine implements RunHost, ThreadHost<TaskRun> {
     for (const run of lost) {
       this.#settle(run, false, new WorkerCrashedError(run.record.id, worker.workerId, 'died before sending the result', { cause: error }));
     }
-    // Jobs that never started go back to the queue without using up an attempt.
-    for (const run of unstarted) {
-      this.#health.forget(run);
-      if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
-      run.settled = true;
-      if (!run.released) this.#release(run);
-      if (run.finished) continue;
-      run.finished = true;
-      const record = run.record;
-      record.attempt--;
-      record.run = null;
-      record.status = TaskStatus.QUEUED;
-      this.#enqueue(record);
-    }
+    for (const run of unstarted) this.#requeueUnstarted(run);
     this.#pump();
+  }
+
+  threadReturned(runs: TaskRun[]): void {
+    for (const run of runs) this.#requeueUnstarted(run);
+    this.#pump();
+  }
+
+  /** A run handed to a thread that never started there goes back to the queue without using up an attempt. */
+  #requeueUnstarted(run: TaskRun): void {
+    this.#health.forget(run);
+    if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+    run.settled = true;
+    if (!run.released) this.#release(run);
+    if (run.finished) return;
+    run.finished = true;
+    const record = run.record;
+    record.attempt--;
+    record.run = null;
+    record.status = TaskStatus.QUEUED;
+    this.#enqueue(record);
   }
 
   /** Work still holding its worker `stuckGrace` after its timeout or cancellation. */
