@@ -484,6 +484,29 @@ describe('stuck and dying threads', () => {
   });
 });
 
+describe('jobs waiting behind a job that does not end', () => {
+  // The time limit only turns a hang into a failure.
+  it('move to an idle thread, without using up an attempt', { timeout: 10_000 }, async () => {
+    const o = await started({ workerPool: { minWorkers: 2, maxWorkers: 2 } });
+    o.registerAgent({ agentId: 'spinner', role: AgentRole.EXECUTOR, capabilities: ['spin'], maxConcurrent: 4, module: moduleUrl('spin') });
+    const starts = record(o, 'task:started');
+    // In submission order: the spinner and 'b' on one thread, 'a' and 'c' on the other.
+    const spinning = o.submit({ id: 'spinning', type: 'spin', capabilities: ['spin'], payload: { spin: true } });
+    const rest = ['a', 'b', 'c'].map((id) => o.submit<{ value: string }>({ id, type: 'spin', capabilities: ['spin'], retry: { maxAttempts: 1 }, payload: { value: id } }));
+    const done = await Promise.all(rest.map((task) => task.result()));
+    expect(done.map(({ result, attempts }) => [result.value, attempts])).toEqual([
+      ['a', 1],
+      ['b', 1],
+      ['c', 1],
+    ]);
+    const spinner = starts.find((event) => event.taskId === 'spinning')!.workerId;
+    const first = starts.find((event) => event.taskId === 'b')!;
+    expect(first.workerId, 'b was first handed to the thread of the spinner').toBe(spinner);
+    expect(done[1]!.workerId).not.toBe(spinner);
+    expect(spinning.state).toBe('running');
+  });
+});
+
 describe('timeout counts from the start of the run', () => {
   it('a thread task queued in its thread behind a long one succeeds when its own run fits the timeout', async () => {
     const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });

@@ -39,21 +39,42 @@ export const OUT_ERROR = 1;
 export const OUT_PROGRESS = 2;
 export const OUT_CHECKPOINT = 3;
 
-/** Shared memory of a thread, Float64 slots: the job it is running and when it started (epoch ms). */
+/**
+ * Shared memory of a thread, Float64 slots: the job it last started and when (epoch ms), the
+ * last job whose run ended, the last job it reached (started, or skipped as taken back), and a
+ * moving average of how long its jobs run (ms; 0 before the first).
+ */
 export const SHARED_SEQ = 0;
 export const SHARED_STARTED_AT = 1;
-const FLOAT_SLOTS = 2;
-/** Int32 slots after them: how many progress-bearing messages the main thread has taken in. */
+export const SHARED_ENDED_SEQ = 2;
+export const SHARED_REACHED_SEQ = 3;
+export const SHARED_JOB_MS = 4;
+const FLOAT_SLOTS = 5;
+/**
+ * Int32 slots after them: how many progress-bearing messages the main thread has taken in,
+ * then one claim per job, at SHARED_CLAIMS + seq % ring. A job is started only by the side that
+ * changes its claim from UNCLAIMED: the thread to STARTED before it runs it, or the main thread
+ * to TAKEN_BACK, to hand it to another thread. The main thread resets a claim when it hands
+ * over the job that reuses it, only once the thread has reached the job that used it before.
+ */
 export const SHARED_ACKED = 0;
-const INT_SLOTS = 1;
+export const SHARED_CLAIMS = 1;
+export const UNCLAIMED = 0;
+export const STARTED = 1;
+export const TAKEN_BACK = 2;
 
-export function sharedMemory(): SharedArrayBuffer {
-  return new SharedArrayBuffer(FLOAT_SLOTS * Float64Array.BYTES_PER_ELEMENT + INT_SLOTS * Int32Array.BYTES_PER_ELEMENT);
+/** Claims per thread: a power of two, well above the jobs a thread may hold (`threadBatchSize`). */
+export function claimRing(batchSize: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(64, 4 * batchSize)));
+}
+
+export function sharedMemory(ring: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(FLOAT_SLOTS * Float64Array.BYTES_PER_ELEMENT + (SHARED_CLAIMS + ring) * Int32Array.BYTES_PER_ELEMENT);
 }
 
 /** The two views of a thread's shared memory. */
 export function sharedViews(buffer: SharedArrayBuffer): { floats: Float64Array; ints: Int32Array } {
-  return { floats: new Float64Array(buffer, 0, FLOAT_SLOTS), ints: new Int32Array(buffer, FLOAT_SLOTS * Float64Array.BYTES_PER_ELEMENT, INT_SLOTS) };
+  return { floats: new Float64Array(buffer, 0, FLOAT_SLOTS), ints: new Int32Array(buffer, FLOAT_SLOTS * Float64Array.BYTES_PER_ELEMENT) };
 }
 
 /**

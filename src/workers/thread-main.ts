@@ -17,8 +17,14 @@ import {
   PROGRESS_CREDITS,
   PROGRESS_VALUES_PER_MESSAGE,
   SHARED_ACKED,
+  SHARED_CLAIMS,
+  SHARED_ENDED_SEQ,
+  SHARED_JOB_MS,
+  SHARED_REACHED_SEQ,
   SHARED_SEQ,
   SHARED_STARTED_AT,
+  STARTED,
+  UNCLAIMED,
   deserializeError,
   serializeError,
   sharedViews,
@@ -27,8 +33,10 @@ import {
 import { jsonState, resultProblem } from './thread-values.js';
 
 const port = parentPort!;
-const { shared: sharedBuffer, workerId, batchSize } = workerData as { shared: SharedArrayBuffer; workerId: string; batchSize: number };
+const { shared: sharedBuffer, workerId, batchSize, ring } = workerData as { shared: SharedArrayBuffer; workerId: string; batchSize: number; ring: number };
 const { floats: shared, ints: counters } = sharedViews(sharedBuffer);
+/** Weight of the latest job in the moving average of job run times. */
+const JOB_MS_WEIGHT = 1 / 8;
 const FLUSH_AFTER_MS = 1;
 const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
 // Typed only from lib ES2024.
@@ -271,31 +279,51 @@ async function drain(): Promise<void> {
   while (head < queue.length) {
     const job = queue[head]!;
     queue[head++] = undefined;
-    lastStartedSeq = job.seq;
-    const early = abortedBeforeStart.get(job.seq);
+    const seq = job.seq;
+    // The main thread took it back to hand it to another thread.
+    const mine = Atomics.compareExchange(counters, SHARED_CLAIMS + (seq % ring), UNCLAIMED, STARTED) === UNCLAIMED;
+    shared[SHARED_REACHED_SEQ] = seq;
+    if (!mine) {
+      if (abortedBeforeStart.size > 0) abortedBeforeStart.delete(seq);
+      continue;
+    }
+    lastStartedSeq = seq;
+    const early = abortedBeforeStart.get(seq);
     if (early !== undefined) {
-      abortedBeforeStart.delete(job.seq);
-      emit(OUT_ERROR, job.seq, serializeError(early));
+      abortedBeforeStart.delete(seq);
+      emit(OUT_ERROR, seq, serializeError(early));
       continue;
     }
     current = job;
-    shared[SHARED_SEQ] = job.seq;
-    shared[SHARED_STARTED_AT] = performance.timeOrigin + performance.now();
+    shared[SHARED_SEQ] = seq;
+    const startedAt = performance.now();
+    shared[SHARED_STARTED_AT] = performance.timeOrigin + startedAt;
+    let ranFrom = startedAt;
     try {
-      const loaded = handlers.get(job.module) ?? load(job.module);
-      const handler = typeof loaded === 'function' ? loaded : await loaded;
+      let handler = handlers.get(job.module) ?? load(job.module);
+      if (typeof handler !== 'function') {
+        handler = await handler;
+        // Loading the module is not part of how long its jobs run.
+        ranFrom = performance.now();
+      }
       // A synchronous handler's result is taken as it is: no promise, no microtask per job.
       const returned = handler(job.task, job);
       const value = isThenable(returned) ? await returned : returned;
       const problem = resultProblem(value);
-      if (problem === null) emit(OUT_RESULT, job.seq, value);
-      else emit(OUT_ERROR, job.seq, serializeError(new TypeError(`the result of task ${job.task.id} ${problem}`)));
+      if (problem === null) emit(OUT_RESULT, seq, value);
+      else emit(OUT_ERROR, seq, serializeError(new TypeError(`the result of task ${job.task.id} ${problem}`)));
     } catch (error) {
-      emit(OUT_ERROR, job.seq, serializeError(error));
+      emit(OUT_ERROR, seq, serializeError(error));
     }
     current = null;
-    // Half a batch of results goes back at once, so the main thread refills while the rest runs.
-    if (++resultsWaiting >= batchSize / 2 || performance.now() - firstOutputAt >= FLUSH_AFTER_MS) flush();
+    const now = performance.now();
+    const average = shared[SHARED_JOB_MS]!;
+    const ran = now - ranFrom;
+    shared[SHARED_JOB_MS] = average === 0 ? ran : average + (ran - average) * JOB_MS_WEIGHT;
+    shared[SHARED_ENDED_SEQ] = seq;
+    // Results go back in halves of a batch, so the main thread refills while the rest runs, and
+    // before the next job when they would otherwise wait a millisecond (long jobs: at once).
+    if (++resultsWaiting >= batchSize / 2 || now - firstOutputAt + shared[SHARED_JOB_MS]! >= FLUSH_AFTER_MS) flush();
   }
   queue.length = 0;
   head = 0;

@@ -7,8 +7,15 @@ import {
   OUT_PROGRESS,
   OUT_RESULT,
   SHARED_ACKED,
+  SHARED_CLAIMS,
+  SHARED_ENDED_SEQ,
+  SHARED_JOB_MS,
+  SHARED_REACHED_SEQ,
   SHARED_SEQ,
   SHARED_STARTED_AT,
+  TAKEN_BACK,
+  UNCLAIMED,
+  claimRing,
   serializeError,
   sharedMemory,
   sharedViews,
@@ -29,6 +36,8 @@ export interface ThreadHost<Run> {
    * but their results had not been sent yet; `unstarted` never began.
    */
   threadExited(worker: ThreadWorker<Run>, current: Run | null, lost: Run[], unstarted: Run[], error: Error): void;
+  /** Runs taken back from a thread before they started there (see ThreadWorker.takeBack), to hand to another. */
+  threadReturned(runs: Run[]): void;
 }
 
 /** Where a job stands in its thread. */
@@ -37,8 +46,18 @@ export type JobProgress = { state: 'waiting' } | { state: 'running'; startedAt: 
 const THREAD_ENTRY = new URL('./thread-main.js', import.meta.url);
 
 /**
+ * About how much work (ms, by its jobs' average run time) a thread is handed ahead: enough to
+ * cover a round trip to the main thread, little enough that no thread sits on a queue while
+ * another idles (at least 2 jobs, so the next one is there when one ends).
+ */
+const LOOKAHEAD_MS = 2;
+/** A job running this long blocks its thread: no more jobs go there, and the ones waiting behind it may be taken back. */
+export const BLOCKED_AFTER_MS = 5;
+
+/**
  * The main thread's side of one worker thread. Jobs handed over in the same tick go in one
  * message; the thread runs them in order and reports back in batches (see thread-main.ts).
+ * Jobs not started yet can be taken back (claims in shared memory decide who got there first).
  */
 export class ThreadWorker<Run> {
   readonly kind = 'thread';
@@ -50,7 +69,10 @@ export class ThreadWorker<Run> {
   readonly #thread: Worker;
   readonly #shared: Float64Array;
   readonly #counters: Int32Array;
+  readonly #ring: number;
   readonly #host: ThreadHost<Run>;
+  /** Called when its last job's result came in and the host had nothing more for it. */
+  readonly #onIdle: () => void;
   #nextSeq = 0;
   /** Jobs of this tick, JOB_FIELDS values each, and the table entries they need that the thread lacks. */
   #batch: unknown[] = [];
@@ -58,6 +80,7 @@ export class ThreadWorker<Run> {
   #newCapabilities: (number | readonly string[])[] | null = null;
   /** What the thread's tables hold: the index of each agent (with its module) and of each capability list. */
   readonly #agents = new Map<string, { module: string; index: number }>();
+  #agentCount = 0;
   readonly #capabilities = new Map<readonly string[], number>();
   #flushScheduled = false;
   #exited = false;
@@ -66,12 +89,20 @@ export class ThreadWorker<Run> {
   /** Messages with progress or checkpoints taken in this turn of the event loop, acknowledged after it (see PROGRESS_CREDITS). */
   #unacknowledged = 0;
 
-  constructor(readonly workerId: string, host: ThreadHost<Run>, batchSize: number, resourceLimits: ThreadResourceLimits | undefined) {
+  constructor(
+    readonly workerId: string,
+    host: ThreadHost<Run>,
+    onIdle: () => void,
+    readonly batchSize: number,
+    resourceLimits: ThreadResourceLimits | undefined,
+  ) {
     this.#host = host;
-    const buffer = sharedMemory();
+    this.#onIdle = onIdle;
+    this.#ring = claimRing(batchSize);
+    const buffer = sharedMemory(this.#ring);
     ({ floats: this.#shared, ints: this.#counters } = sharedViews(buffer));
     this.#thread = new Worker(THREAD_ENTRY, {
-      workerData: { shared: buffer, workerId, batchSize },
+      workerData: { shared: buffer, workerId, batchSize, ring: this.#ring },
       ...(resourceLimits === undefined ? {} : { resourceLimits }),
     });
     this.#thread.on('message', (message: ThreadToMain) => this.#receive(message));
@@ -86,12 +117,52 @@ export class ThreadWorker<Run> {
     return this.inFlight.size > 0;
   }
 
+  /**
+   * True when another job may be handed over now: fewer than its look-ahead in flight (up to
+   * `batchSize`, fewer as its jobs take longer), not blocked by a long job, and the claim the
+   * next job will use free.
+   */
+  hasRoom(now: number): boolean {
+    const jobMs = this.#shared[SHARED_JOB_MS]!;
+    const lookahead = jobMs === 0 ? this.batchSize : Math.min(this.batchSize, Math.max(2, Math.ceil(LOOKAHEAD_MS / jobMs)));
+    return this.inFlight.size < lookahead && this.#nextSeq + 1 - this.#ring <= this.#shared[SHARED_REACHED_SEQ]! && this.#runningFor(now) < BLOCKED_AFTER_MS;
+  }
+
+  /** Ms until the jobs waiting behind the running one may be taken back: 0 now, Infinity when none waits. */
+  stealableIn(now: number): number {
+    if (this.inFlight.size === 0 || this.#nextSeq <= this.#shared[SHARED_SEQ]!) return Infinity;
+    return Math.max(0, BLOCKED_AFTER_MS - this.#runningFor(now));
+  }
+
+  /** Takes back the jobs handed over that the thread has not started; returns their runs in hand-over order. */
+  takeBack(): Run[] {
+    const waiting: number[] = [];
+    for (const seq of this.inFlight.keys()) if (seq > this.#shared[SHARED_SEQ]!) waiting.push(seq);
+    let first = waiting.length;
+    // From the last: the thread starts them in order, so once it has one, it had the ones before.
+    while (first > 0 && Atomics.compareExchange(this.#counters, this.#claim(waiting[first - 1]!), UNCLAIMED, TAKEN_BACK) === UNCLAIMED) first--;
+    const runs = waiting.slice(first).map((seq) => this.inFlight.get(seq)!);
+    for (const seq of waiting.slice(first)) this.#ended(seq);
+    return runs;
+  }
+
+  /** How long its current job has run (ms), 0 when it runs none. */
+  #runningFor(now: number): number {
+    const shared = this.#shared;
+    return shared[SHARED_SEQ]! > shared[SHARED_ENDED_SEQ]! ? now + performance.timeOrigin - shared[SHARED_STARTED_AT]! : 0;
+  }
+
+  #claim(seq: number): number {
+    return SHARED_CLAIMS + (seq % this.#ring);
+  }
+
   /** Hands a job to the thread; returns its seq. Sent with the others of this tick in one message. */
   dispatch(run: Run, job: Omit<ThreadJob, 'seq'>): number {
     const seq = ++this.#nextSeq;
     // An idle thread does not keep the process alive; one with work does.
     if (this.inFlight.size === 0) this.#thread.ref();
     this.inFlight.set(seq, run);
+    Atomics.store(this.#counters, this.#claim(seq), UNCLAIMED);
     const task = job.task;
     const batch = this.#batch;
     batch.push(seq, this.#agentIndex(job.agentId, job.module), task.id, task.type, task.payload, task.priority);
@@ -129,7 +200,7 @@ export class ThreadWorker<Run> {
     const known = this.#agents.get(agentId);
     // An agent unregistered and registered again under its id may have another module.
     if (known !== undefined && known.module === module) return known.index;
-    const index = this.#agents.size;
+    const index = this.#agentCount++;
     this.#agents.set(agentId, { module, index });
     (this.#newAgents ??= []).push(index, module, agentId);
     return index;
@@ -212,6 +283,7 @@ export class ThreadWorker<Run> {
     }
     // Acknowledged after this turn: messages already queued are not taken in within it.
     if (progressBearing && this.#unacknowledged++ === 0) setImmediate(this.#acknowledge);
+    if (this.inFlight.size === 0) this.#onIdle();
   }
 
   readonly #acknowledge = (): void => {
@@ -245,9 +317,15 @@ export class ThreadWorker<Run> {
     const lost: Run[] = [];
     const unstarted: Run[] = [];
     for (const [seq, run] of this.inFlight) {
-      if (seq === runningSeq) current = run;
-      else if (seq > runningSeq) unstarted.push(run);
-      else lost.push(run);
+      if (Atomics.load(this.#counters, this.#claim(seq)) === UNCLAIMED) {
+        unstarted.push(run);
+      } else if (seq >= runningSeq) {
+        // Started last (it may have died before it wrote the job's seq).
+        if (current !== null) lost.push(current);
+        current = run;
+      } else {
+        lost.push(run);
+      }
     }
     this.inFlight.clear();
     this.#batch = [];
