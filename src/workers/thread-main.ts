@@ -38,6 +38,8 @@ const { floats: shared, ints: counters } = sharedViews(sharedBuffer);
 /** Weight of the latest job in the moving average of job run times. */
 const JOB_MS_WEIGHT = 1 / 8;
 const FLUSH_AFTER_MS = 1;
+/** About how long the main thread takes to send more jobs once it has results (ms). */
+const REFILL_MS = 0.25;
 const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
 // Typed only from lib ES2024.
 const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
@@ -321,9 +323,11 @@ async function drain(): Promise<void> {
     const ran = now - ranFrom;
     shared[SHARED_JOB_MS] = average === 0 ? ran : average + (ran - average) * JOB_MS_WEIGHT;
     shared[SHARED_ENDED_SEQ] = seq;
-    // Results go back in halves of a batch, so the main thread refills while the rest runs, and
-    // before the next job when they would otherwise wait a millisecond (long jobs: at once).
-    if (++resultsWaiting >= batchSize / 2 || now - firstOutputAt + shared[SHARED_JOB_MS]! >= FLUSH_AFTER_MS) flush();
+    // Results go back before the next job when they would otherwise wait a millisecond (long
+    // jobs: at once), and after half a batch when the jobs left here run long enough for the
+    // main thread to refill meanwhile; else once the queue is empty, in one message.
+    const jobMs = shared[SHARED_JOB_MS]!;
+    if (now - firstOutputAt + jobMs >= FLUSH_AFTER_MS || (++resultsWaiting >= batchSize / 2 && (queue.length - head) * jobMs >= REFILL_MS)) flush();
   }
   queue.length = 0;
   head = 0;

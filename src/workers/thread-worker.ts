@@ -122,16 +122,16 @@ export class ThreadWorker<Run> {
    * `batchSize`, fewer as its jobs take longer), not blocked by a long job, and the claim the
    * next job will use free.
    */
-  hasRoom(now: number): boolean {
+  hasRoom(): boolean {
     const jobMs = this.#shared[SHARED_JOB_MS]!;
     const lookahead = jobMs === 0 ? this.batchSize : Math.min(this.batchSize, Math.max(2, Math.ceil(LOOKAHEAD_MS / jobMs)));
-    return this.inFlight.size < lookahead && this.#nextSeq + 1 - this.#ring <= this.#shared[SHARED_REACHED_SEQ]! && this.#runningFor(now) < BLOCKED_AFTER_MS;
+    return this.inFlight.size < lookahead && this.#nextSeq + 1 - this.#ring <= this.#shared[SHARED_REACHED_SEQ]! && this.#runningFor() < BLOCKED_AFTER_MS;
   }
 
   /** Ms until the jobs waiting behind the running one may be taken back: 0 now, Infinity when none waits. */
-  stealableIn(now: number): number {
+  stealableIn(): number {
     if (this.inFlight.size === 0 || this.#nextSeq <= this.#shared[SHARED_SEQ]!) return Infinity;
-    return Math.max(0, BLOCKED_AFTER_MS - this.#runningFor(now));
+    return Math.max(0, BLOCKED_AFTER_MS - this.#runningFor());
   }
 
   /** Takes back the jobs handed over that the thread has not started; returns their runs in hand-over order. */
@@ -147,9 +147,9 @@ export class ThreadWorker<Run> {
   }
 
   /** How long its current job has run (ms), 0 when it runs none. */
-  #runningFor(now: number): number {
+  #runningFor(): number {
     const shared = this.#shared;
-    return shared[SHARED_SEQ]! > shared[SHARED_ENDED_SEQ]! ? now + performance.timeOrigin - shared[SHARED_STARTED_AT]! : 0;
+    return shared[SHARED_SEQ]! > shared[SHARED_ENDED_SEQ]! ? performance.timeOrigin + performance.now() - shared[SHARED_STARTED_AT]! : 0;
   }
 
   #claim(seq: number): number {

@@ -159,11 +159,10 @@ export class WorkerPool<Run> {
     const threads = this.#threads;
     const n = threads.length;
     if (n === 0) return null;
-    const now = performance.now();
     switch (this.#options.assignmentStrategy) {
       case 'least-busy': {
         let best: ThreadWorker<Run> | null = null;
-        for (const thread of threads) if ((best === null || thread.inFlight.size < best.inFlight.size) && thread.hasRoom(now)) best = thread;
+        for (const thread of threads) if ((best === null || thread.inFlight.size < best.inFlight.size) && thread.hasRoom()) best = thread;
         return best;
       }
       case 'round-robin':
@@ -171,7 +170,7 @@ export class WorkerPool<Run> {
         const start = this.#options.assignmentStrategy === 'random' ? Math.floor(Math.random() * n) : this.#roundRobin++;
         for (let i = 0; i < n; i++) {
           const thread = threads[(start + i) % n]!;
-          if (thread.hasRoom(now)) return thread;
+          if (thread.hasRoom()) return thread;
         }
         return null;
       }
@@ -188,10 +187,9 @@ export class WorkerPool<Run> {
     if (this.#stealTimer !== null) clearTimeout(this.#stealTimer);
     this.#stealTimer = null;
     if (this.#closed || this.#threads.every((thread) => thread.busy)) return;
-    const now = performance.now();
     let nextLook = Infinity;
     for (const thread of [...this.#threads]) {
-      const wait = thread.stealableIn(now);
+      const wait = thread.stealableIn();
       if (wait > 0) {
         nextLook = Math.min(nextLook, wait);
         continue;
