@@ -117,45 +117,6 @@ export class ThreadWorker<Run> {
     return this.inFlight.size > 0;
   }
 
-  /**
-   * True when another job may be handed over now: fewer than its look-ahead in flight (up to
-   * `batchSize`, fewer as its jobs take longer), not blocked by a long job, and the claim the
-   * next job will use free.
-   */
-  hasRoom(): boolean {
-    const jobMs = this.#shared[SHARED_JOB_MS]!;
-    const lookahead = jobMs === 0 ? this.batchSize : Math.min(this.batchSize, Math.max(2, Math.ceil(LOOKAHEAD_MS / jobMs)));
-    return this.inFlight.size < lookahead && this.#nextSeq + 1 - this.#ring <= this.#shared[SHARED_REACHED_SEQ]! && this.#runningFor() < BLOCKED_AFTER_MS;
-  }
-
-  /** Ms until the jobs waiting behind the running one may be taken back: 0 now, Infinity when none waits. */
-  stealableIn(): number {
-    if (this.inFlight.size === 0 || this.#nextSeq <= this.#shared[SHARED_SEQ]!) return Infinity;
-    return Math.max(0, BLOCKED_AFTER_MS - this.#runningFor());
-  }
-
-  /** Takes back the jobs handed over that the thread has not started; returns their runs in hand-over order. */
-  takeBack(): Run[] {
-    const waiting: number[] = [];
-    for (const seq of this.inFlight.keys()) if (seq > this.#shared[SHARED_SEQ]!) waiting.push(seq);
-    let first = waiting.length;
-    // From the last: the thread starts them in order, so once it has one, it had the ones before.
-    while (first > 0 && Atomics.compareExchange(this.#counters, this.#claim(waiting[first - 1]!), UNCLAIMED, TAKEN_BACK) === UNCLAIMED) first--;
-    const runs = waiting.slice(first).map((seq) => this.inFlight.get(seq)!);
-    for (const seq of waiting.slice(first)) this.#ended(seq);
-    return runs;
-  }
-
-  /** How long its current job has run (ms), 0 when it runs none. */
-  #runningFor(): number {
-    const shared = this.#shared;
-    return shared[SHARED_SEQ]! > shared[SHARED_ENDED_SEQ]! ? performance.timeOrigin + performance.now() - shared[SHARED_STARTED_AT]! : 0;
-  }
-
-  #claim(seq: number): number {
-    return SHARED_CLAIMS + (seq % this.#ring);
-  }
-
   /** Hands a job to the thread; returns its seq. Sent with the others of this tick in one message. */
   dispatch(run: Run, job: Omit<ThreadJob, 'seq'>): number {
     const seq = ++this.#nextSeq;
@@ -191,6 +152,35 @@ export class ThreadWorker<Run> {
     return { state: 'running', startedAt: this.#shared[SHARED_STARTED_AT]! - performance.timeOrigin };
   }
 
+  /**
+   * True when another job may be handed over now: fewer than its look-ahead in flight (up to
+   * `batchSize`, fewer as its jobs take longer), not blocked by a long job, and the claim the
+   * next job will use free.
+   */
+  hasRoom(): boolean {
+    const jobMs = this.#shared[SHARED_JOB_MS]!;
+    const lookahead = jobMs === 0 ? this.batchSize : Math.min(this.batchSize, Math.max(2, Math.ceil(LOOKAHEAD_MS / jobMs)));
+    return this.inFlight.size < lookahead && this.#nextSeq + 1 - this.#ring <= this.#shared[SHARED_REACHED_SEQ]! && this.#runningFor() < BLOCKED_AFTER_MS;
+  }
+
+  /** Ms until the jobs waiting behind the running one may be taken back: 0 now, Infinity when none waits. */
+  stealableIn(): number {
+    if (this.inFlight.size === 0 || this.#nextSeq <= this.#shared[SHARED_SEQ]!) return Infinity;
+    return Math.max(0, BLOCKED_AFTER_MS - this.#runningFor());
+  }
+
+  /** Takes back the jobs handed over that the thread has not started; returns their runs in hand-over order. */
+  takeBack(): Run[] {
+    const waiting: number[] = [];
+    for (const seq of this.inFlight.keys()) if (seq > this.#shared[SHARED_SEQ]!) waiting.push(seq);
+    let first = waiting.length;
+    // From the last: the thread starts them in order, so once it has one, it had the ones before.
+    while (first > 0 && Atomics.compareExchange(this.#counters, this.#claim(waiting[first - 1]!), UNCLAIMED, TAKEN_BACK) === UNCLAIMED) first--;
+    const runs = waiting.slice(first).map((seq) => this.inFlight.get(seq)!);
+    for (const seq of waiting.slice(first)) this.#ended(seq);
+    return runs;
+  }
+
   terminate(): Promise<number> {
     this.retiring = true;
     return this.#thread.terminate();
@@ -214,6 +204,16 @@ export class ThreadWorker<Run> {
       (this.#newCapabilities ??= []).push(index, capabilities);
     }
     return index;
+  }
+
+  /** How long its current job has run (ms), 0 when it runs none. */
+  #runningFor(): number {
+    const shared = this.#shared;
+    return shared[SHARED_SEQ]! > shared[SHARED_ENDED_SEQ]! ? performance.timeOrigin + performance.now() - shared[SHARED_STARTED_AT]! : 0;
+  }
+
+  #claim(seq: number): number {
+    return SHARED_CLAIMS + (seq % this.#ring);
   }
 
   #flush(): void {
