@@ -47,10 +47,11 @@ const THREAD_ENTRY = new URL('./thread-main.js', import.meta.url);
 
 /**
  * About how much work (ms, by its jobs' average run time) a thread is handed ahead: enough to
- * cover a round trip to the main thread, little enough that no thread sits on a queue while
- * another idles (at least 2 jobs, so the next one is there when one ends).
+ * ride out a round trip to the main thread and its short stalls (a GC pause, a busy turn),
+ * little enough that no thread sits on a queue while another idles (at least 2 jobs, so the
+ * next one is there when one ends).
  */
-const LOOKAHEAD_MS = 2;
+const LOOKAHEAD_MS = 5;
 /** A job running this long blocks its thread: no more jobs go there, and the ones waiting behind it may be taken back. */
 export const BLOCKED_AFTER_MS = 5;
 
