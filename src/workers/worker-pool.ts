@@ -36,9 +36,10 @@ export interface WorkerPoolOptions {
 
 /**
  * Execution workers, at most `maxWorkers` of them: in-process slots for `handler` agents (one
- * task each) and worker threads for `module` agents (up to `threadBatchSize` tasks handed over
- * at once, run in order). It grows on demand, preferring an idle worker, and retires workers
- * idle for `idleTimeout` ms back down to `minWorkers`.
+ * task each) and worker threads for `module` agents (about 5 ms of work handed over ahead, at
+ * most `threadBatchSize` tasks, run in order; tasks waiting behind a long one move to a thread
+ * that goes idle). It grows on demand, preferring an idle worker, and retires workers idle for
+ * `idleTimeout` ms back down to `minWorkers`.
  */
 export class WorkerPool<Run> {
   readonly #options: WorkerPoolOptions;
