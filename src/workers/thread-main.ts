@@ -221,12 +221,10 @@ function flush(): void {
     flushTimer = null;
   }
   if (output.length === 0) return;
-  if (progressBearing) {
-    if (!hasCredit()) {
-      awaitCredit();
-      return;
-    }
-    progressMessagesSent++;
+  const bearing = progressBearing;
+  if (bearing && !hasCredit()) {
+    awaitCredit();
+    return;
   }
   const items = output;
   output = [];
@@ -235,6 +233,7 @@ function flush(): void {
   unsentProgress.clear();
   try {
     port.postMessage(items);
+    if (bearing) progressMessagesSent++;
   } catch {
     sendEach(items);
   }
@@ -254,7 +253,10 @@ function awaitCredit(): void {
   else queueMicrotask(resume);
 }
 
-/** A value that cannot be cloned: sends each item alone, replacing only the bad ones. */
+/**
+ * A result that cannot be cloned: sends each item alone, replacing only the bad results
+ * (progress states and checkpoints are JSON copies, which always clone).
+ */
 function sendEach(items: unknown[]): void {
   for (let i = 0; i < items.length; ) {
     const kind = items[i] as number;
@@ -263,15 +265,9 @@ function sendEach(items: unknown[]): void {
     i += size;
     try {
       port.postMessage(item);
+      if (kind === OUT_PROGRESS || kind === OUT_CHECKPOINT) progressMessagesSent++;
     } catch (error) {
-      const reason = (error as Error).message;
-      if (kind === OUT_CHECKPOINT) {
-        const pending = pendingCommits.get(item[3] as number);
-        pendingCommits.delete(item[3] as number);
-        pending?.reject(new TypeError(`the checkpoint state cannot be cloned to the main thread: ${reason}`));
-      } else if (kind === OUT_RESULT) {
-        port.postMessage([OUT_ERROR, item[1], serializeError(new TypeError(`the result of the task cannot be cloned to the main thread: ${reason}`))]);
-      }
+      port.postMessage([OUT_ERROR, item[1], serializeError(new TypeError(`the result of the task cannot be cloned to the main thread: ${(error as Error).message}`))]);
     }
   }
 }
