@@ -233,6 +233,8 @@ function renderThreads(t) {
     table(['ratio', 'value', 'goal', 'met'], [
       ['ours: speed-up over the main thread', fmtRatio(fib.speedUp.ours), `≥ ${t.goals.fibSpeedUp}x`, mark(fib.speedUp.ours >= t.goals.fibSpeedUp)],
       ['Piscina: speed-up over the main thread', fmtRatio(fib.speedUp.piscina), '(for information)', ''],
+      ['bare threads: speed-up over the main thread (what the host allowed)', fmtRatio(fib.speedUp.bare), '(for information)', ''],
+      ['ours / bare threads, per round', fmtRatio(fib.oursOverBarePerRound), '(for information)', ''],
     ]),
   ].join('\n');
 }

@@ -1,7 +1,8 @@
 // Worker threads: ours (an agent with a `module`, 2 threads) against Piscina (2 threads).
 //
 //   tiny  N tasks x => x + 1, all submitted at once, then drained: what a hand-over costs.
-//   fib   N naive fib(25) tasks on 2 threads, against the same loop on the main thread.
+//   fib   N naive fib(25) tasks on 2 threads, against the same loop on the main thread, and
+//         against 2 bare worker threads splitting the loop (what the host allows at that time).
 //
 //   node bench/threads.mjs     prints the results as JSON (bench/run.mjs runs it so)
 //   BENCH_THREAD_TASKS=10000 BENCH_FIB_TASKS=500 node bench/threads.mjs
@@ -18,6 +19,7 @@
 // 'async' 30k / 32k / 29k; 64 with 'sync' 31k, with 'disabled' 30k. The best, 64 with 'async'
 // (about 1.45x its defaults), is `piscinaBest`. CPU-bound fib runs Piscina at its defaults (one
 // task per thread at a time), which suits such tasks.
+import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { createParallelOrchestrator, AgentRole } from 'parallel-orchestrator';
 import { envInt, isMain, median, rotate, tick } from './common.mjs';
@@ -86,6 +88,26 @@ async function piscinaPool(work, options = {}) {
   };
 }
 
+/** No pool: 2 bare worker threads, each told once to call the same function n / 2 times: what the host allows right now. */
+async function bareThreads() {
+  const code = `const { parentPort } = require('node:worker_threads');
+    const fib = (n) => (n < 2 ? n : fib(n - 1) + fib(n - 2));
+    parentPort.on('message', (count) => { let sum = 0; for (let i = 0; i < count; i++) sum += fib(${FIB_N}); parentPort.postMessage(sum); });`;
+  const workers = Array.from({ length: THREADS }, () => new Worker(code, { eval: true }));
+  const each = (count) => Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve).postMessage(count))));
+  await each(1);
+  return {
+    async run(n) {
+      const t0 = performance.now();
+      const sums = await each(n / THREADS);
+      const ms = performance.now() - t0;
+      if (!FIB.check(sums.reduce((a, b) => a + b, 0), n)) throw new Error(`bare threads: wrong sum ${sums}`);
+      return ms;
+    },
+    close: () => Promise.all(workers.map((worker) => worker.terminate())),
+  };
+}
+
 /** No pool: the same function called n times in a synchronous loop on the main thread. */
 async function mainThread() {
   return {
@@ -116,6 +138,7 @@ const FIB_CONTENDERS = [
   { key: 'main', label: `main thread, synchronous loop of fib(${FIB_N})`, pool: mainThread },
   { key: 'ours', label: 'parallel-orchestrator, 2 threads, submit all then `onIdle()`', pool: () => oursPool(FIB, { awaitResults: false }) },
   { key: 'piscina', label: 'Piscina 5.3.2, 2 threads, `run(25)` for all then `Promise.all`', pool: () => piscinaPool(FIB) },
+  { key: 'bare', label: '2 bare worker threads, one message each (the host\'s ceiling)', pool: bareThreads },
 ];
 
 /** One untimed-setup, timed-run measurement on a fresh pool. */
@@ -192,11 +215,15 @@ export async function threads({
       speedUp: {
         ours: fibResults.main.msMedian / fibResults.ours.msMedian,
         piscina: fibResults.main.msMedian / fibResults.piscina.msMedian,
+        bare: fibResults.main.msMedian / fibResults.bare.msMedian,
       },
       speedUpPerRound: {
         ours: perRound(fibResults, 'ours', 'main'),
         piscina: perRound(fibResults, 'piscina', 'main'),
+        bare: perRound(fibResults, 'bare', 'main'),
       },
+      /** Ours as a fraction of what bare threads got in the same round. */
+      oursOverBarePerRound: perRound(fibResults, 'ours', 'bare'),
     },
     goals: { tinyOursOverPiscina: 1.5, tinyOursResultsOverPiscinaBest: 2, fibSpeedUp: 1.7 },
   };
