@@ -68,6 +68,7 @@ export function claimRing(batchSize: number): number {
   return 2 ** Math.ceil(Math.log2(Math.max(64, 4 * batchSize)));
 }
 
+/** A thread's shared memory, with `ring` claims. */
 export function sharedMemory(ring: number): SharedArrayBuffer {
   return new SharedArrayBuffer(FLOAT_SLOTS * Float64Array.BYTES_PER_ELEMENT + (SHARED_CLAIMS + ring) * Int32Array.BYTES_PER_ELEMENT);
 }
