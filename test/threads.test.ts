@@ -1,11 +1,14 @@
 // Thread agents (modules run in node:worker_threads): real CPU work, ctx across the thread
 // boundary, and real thread deaths. Threads load the built entry, so this imports dist.
+import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import {
   AgentRole,
+  InvalidAgentError,
   InvalidTaskError,
   TaskTimeoutError,
   WorkerCrashedError,
@@ -13,7 +16,7 @@ import {
   type OrchestratorEvents,
   type ParallelOrchestrator,
 } from '../dist/index.js';
-import { useOrchestrators, nextEvent } from './helpers.js';
+import { nextEvent, settle, useOrchestrators } from './helpers.js';
 
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
 
@@ -183,6 +186,23 @@ describe('ctx across the thread boundary', () => {
     expect(o.getStats().totalRetries).toBe(0);
   });
 
+  it('ctx.progress and ctx.checkpoint with a state JSON cannot carry fail in the handler with a TypeError; the process and the task go on', async () => {
+    const o = await probe();
+    const task = o.submit<Record<string, string | null>, { step: string }>({ type: 'p', capabilities: ['probe'], retry: { maxAttempts: 1 }, payload: { mode: 'unsendable-states' } });
+    const deltas: unknown[] = [];
+    task.on('delta', ({ data }) => deltas.push(data));
+    const { result } = await task.result();
+    expect(result).toEqual({
+      cyclicProgress: 'TypeError: the progress state has a cycle, which JSON cannot carry: it refers back to the top (at /child/items/0)',
+      bigintProgress: 'TypeError: the progress state has a BigInt, which JSON cannot carry (at /total)',
+      functionProgress: 'TypeError: the progress state must be a JSON value, not a function',
+      cyclicCheckpoint: 'TypeError: the checkpoint state has a cycle, which JSON cannot carry: it refers back to the top (at /child/items/0)',
+      bigintCheckpoint: 'TypeError: the checkpoint state has a BigInt, which JSON cannot carry (at /at/1)',
+    });
+    expect(deltas).toEqual([{ step: 'after' }]);
+    expect(o.getStats()).toMatchObject({ checkpoints: 0, workerPool: { workersReplaced: 0 } });
+  });
+
   it('a result that cannot be cloned fails the attempt with a TypeError, and the thread lives on', async () => {
     const o = await probe();
     const failed = o.submit({ type: 'p', capabilities: ['probe'], retry: { maxAttempts: 1 }, payload: { mode: 'uncloneable-result' } });
@@ -195,6 +215,57 @@ describe('ctx across the thread boundary', () => {
     const next = await o.submit({ type: 'p', capabilities: ['probe'], payload: { mode: 'progress-steps', steps: 1 } }).result();
     expect(next.result).toEqual({ steps: 1 });
     expect(o.getStats().workerPool.workersReplaced).toBe(0);
+  });
+});
+
+describe('modules a thread agent cannot use', () => {
+  it.each([
+    ['a directory', new URL('./fixtures/modules/', import.meta.url), /is a directory/],
+    ['a missing file', new URL('./fixtures/modules/no-such-module.mjs', import.meta.url), /file not found/],
+    ['no default export', moduleUrl('no-default'), /has no default export function .*its default export: none/],
+    ['a default export that is not a function', moduleUrl('default-not-function'), /has no default export function .*its default export: object/],
+    ['a module that throws on import', moduleUrl('throws-on-load'), /failed to load: configuration missing: AGENT_TOKEN/],
+  ])('%s is refused at registerAgent with InvalidAgentError naming module', async (_, module, detail) => {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    let thrown: unknown;
+    try {
+      o.registerAgent({ agentId: 'broken', role: AgentRole.EXECUTOR, capabilities: ['x'], module });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(InvalidAgentError);
+    expect(thrown).toMatchObject({ code: 'INVALID_AGENT', field: 'module' });
+    expect((thrown as Error).message).toMatch(detail);
+    expect(o.listAgents()).toEqual([]);
+  });
+
+  it('a module given as a path that loads is registered', async () => {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    o.registerAgent({ agentId: 'fib', role: AgentRole.EXECUTOR, capabilities: ['fib'], module: fileURLToPath(moduleUrl('fib')) });
+    expect((await o.submit<{ value: number }>({ type: 'fib', capabilities: ['fib'], payload: { n: 10 } }).result()).result.value).toBe(55);
+  });
+});
+
+describe('progress flow control', () => {
+  it('a thread streaming large states leaves the main event loop responsive, and subscribers converge to its last state', { timeout: 30_000 }, async () => {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    o.registerAgent({ agentId: 'streamer', role: AgentRole.EXECUTOR, capabilities: ['stream'], module: moduleUrl('progress-module') });
+    const task = o.submit<number, { last: number }>({ type: 'stream', capabilities: ['stream'], payload: { mode: 'large', keys: 5_000, updates: 1_000 } });
+    let delivered = 0;
+    let deliveredWhenTimerRan: number | null = null;
+    let last: { last: number } | null = null;
+    task.on('delta', ({ data }) => {
+      last = data;
+      // A timer armed at the first delta runs as soon as the event loop gets a turn.
+      if (delivered++ === 0) setTimeout(() => (deliveredWhenTimerRan = delivered), 0);
+    });
+    const { result, updateCount } = await task.result();
+    expect(result).toBe(1_000);
+    expect(deliveredWhenTimerRan, `${delivered} deltas delivered in all`).not.toBeNull();
+    expect(deliveredWhenTimerRan).toBeLessThanOrEqual(10);
+    // States may be skipped (conflated) while the main thread is behind; the last one never is.
+    expect(last).toMatchObject({ last: 1_000, key0: 0, key999: 999 });
+    expect(updateCount).toBe(delivered);
   });
 });
 
@@ -229,6 +300,45 @@ describe('payloads a thread cannot receive', () => {
     // The orchestrator goes on serving cloneable tasks on that agent.
     const ok = await o.submit<{ value: number }>({ type: 'fib', capabilities: ['late'], payload: { n: 10 } }).result();
     expect(ok.result.value).toBe(55);
+  });
+});
+
+describe('values nested too deep for the main thread', () => {
+  // Objects nested this deep are dropped by Node's deserializer on the main thread ('messageerror').
+  const DEPTH = 2_500;
+
+  async function deepAgent(): Promise<ParallelOrchestrator> {
+    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    o.registerAgent({ agentId: 'deep', role: AgentRole.EXECUTOR, capabilities: ['deep'], maxConcurrent: 4, module: moduleUrl('deep') });
+    return o;
+  }
+
+  // The time limit only turns a hang into a failure.
+  it('a result nested thousands of levels deep fails its task with a TypeError; the other tasks of its batch finish', { timeout: 10_000 }, async () => {
+    const o = await deepAgent();
+    const payloads = [{ value: 1 }, { mode: 'result', depth: DEPTH }, { value: 2 }, { value: 3 }];
+    const outcomes = await Promise.all(payloads.map((payload) => settle(o.submit({ type: 'deep', capabilities: ['deep'], retry: { maxAttempts: 1 }, payload }).result())));
+    expect(outcomes.map((outcome) => (outcome.ok ? outcome.value.result : null))).toEqual([1, null, 2, 3]);
+    expect(outcomes[1]).toMatchObject({ ok: false, error: { name: 'TypeError', message: expect.stringMatching(/^the result of task .+ is nested deeper than 1000 levels/) } });
+    expect(o.getStats().workerPool).toMatchObject({ threads: 1, workersReplaced: 0 });
+  });
+
+  it('a progress state nested thousands of levels deep fails ctx.progress with a TypeError; the task goes on', { timeout: 10_000 }, async () => {
+    const o = await deepAgent();
+    const { result } = await o.submit<string>({ type: 'deep', capabilities: ['deep'], payload: { mode: 'progress', depth: DEPTH } }).result();
+    expect(result).toBe('TypeError: the progress state has nesting deeper than 1000 levels, more than a worker thread can send (at /next/next/next/next/next/next/next/next/… (1000 levels))');
+  });
+
+  it('a message the main thread cannot deserialize replaces the thread: its task fails as crashed, the tasks behind it run on the replacement', { timeout: 10_000 }, async () => {
+    const o = await deepAgent();
+    const failed = nextEvent(o, 'worker:failed');
+    const payloads = [{ mode: 'raw-message', depth: DEPTH }, { value: 1 }, { value: 2 }];
+    const tasks = payloads.map((payload) => o.submit({ type: 'deep', capabilities: ['deep'], retry: { maxAttempts: 1 }, payload }).result());
+    const outcomes = await Promise.all(tasks.map((task) => settle(task)));
+    expect(outcomes[0]).toMatchObject({ ok: false, error: { name: 'WorkerCrashedError' } });
+    expect((await failed).error.message).toMatch(/sent a message that could not be deserialized/);
+    expect(outcomes.slice(1).map((outcome) => outcome.ok && outcome.value.result)).toEqual([1, 2]);
+    expect(o.getStats().workerPool.workersReplaced).toBe(1);
   });
 });
 
@@ -374,6 +484,33 @@ describe('stuck and dying threads', () => {
   });
 });
 
+describe('jobs waiting behind a job that does not end', () => {
+  // The time limit only turns a hang into a failure.
+  it('move to an idle thread, without using up an attempt', { timeout: 10_000 }, async () => {
+    const o = await started({ workerPool: { minWorkers: 2, maxWorkers: 2 } });
+    o.registerAgent({ agentId: 'spinner', role: AgentRole.EXECUTOR, capabilities: ['spin'], maxConcurrent: 4, module: moduleUrl('spin') });
+    const starts = record(o, 'task:started');
+    // In submission order: the spinner and 'b' on one thread, 'a' and 'c' on the other.
+    const spinning = o.submit({ id: 'spinning', type: 'spin', capabilities: ['spin'], payload: { spin: true } });
+    const rest = ['a', 'b', 'c'].map((id) => o.submit<{ value: string }>({ id, type: 'spin', capabilities: ['spin'], retry: { maxAttempts: 1 }, payload: { value: id } }));
+    const done = await Promise.all(rest.map((task) => task.result()));
+    expect(done.map(({ result, attempts }) => [result.value, attempts])).toEqual([
+      ['a', 1],
+      ['b', 1],
+      ['c', 1],
+    ]);
+    const spinner = starts.find((event) => event.taskId === 'spinning')!.workerId;
+    const first = starts.find((event) => event.taskId === 'b')!;
+    expect(first.workerId, 'b was first handed to the thread of the spinner').toBe(spinner);
+    expect(done[1]!.workerId).not.toBe(spinner);
+    // Later tasks are not handed to the blocked thread at all: each starts once, on the other one.
+    const later = await Promise.all(['d', 'e', 'f', 'g'].map((id) => o.submit({ id, type: 'spin', capabilities: ['spin'], payload: { value: id } }).result()));
+    expect(later.map(({ workerId }) => workerId)).toEqual(Array(4).fill(done[1]!.workerId));
+    expect(starts.filter((event) => ['d', 'e', 'f', 'g'].includes(event.taskId))).toHaveLength(4);
+    expect(spinning.state).toBe('running');
+  });
+});
+
 describe('timeout counts from the start of the run', () => {
   it('a thread task queued in its thread behind a long one succeeds when its own run fits the timeout', async () => {
     const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
@@ -404,5 +541,38 @@ describe('timeout counts from the start of the run', () => {
     await expect(long.result()).resolves.toMatchObject({ result: 'long' });
     await expect(short.result()).resolves.toMatchObject({ result: 'short', attempts: 1 });
     expect(o.getStats().totalTimeouts).toBe(0);
+  });
+});
+
+describe('idle threads and the process', () => {
+  /** Runs a fixture in a fresh Node process; kills it after `killAfterMs`, so a process held alive fails the test instead of stalling it. */
+  function runChild(name: string, killAfterMs: number): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let killed = false;
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      const timer = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, killAfterMs);
+      child.on('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr, killed });
+      });
+    });
+  }
+
+  it('a finished orchestrator with idle threads and no shutdown() lets the process exit by itself', { timeout: 20_000 }, async () => {
+    const run = await runChild('thread-idle-exit.mjs', 15_000);
+    expect(run.killed, `the child did not exit on its own; stdout: ${run.stdout} stderr: ${run.stderr}`).toBe(false);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout.trim())).toEqual({ values: [55, 89, 144], crashed: 'WORKER_CRASHED', threads: 3 });
   });
 });

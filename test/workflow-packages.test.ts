@@ -344,9 +344,9 @@ describe('porch impact', () => {
     expect(report).toMatchObject({ manager: 'npm', affectedPackages: CORE_AFFECTED, waves: CORE_WAVES, cycles: CYCLES });
   });
 
-  it('errors name the problem and exit with 1', async () => {
+  it('errors name the problem and exit with 1; a missing change is a usage error (exit 2)', async () => {
     expect(await porch(MONOREPO, '--changed', '@fx/nope')).toMatchObject({ code: 1, err: expect.stringContaining("'@fx/nope' is not a package of the workspace") });
-    expect(await porch(MONOREPO)).toMatchObject({ code: 1, err: expect.stringContaining('give the changed packages') });
+    expect(await porch(MONOREPO)).toMatchObject({ code: 2, err: expect.stringContaining('give the changed packages') });
     expect(await porch(join(MONOREPO, 'apps'), '--changed', 'x')).toMatchObject({ code: 1, err: expect.stringContaining('not a workspace root') });
   });
 

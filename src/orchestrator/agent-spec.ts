@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { InvalidAgentError } from '../errors.js';
 import { roleSchema } from '../options.js';
@@ -8,6 +7,7 @@ import type { RateLimit } from '../resilience/rate-limiter.js';
 import type { AgentExecution } from '../routing/agent.js';
 import type { AgentHandler, AgentSpec } from '../types.js';
 import { describeIssue } from '../util/validation.js';
+import { moduleProblem } from '../workers/module-probe.js';
 
 const agentSpecSchema = z.strictObject({
   agentId: z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' }),
@@ -54,12 +54,13 @@ export function parseAgentSpec(spec: AgentSpec): ParsedAgent {
   };
 }
 
-/** A module path or URL as an absolute URL string, checked to exist when it is a file. */
+/** A module path or URL as an absolute URL string, checked to load with a default export function. */
 function moduleUrl(module: string | URL): string {
   let url: URL;
   if (module instanceof URL) url = module;
   else if (/^[a-z][a-z0-9+.-]*:/i.test(module) && !isAbsolute(module)) url = new URL(module);
   else url = pathToFileURL(resolve(module));
-  if (url.protocol === 'file:' && !existsSync(fileURLToPath(url))) throw new InvalidAgentError('module', `file not found: ${fileURLToPath(url)}`);
+  const problem = moduleProblem(url.href);
+  if (problem !== null) throw new InvalidAgentError('module', problem);
   return url.href;
 }

@@ -70,7 +70,12 @@ export class Dispatcher {
         if (record === null) break;
         // The source only hands out tasks the directory said it can serve now.
         const agent = directory.select(record.lane.key, record.preferredRole)!;
-        const worker = agent.execution.kind === 'inline' ? pool.acquireInline() : pool.acquireThread()!;
+        const worker = agent.execution.kind === 'inline' ? pool.acquireInline() : pool.acquireThread();
+        // A thread may pass its look-ahead time between the question and the answer: the task waits.
+        if (worker === null) {
+          source.returnToFront(record);
+          break;
+        }
         executor.start(record, agent, worker);
       }
       // Tasks still wait: one that no agent has room for may take a less urgent task's slot.

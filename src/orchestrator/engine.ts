@@ -270,6 +270,7 @@ export class Engine {
       threadProgress: (run, state) => this.#executor.threadProgress(run, state),
       threadCheckpoint: (run, state) => this.#executor.threadCheckpoint(run, state),
       threadExited: (worker, current, lost, unstarted, error) => this.#executor.threadExited(worker, current, lost, unstarted, error),
+      threadReturned: (runs) => this.#executor.threadReturned(runs),
     };
   }
 

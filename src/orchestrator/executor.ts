@@ -287,20 +287,28 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     for (const run of lost) {
       this.#settle(run, false, new WorkerCrashedError(run.record.id, worker.workerId, 'died before sending the result', { cause: error }));
     }
-    // Jobs that never started go back to the queue without using up an attempt.
-    for (const run of unstarted) {
-      this.#health.forget(run);
-      if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
-      run.settled = true;
-      this.#unsettled.delete(run);
-      if (!run.released) this.#release(run);
-      if (run.finished) continue;
-      run.finished = true;
-      // Not a verdict on the agent: a probe's place is freed.
-      this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
-      this.lifecycle.handBack(run.record);
-    }
+    for (const run of unstarted) this.#requeueUnstarted(run);
     this.pump();
+  }
+
+  /** A thread gave back jobs it had not started (they waited behind a long one while another thread went idle). */
+  threadReturned(runs: TaskRun[]): void {
+    for (const run of runs) this.#requeueUnstarted(run);
+    this.pump();
+  }
+
+  /** A run handed to a thread that never started there goes back to the queue without using up an attempt. */
+  #requeueUnstarted(run: TaskRun): void {
+    this.#health.forget(run);
+    if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
+    run.settled = true;
+    this.#unsettled.delete(run);
+    if (!run.released) this.#release(run);
+    if (run.finished) return;
+    run.finished = true;
+    // Not a verdict on the agent: a probe's place is freed.
+    this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
+    this.lifecycle.handBack(run.record);
   }
 
   /**

@@ -179,12 +179,12 @@ export class TaskLifecycle {
     for (const sink of this.sinks) sink.preempted(record, run, by);
   }
 
-  /** A thread handed back a job it never started: queued again, the attempt not counted. */
+  /** A thread handed back a job it never started: queued again where it was (ahead of its level), the attempt not counted. */
   handBack(record: TaskRecord): void {
     record.attempt--;
     record.run = null;
     record.status = TaskStatus.QUEUED;
-    this.#source.offer(record, 0);
+    this.#source.returnToFront(record);
     for (const sink of this.sinks) sink.requeued(record);
   }
 

@@ -21,7 +21,10 @@ export class HealthMonitor<T extends Overdue> {
   watch(item: T, now: number): void {
     item.overdueSince = now;
     this.#overdue.add(item);
-    this.#timer ??= setInterval(() => this.#check(), Math.min(this.intervalMs, Math.max(1, this.graceMs)));
+    if (this.#timer !== null) return;
+    this.#timer = setInterval(() => this.#check(), Math.min(this.intervalMs, Math.max(1, this.graceMs)));
+    // What it watches holds a thread, which keeps the process alive while it is busy; the check itself need not.
+    this.#timer.unref();
   }
 
   forget(item: T): void {

@@ -36,9 +36,10 @@ export interface WorkerPoolOptions {
 
 /**
  * Execution workers, at most `maxWorkers` of them: in-process slots for `handler` agents (one
- * task each) and worker threads for `module` agents (up to `threadBatchSize` tasks handed over
- * at once, run in order). It grows on demand, preferring an idle worker, and retires workers
- * idle for `idleTimeout` ms back down to `minWorkers`.
+ * task each) and worker threads for `module` agents (about 5 ms of work handed over ahead, at
+ * most `threadBatchSize` tasks, run in order; tasks waiting behind a long one move to a thread
+ * that goes idle). It grows on demand, preferring an idle worker, and retires workers idle for
+ * `idleTimeout` ms back down to `minWorkers`.
  */
 export class WorkerPool<Run> {
   readonly #options: WorkerPoolOptions;
@@ -54,6 +55,8 @@ export class WorkerPool<Run> {
   #tasksRun = 0;
   #roundRobin = 0;
   #retireTimer: NodeJS.Timeout | null = null;
+  /** Set while a thread idles and another holds jobs behind one not yet running long enough to take them back. */
+  #stealTimer: NodeJS.Timeout | null = null;
   #closed = false;
 
   constructor(options: WorkerPoolOptions, host: ThreadHost<Run>) {
@@ -86,8 +89,7 @@ export class WorkerPool<Run> {
   get threadAvailable(): boolean {
     if (this.#closed) return false;
     if (this.size < this.#options.maxWorkers || this.#idleInline.length > 0) return true;
-    const limit = this.#options.threadBatchSize;
-    for (const thread of this.#threads) if (thread.inFlight.size < limit) return true;
+    for (const thread of this.#threads) if (!thread.busy || thread.hasRoom()) return true;
     return false;
   }
 
@@ -165,7 +167,8 @@ export class WorkerPool<Run> {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#retireTimer !== null) clearTimeout(this.#retireTimer);
-    this.#retireTimer = null;
+    if (this.#stealTimer !== null) clearTimeout(this.#stealTimer);
+    this.#retireTimer = this.#stealTimer = null;
     await Promise.all(this.#threads.map((thread) => thread.terminate()));
   }
 
@@ -173,11 +176,10 @@ export class WorkerPool<Run> {
     const threads = this.#threads;
     const n = threads.length;
     if (n === 0) return null;
-    const limit = this.#options.threadBatchSize;
     switch (this.#options.assignmentStrategy) {
       case 'least-busy': {
         let best: ThreadWorker<Run> | null = null;
-        for (const thread of threads) if (thread.inFlight.size < limit && (best === null || thread.inFlight.size < best.inFlight.size)) best = thread;
+        for (const thread of threads) if ((best === null || thread.inFlight.size < best.inFlight.size) && thread.hasRoom()) best = thread;
         return best;
       }
       case 'round-robin':
@@ -185,12 +187,37 @@ export class WorkerPool<Run> {
         const start = this.#options.assignmentStrategy === 'random' ? Math.floor(Math.random() * n) : this.#roundRobin++;
         for (let i = 0; i < n; i++) {
           const thread = threads[(start + i) % n]!;
-          if (thread.inFlight.size < limit) return thread;
+          if (thread.hasRoom()) return thread;
         }
         return null;
       }
     }
   }
+
+  /**
+   * A thread went idle with nothing left for it: jobs waiting in another thread behind a job
+   * that has run BLOCKED_AFTER_MS are taken back and handed to the host to start again
+   * elsewhere (the idle thread first); jobs behind a younger one are looked at again when it
+   * would have run that long.
+   */
+  readonly #rebalance = (): void => {
+    if (this.#stealTimer !== null) clearTimeout(this.#stealTimer);
+    this.#stealTimer = null;
+    if (this.#closed || this.#threads.every((thread) => thread.busy)) return;
+    let nextLook = Infinity;
+    for (const thread of [...this.#threads]) {
+      const wait = thread.stealableIn();
+      if (wait > 0) {
+        nextLook = Math.min(nextLook, wait);
+        continue;
+      }
+      const runs = thread.takeBack();
+      if (runs.length > 0) this.#host.threadReturned(runs);
+    }
+    if (nextLook === Infinity) return;
+    this.#stealTimer = setTimeout(this.#rebalance, Math.ceil(nextLook));
+    this.#stealTimer.unref();
+  };
 
   #createInline(): InlineWorker {
     this.#inlineCount++;
@@ -199,7 +226,7 @@ export class WorkerPool<Run> {
   }
 
   #createThread(): ThreadWorker<Run> {
-    const thread = new ThreadWorker<Run>(`thread-${this.#created + 1}`, this.#host, this.#options.threadBatchSize, this.#options.resourceLimits);
+    const thread = new ThreadWorker<Run>(`thread-${this.#created + 1}`, this.#host, this.#rebalance, this.#options.threadBatchSize, this.#options.resourceLimits);
     this.#threads.push(thread);
     this.#counted();
     this.#armRetirement();
@@ -223,6 +250,7 @@ export class WorkerPool<Run> {
   #armRetirement(): void {
     if (this.#retireTimer !== null || this.size <= this.#options.minWorkers) return;
     this.#retireTimer = setTimeout(() => this.#retireIdle(), this.#options.idleTimeout);
+    // Retiring idle workers is no reason to keep the process alive.
     this.#retireTimer.unref();
   }
 
