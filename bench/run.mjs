@@ -4,7 +4,7 @@
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
 //   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence,
-//                                      workflow
+//                                      workflow, preemption
 //                                      (comma-separated)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
@@ -24,8 +24,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'preemption'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_PREEMPT_CRITICAL'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -334,6 +334,22 @@ function renderWorkflow(w) {
   ].join('\n');
 }
 
+function renderPreemption(p) {
+  const row = (label, r) => [label, `**${fmt(r.p50, 1)}**`, `**${fmt(r.p99, 1)}**`, fmt(r.max, 1), fmtInt(r.preemptions)];
+  const { withPreemption, without } = p.results;
+  return [
+    `### 10. Preemption: how long a CRITICAL task waits when every slot runs long BACKGROUND work`,
+    '',
+    `2 agents with one slot each, a backlog of ${fmtInt(p.backgroundMs)} ms BACKGROUND tasks that checkpoint every ${p.checkpointEveryMs} ms and give way when their signal aborts; ${fmtInt(p.critical)} CRITICAL tasks (1 ms of work) arrive ${p.gapMs} ms apart. Submit-to-start of the CRITICAL tasks (their \`start\` event), with the backlog submitted \`preemptible: true\`, then \`false\`. With preemption the wait is the handler's time to its next step (≤ ${p.checkpointEveryMs} ms) plus the hand-over.`,
+    '',
+    table(['BACKGROUND tasks', 'p50 ms', 'p99 ms', 'max ms', 'preemptions'], [row('preemptible', withPreemption), row('not preemptible', without)]),
+    '',
+    table(['goal', 'value', 'goal', 'met'], [
+      ['p99 wait of a CRITICAL task, with preemption', `${fmt(withPreemption.p99, 1)} ms`, `< ${p.goals.p99WithPreemptionMs} ms`, mark(withPreemption.p99 < p.goals.p99WithPreemptionMs)],
+    ]),
+  ].join('\n');
+}
+
 const startedAt = performance.now();
 const info = machine();
 console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
@@ -370,6 +386,10 @@ if (only.includes('workflow')) {
   console.error('workflow (child process, --expose-gc)…');
   results.workflow = await runChild('workflow');
 }
+if (only.includes('preemption')) {
+  console.error('preemption (child process)…');
+  results.preemption = await runChild('preemption');
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
@@ -381,6 +401,7 @@ if (results.resilience) sections.push(renderResilience(results.resilience));
 if (results.streaming) sections.push(renderStreaming(results.streaming));
 if (results.persistence) sections.push(renderPersistence(results.persistence));
 if (results.workflow) sections.push(renderWorkflow(results.workflow));
+if (results.preemption) sections.push(renderPreemption(results.preemption));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 

@@ -189,7 +189,10 @@ export interface OrchestratorOptions {
      * in-process slot is reclaimed, a thread terminated and replaced. @default 5000
      */
     graceMs?: number;
-    /** A task preempted this many times is no longer preemptible (no thrashing). @default 3 */
+    /**
+     * A task preempted this many times without checkpointing in between is not preempted again
+     * until it checkpoints: it would lose the same work again (no thrashing). @default 3
+     */
     maxPerTask?: number;
   };
   streaming?: {

@@ -23,7 +23,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
  */
 function stepper(log: string[], gate?: () => Promise<void>) {
   return async (task: { id: string; type: string; payload: unknown }, ctx: TaskContext<{ step: number }>) => {
-    const { steps } = task.payload as { steps: number };
+    const { steps, checkpoints = true } = task.payload as { steps: number; checkpoints?: boolean };
     const from = ctx.resumeState?.step ?? 0;
     log.push(`${task.type} starts at step ${from} (attempt ${ctx.attempt})`);
     for (let step = from; step < steps; step++) {
@@ -33,7 +33,7 @@ function stepper(log: string[], gate?: () => Promise<void>) {
         log.push(`${task.type} gives way at step ${step}`);
         throw ctx.signal.reason;
       }
-      await ctx.checkpoint({ step: step + 1 });
+      if (checkpoints) await ctx.checkpoint({ step: step + 1 });
     }
     log.push(`${task.type} done`);
     return `${task.type} done`;
@@ -118,10 +118,10 @@ describe('priority preemption', () => {
     await low.result();
   });
 
-  it('stops preempting a task after preemption.maxPerTask times (no thrashing)', async () => {
+  it('stops preempting a task after preemption.maxPerTask times without a checkpoint (no thrashing)', async () => {
     const log: string[] = [];
     const o = await single({ preemption: { maxPerTask: 2 } }, log);
-    const victim = o.submit({ type: 'victim', priority: TaskPriority.BACKGROUND, capabilities: ['work'], payload: { steps: 2_000 }, preemptible: true });
+    const victim = o.submit({ type: 'victim', priority: TaskPriority.BACKGROUND, capabilities: ['work'], payload: { steps: 2_000, checkpoints: false }, preemptible: true });
     // Four urgent tasks, each while the victim runs: the first two take its slot, the others wait for it.
     for (let i = 0; i < 4 && victim.state !== 'completed'; i++) {
       if (victim.state !== 'running') await nextEvent(o, 'task:started', (e) => e.taskId === victim.taskId);
@@ -130,6 +130,27 @@ describe('priority preemption', () => {
     await victim.result();
     expect(o.getStats().totalPreemptions).toBe(2);
     expect(log.filter((line) => line.startsWith('victim gives way'))).toHaveLength(2);
+  });
+
+  it('goes on preempting a task that checkpoints between preemptions (it loses no work)', async () => {
+    const log: string[] = [];
+    // Resolves after two more steps: the first of them checkpointed (the gate runs before the step's checkpoint).
+    let calls = 0;
+    let waiter: { at: number; resolve(): void } | null = null;
+    const gate = async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (waiter !== null && ++calls >= waiter.at) waiter.resolve();
+    };
+    const twoSteps = () => new Promise<void>((resolve) => (waiter = { at: calls + 2, resolve }));
+    const o = await single({ preemption: { maxPerTask: 1 } }, log, gate);
+    const victim = o.submit({ type: 'victim', priority: TaskPriority.BACKGROUND, capabilities: ['work'], payload: { steps: 2_000 }, preemptible: true });
+    for (let i = 0; i < 3; i++) {
+      await twoSteps();
+      await o.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['work'], payload: { steps: 1 } }).result();
+    }
+    await o.cancel(victim.taskId);
+    expect(o.getStats().totalPreemptions).toBe(3);
+    expect(log.filter((line) => line.startsWith('victim gives way'))).toHaveLength(3);
   });
 
   it('replaces a worker thread whose preempted task ignores the abort, after preemption.graceMs', async () => {

@@ -2,7 +2,7 @@ import { StoreError } from '../errors.js';
 import type { AuditSubject, Store } from '../persistence/store.js';
 import { cloneJson } from '../streaming/json.js';
 import type { Journal } from './journal.js';
-import type { TaskRecord } from './task-record.js';
+import { TaskRecord } from './task-record.js';
 
 const COMMITTED: Promise<void> = Promise.resolve();
 
@@ -75,6 +75,7 @@ export class Checkpoints {
       return Promise.reject(error);
     }
     const taskId = task.id;
+    if (task instanceof TaskRecord) task.preemptionsSinceCheckpoint = 0;
     this.#latest.set(taskId, copy);
     this.count++;
     this.journal.checkpointed(task, agentId, attempt, automatic);

@@ -23,8 +23,9 @@ export interface PreemptionOptions {
  * Priority preemption: when a task waits that no capable agent has room for, and a capable agent
  * runs a preemptible task at least `minGap` levels less urgent, the least urgent such run (the
  * most recently started among equals) gives its slot up. Bounded churn: a waiting task preempts
- * at most one run at a time, a task preempted `maxPerTask` times is no longer preemptible, and
- * the gap keeps neighbouring levels from trading slots.
+ * at most one run at a time, a task preempted `maxPerTask` times without checkpointing in between
+ * is not preempted again until it checkpoints (it would lose the same work again), and the gap
+ * keeps neighbouring levels from trading slots.
  */
 export class Preemptor {
   /** Waiting tasks that preempted a run whose slot is not free yet. */
@@ -62,7 +63,7 @@ export class Preemptor {
     for (const run of this.parts.runs()) {
       if (run.finished || run.preemptedBy !== null) continue;
       const record = run.record;
-      if (!record.preemptible || record.preemptions >= maxPerTask || record.priority < head.level + minGap) continue;
+      if (!record.preemptible || record.preemptionsSinceCheckpoint >= maxPerTask || record.priority < head.level + minGap) continue;
       if (!agents.includes(run.agent)) continue;
       if (best === null || record.priority > best.record.priority || (record.priority === best.record.priority && run.startedAt > best.startedAt)) best = run;
     }

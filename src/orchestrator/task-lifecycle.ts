@@ -173,6 +173,7 @@ export class TaskLifecycle {
   preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
     record.attempt--;
     record.preemptions++;
+    record.preemptionsSinceCheckpoint++;
     record.run = null;
     record.status = TaskStatus.QUEUED;
     this.#source.returnToFront(record);

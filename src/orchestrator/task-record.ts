@@ -174,6 +174,9 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   /** Times a more urgent task took this one's slot. */
   preemptions = 0;
 
+  /** Preemptions since the task last checkpointed: what `preemption.maxPerTask` bounds (work lost, not work paused). */
+  preemptionsSinceCheckpoint = 0;
+
   get capabilities(): readonly string[] {
     return this.lane.key.capabilities;
   }
