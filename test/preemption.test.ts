@@ -19,15 +19,17 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /**
  * A long task of `steps` steps that checkpoints after each and stops when its signal aborts; it
- * resumes from its checkpoint. `gates` holds it at each step until the test lets it go on.
+ * resumes from its checkpoint. `gate` holds it at each step until the test lets it go on.
  */
-function stepper(log: string[], gate?: () => Promise<void>) {
+type Gate = (type: string, signal: AbortSignal) => Promise<void>;
+
+function stepper(log: string[], gate?: Gate) {
   return async (task: { id: string; type: string; payload: unknown }, ctx: TaskContext<{ step: number }>) => {
     const { steps, checkpoints = true } = task.payload as { steps: number; checkpoints?: boolean };
     const from = ctx.resumeState?.step ?? 0;
     log.push(`${task.type} starts at step ${from} (attempt ${ctx.attempt})`);
     for (let step = from; step < steps; step++) {
-      if (gate !== undefined) await gate();
+      if (gate !== undefined) await gate(task.type, ctx.signal);
       else await new Promise((resolve) => setImmediate(resolve));
       if (ctx.signal.aborted) {
         log.push(`${task.type} gives way at step ${step}`);
@@ -40,7 +42,7 @@ function stepper(log: string[], gate?: () => Promise<void>) {
   };
 }
 
-async function single(options: OrchestratorOptions, log: string[], gate?: () => Promise<void>): Promise<ParallelOrchestrator> {
+async function single(options: OrchestratorOptions, log: string[], gate?: Gate): Promise<ParallelOrchestrator> {
   const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 1 }, ...options });
   o.registerAgent({ agentId: 'solo', role: AgentRole.EXECUTOR, capabilities: ['work'], maxConcurrent: 1, handler: stepper(log, gate) as never });
   return o;
@@ -194,18 +196,22 @@ describe('priority preemption', () => {
 
   it.each(durable)('keeps the preempted task’s checkpoint and count on %s', async (name, setup) => {
     const { store, rows, done } = await setup();
+    let o: ParallelOrchestrator | undefined;
     try {
       const log: string[] = [];
-      let hold = deferred();
-      const o = await single({ store }, log, () => hold.promise);
+      // The background task's second step (its first checkpoint saved) waits until it is asked to
+      // give way: on PostgreSQL the CRITICAL task reaches this node a few milliseconds after submit().
+      let backgroundSteps = 0;
+      const gate: Gate = (type, signal) => {
+        if (type !== 'background' || ++backgroundSteps !== 2) return Promise.resolve();
+        return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      };
+      o = await single({ store }, log, gate);
       await o.flush();
       const background = o.submit({ type: 'background', priority: TaskPriority.BACKGROUND, capabilities: ['work'], payload: { steps: 3 }, preemptible: true });
       await nextEvent(o, 'task:started', (e) => e.taskId === background.taskId);
       const preempted = nextEvent(o, 'task:preempted');
       const critical = o.submit({ type: 'critical', priority: TaskPriority.CRITICAL, capabilities: ['work'], payload: { steps: 1 } });
-      const current = hold;
-      hold = { promise: Promise.resolve() } as never;
-      current.resolve();
       await preempted;
       await critical.result();
       await background.result();
@@ -213,8 +219,11 @@ describe('priority preemption', () => {
       expect(history.filter((entry) => entry.type === 'preempted')).toHaveLength(1);
       expect(history.find((entry) => entry.type === 'preempted')!.details).toMatchObject({ by: critical.taskId, preemptions: 1 });
       expect(o.getStats().totalPreemptions).toBe(1);
+      expect(log).toContain('background starts at step 1 (attempt 1)');
       if (name === 'postgres') expect(await rows(background.taskId)).toEqual([]);
     } finally {
+      // Stopped before its schema goes, so it does not poll a dropped table.
+      await o?.shutdown();
       await done();
     }
   });
