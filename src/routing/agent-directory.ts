@@ -170,7 +170,7 @@ export class AgentDirectory implements Demand {
    * agent: a success or failure (timeouts included) on a task of `signature` after `durationMs`.
    * An abandoned run (cancelled) teaches nothing.
    */
-  runJudged(agent: Agent, ticket: number, verdict: RunVerdict): void;
+  runJudged(agent: Agent, ticket: number, verdict: 'abandoned'): void;
   runJudged(agent: Agent, ticket: number, verdict: 'success' | 'failure', signature: CapabilitySignature, durationMs: number): void;
   runJudged(agent: Agent, ticket: number, verdict: RunVerdict, signature?: CapabilitySignature, durationMs = 0): void {
     const breaker = agent.breaker;
