@@ -155,7 +155,8 @@ export class AgentRouter {
       const agent = agents[index]!;
       if (!eligible(agent, role, inlineOk, threadOk)) continue;
       const ms = expectedMs(estimates[index]!, learning, agent.active, agent.maxConcurrent, rate);
-      if (ms < bestMs) {
+      // A busy agent that never succeeded scores Infinity: still better than none.
+      if (ms < bestMs || best === null) {
         best = agent;
         bestMs = ms;
       }

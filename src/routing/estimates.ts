@@ -49,22 +49,21 @@ export function decayRate(halfLife: number, candidates: number): number {
  * would look fastest. Load u = active / maxConcurrent scales it by (1 + u): an agent's slots
  * often share one upstream, and a slot taken now is one the next task cannot have.
  *
- * μ and p are blended with an optimistic prior worth one outcome (a 0 ms success), which gives
- * E = (1 + u)·w·(μ + (1 − p)·F) / (w·p + 1) for weight w. The weight decays as the class's
+ * An idle agent's μ and p are blended with an optimistic prior worth one outcome (a 0 ms
+ * success): E = w·(μ + (1 − p)·F) / (w·p + 1) for weight w. The weight decays as the class's
  * other outcomes pass, so an agent left unused drifts back to looking fast and is tried again:
- * exploration without randomness, rarer the slower the agent was (its figures must decay by
- * the ratio of its time to the best one's). Runs in flight count in w as outcomes to come, at
- * the agent's figures (at the class's mean for an agent with none yet): an agent being tried
- * gets one task, not a slot-full, before it has shown what it does. A new agent scores 0 and
- * is tried first.
+ * exploration without randomness, rarer the slower the agent was (its weight must decay by
+ * about the ratio of its time to the best one's), and a new agent (w = 0) is tried first. An
+ * agent with runs in flight is being tried already and gets no optimism until they end (one
+ * task, not a slot-full, goes to an agent on trial); with nothing learned yet it counts as a
+ * typical run of the class.
  */
 export function expectedMs(estimate: Estimate, classes: ClassEstimates, active: number, maxConcurrent: number, rate: number): number {
-  const learned = estimate.weight === 0 ? 0 : estimate.weight * 2 ** ((estimate.stamp - classes.outcomes) * rate);
-  const w = learned + active;
-  if (w === 0) return 0;
-  const meanMs = learned === 0 ? classes.meanMs : estimate.meanMs;
-  const successRate = learned === 0 ? 1 : estimate.successRate;
-  return ((1 + active / maxConcurrent) * w * (meanMs + (1 - successRate) * classes.meanMs)) / (w * successRate + 1);
+  const w = estimate.weight === 0 ? 0 : estimate.weight * 2 ** ((estimate.stamp - classes.outcomes) * rate);
+  const perSuccess = estimate.meanMs + (1 - estimate.successRate) * classes.meanMs;
+  if (active === 0) return (w * perSuccess) / (w * estimate.successRate + 1);
+  const load = 1 + active / maxConcurrent;
+  return w === 0 ? load * classes.meanMs : (load * perSuccess) / estimate.successRate;
 }
 
 /** Learns one outcome of `estimate`'s agent: a success or a failure (timeouts included) after `durationMs`. */
