@@ -2,7 +2,7 @@ import type { AgentRole, AssignmentStrategy } from '../enums.js';
 import type { RoutingStrategy } from '../options.js';
 import type { Agent } from './agent.js';
 import { CapabilitySignature, capabilitiesOfKey } from './capability-signature.js';
-import { ClassEstimates, Estimate, decayRate, expectedMs, learn as learnOutcome } from './estimates.js';
+import { ClassEstimates, Estimate, expectedMs } from './estimates.js';
 
 /**
  * Agent registry and capability index. A routing decision scans only the agents of one
@@ -73,7 +73,7 @@ export class AgentRouter {
     let signature = this.#signatures.get(key);
     if (signature === undefined) {
       signature = new CapabilitySignature(key, capabilitiesOfKey(key));
-      if (this.#strategy === 'adaptive') signature.learning = new ClassEstimates();
+      if (this.#strategy === 'adaptive') signature.learning = new ClassEstimates(this.#halfLife);
       for (const agent of this.#agents.values()) if (agent.serves(signature.capabilities)) this.#add(signature, agent);
       this.#signatures.set(key, signature);
     }
@@ -101,7 +101,7 @@ export class AgentRouter {
     const learning = signature.learning;
     const estimate = agent.estimates.get(signature);
     if (learning === null || estimate === undefined || !agent.registered) return;
-    learnOutcome(learning, estimate, ok, durationMs, decayRate(this.#halfLife, signature.agents.length));
+    learning.learn(estimate, ok, durationMs, signature.agents.length);
   }
 
   /** True when `select` would find an agent (asked without moving any cursor). */
@@ -146,7 +146,6 @@ export class AgentRouter {
     const n = agents.length;
     const learning = signature.learning!;
     const estimates = learning.byAgent;
-    const rate = decayRate(this.#halfLife, n);
     const start = signature.cursor % n;
     let best: Agent | null = null;
     let bestMs = Infinity;
@@ -154,11 +153,12 @@ export class AgentRouter {
       const index = (start + i) % n;
       const agent = agents[index]!;
       if (!eligible(agent, role, inlineOk, threadOk)) continue;
-      const ms = expectedMs(estimates[index]!, learning, agent.active, agent.maxConcurrent, rate);
+      const ms = expectedMs(estimates[index]!, learning, agent.active, agent.maxConcurrent);
       // A busy agent that never succeeded scores Infinity: still better than none.
       if (ms < bestMs || best === null) {
         best = agent;
         bestMs = ms;
+        if (ms === 0) break;
       }
     }
     if (best !== null) signature.cursor = start + 1;

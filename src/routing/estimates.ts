@@ -2,42 +2,72 @@ import type { CapabilitySignature } from './capability-signature.js';
 
 /**
  * What the adaptive strategy has learned of one agent on one capability signature (one class of
- * tasks): decaying means of its run time and of its success, each outcome weighted by how recent
- * it is in the class's sequence of outcomes (not by wall-clock time, so the same half-life suits
- * 2 ms and 20 s tasks).
+ * tasks): decaying means of its run time and of its success. Outcomes are weighted by how recent
+ * they are in the class's sequence of outcomes, not in wall-clock time, so the same half-life
+ * suits 2 ms and 20 s tasks.
  */
 export class Estimate {
-  /** Decayed count of the outcomes behind the figures, as of outcome `stamp`; 0 = nothing learned yet. */
-  weight = 0;
+  /**
+   * The decayed count of outcomes behind the figures, times 2^((clock − base) / halfLife) as of
+   * the last update: dividing by the class's current factor (`ClassEstimates.growth`) gives the
+   * weight now, one multiplication per candidate rather than a power. 0 = nothing learned yet.
+   */
+  scaledWeight = 0;
   /** Mean run time of its attempts, failed ones included (ms). */
   meanMs = 0;
   /** Share of its attempts that succeeded (0..1). */
   successRate = 1;
-  /** The class's outcome count at this agent's last outcome. */
-  stamp = 0;
   /** Outcomes learned from, ever (shown, not used). */
   samples = 0;
 
   constructor(readonly signature: CapabilitySignature) {}
 }
 
-/** The learning of one signature: its candidates' estimates (aligned with `signature.agents`) and the class's own mean. */
+/** Rebase after this many half-lives, long before 2^(clock − base) could overflow. */
+const REBASE_HALF_LIVES = 64;
+
+/**
+ * The learning of one signature: its candidates' estimates (aligned with `signature.agents`),
+ * the class's clock, and its mean run time over all agents.
+ */
 export class ClassEstimates {
   readonly byAgent: Estimate[] = [];
-  /** Outcomes learned in this class so far: the clock estimates decay by. */
-  outcomes = 0;
+  /**
+   * Outcomes per capable agent so far: each outcome moves it by 1 / (capable agents), so an
+   * agent with an even share of the work sees one tick per outcome of its own, however many
+   * agents share the class. Weights halve every `halfLife` ticks.
+   */
+  clock = 0;
+  /** The clock reading weights are scaled against (see `Estimate.scaledWeight`). */
+  base = 0;
+  /** 2^((clock − base) / halfLife): a weight now is its scaled weight divided by this. */
+  growth = 1;
   /** Mean run time over all agents (ms): what a failure costs on top of its own run (see `expectedMs`). */
   meanMs = 0;
   weight = 0;
-}
 
-/**
- * `1 / (half-life in outcomes of the class)`: a figure counts half once `halfLife` outcomes per
- * capable agent have followed it, so an agent with an even share of the work forgets at the
- * same pace however many agents share the class.
- */
-export function decayRate(halfLife: number, candidates: number): number {
-  return 1 / (halfLife * candidates);
+  constructor(readonly halfLife: number) {}
+
+  /** Learns one outcome of `estimate`'s agent: a success or a failure (timeouts included) after `durationMs`, among `candidates` capable agents. */
+  learn(estimate: Estimate, ok: boolean, durationMs: number, candidates: number): void {
+    const tick = 1 / candidates;
+    this.clock += tick;
+    if (this.clock - this.base > REBASE_HALF_LIVES * this.halfLife) this.#rebase();
+    this.growth = 2 ** ((this.clock - this.base) / this.halfLife);
+    const w = estimate.scaledWeight / this.growth + 1;
+    estimate.meanMs += (durationMs - estimate.meanMs) / w;
+    estimate.successRate += ((ok ? 1 : 0) - estimate.successRate) / w;
+    estimate.scaledWeight = w * this.growth;
+    estimate.samples++;
+    this.weight = this.weight * 2 ** (-tick / this.halfLife) + 1;
+    this.meanMs += (durationMs - this.meanMs) / this.weight;
+  }
+
+  #rebase(): void {
+    const growth = 2 ** ((this.clock - this.base) / this.halfLife);
+    for (const estimate of this.byAgent) estimate.scaledWeight /= growth;
+    this.base = this.clock;
+  }
 }
 
 /**
@@ -58,23 +88,12 @@ export function decayRate(halfLife: number, candidates: number): number {
  * task, not a slot-full, goes to an agent on trial); with nothing learned yet it counts as a
  * typical run of the class.
  */
-export function expectedMs(estimate: Estimate, classes: ClassEstimates, active: number, maxConcurrent: number, rate: number): number {
-  const w = estimate.weight === 0 ? 0 : estimate.weight * 2 ** ((estimate.stamp - classes.outcomes) * rate);
+export function expectedMs(estimate: Estimate, classes: ClassEstimates, active: number, maxConcurrent: number): number {
   const perSuccess = estimate.meanMs + (1 - estimate.successRate) * classes.meanMs;
-  if (active === 0) return (w * perSuccess) / (w * estimate.successRate + 1);
+  if (active === 0) {
+    const w = estimate.scaledWeight / classes.growth;
+    return (w * perSuccess) / (w * estimate.successRate + 1);
+  }
   const load = 1 + active / maxConcurrent;
-  return w === 0 ? load * classes.meanMs : (load * perSuccess) / estimate.successRate;
-}
-
-/** Learns one outcome of `estimate`'s agent: a success or a failure (timeouts included) after `durationMs`. */
-export function learn(classes: ClassEstimates, estimate: Estimate, ok: boolean, durationMs: number, rate: number): void {
-  const outcome = ++classes.outcomes;
-  const w = estimate.weight * 2 ** ((estimate.stamp - outcome) * rate) + 1;
-  estimate.meanMs += (durationMs - estimate.meanMs) / w;
-  estimate.successRate += ((ok ? 1 : 0) - estimate.successRate) / w;
-  estimate.weight = w;
-  estimate.stamp = outcome;
-  estimate.samples++;
-  classes.weight = classes.weight * 2 ** -rate + 1;
-  classes.meanMs += (durationMs - classes.meanMs) / classes.weight;
+  return estimate.scaledWeight === 0 ? load * classes.meanMs : (load * perSuccess) / estimate.successRate;
 }
