@@ -4,12 +4,12 @@
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
 //   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence,
-//                                      workflow
+//                                      workflow, adaptive
 //                                      (comma-separated)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
 // child too: its second phase forces a full GC before each run, and a child keeps both phases
-// off this process's heap; threads and resilience run in children for the same reason. Routing
+// off this process's heap; threads, resilience and adaptive run in children for the same reason. Routing
 // (a tight loop on a few objects) runs in this process.
 // Sizes can be lowered for a quick look (BENCH_TASKS, BENCH_MEMORY_TASKS, BENCH_RUNS, ...: see
 // each module); --write refuses to record figures from non-default sizes.
@@ -24,8 +24,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'adaptive'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_ADAPTIVE_TASKS', 'BENCH_ADAPTIVE_RUNS'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -332,6 +332,35 @@ function renderWorkflow(w) {
   ].join('\n');
 }
 
+function renderAdaptive(a) {
+  const scenarios = Object.values(a.results);
+  const rows = scenarios.flatMap((s) =>
+    Object.values(s.contenders).map((e) => [
+      s.label,
+      e.label,
+      `**${fmt(e.meanMsMedian, 2)}**`,
+      e.meanMs.map((x) => fmt(x, 2)).join(' / '),
+      fmt(e.p50MsMedian, 1),
+      fmt(e.p99MsMedian, 1),
+      Object.entries(e.runsByAgent[e.runsByAgent.length - 1]).map(([agentId, runs]) => `${agentId} ${fmtInt(runs)}`).join(', '),
+    ]),
+  );
+  const goalRows = scenarios.flatMap((s) => [
+    [`${s.label}: round-robin mean / adaptive mean`, fmtRatio(s.ratios.roundRobinOverAdaptive), `≥ ${a.goals.roundRobinOverAdaptive}x`, mark(s.ratios.roundRobinOverAdaptive >= a.goals.roundRobinOverAdaptive)],
+    [`${s.label}: least-busy mean / adaptive mean`, fmtRatio(s.ratios.leastBusyOverAdaptive), `> ${a.goals.leastBusyOverAdaptive}x`, mark(s.ratios.leastBusyOverAdaptive > a.goals.leastBusyOverAdaptive)],
+    [`${s.label}: adaptive mean / oracle mean`, fmtRatio(s.ratios.adaptiveOverOracle), `≤ ${a.goals.adaptiveOverOracle}x`, mark(s.ratios.adaptiveOverOracle <= a.goals.adaptiveOverOracle)],
+  ]);
+  return [
+    `### 10. Adaptive agent selection: submit-to-complete time at half capacity, agents of one capability at 2, 10 and 40 ms`,
+    '',
+    `Open loop: ${fmtInt(a.tasks)} tasks per run, task i submitted at start + i × interval, interval = 1 / (${fmt(100 * a.load, 0)}% of the agents' combined capacity in successes per ms), the capacity computed from the run times a warm-up round measured (a timer fires late: ${Object.entries(scenarios[0].measuredRunMs).map(([agentId, ms]) => `${agentId} ${fmt(ms, 2)} ms`).join(', ')} in the first scenario), which gives ${scenarios.map((s) => `${fmt(s.intervalMs, 2)} ms (nominal ${fmt(s.nominalIntervalMs, 2)}) for ${s.label}`).join('; ')}. Handlers sleep their run time (\`setTimeout\`); the flaky agent fails a seeded 30% of its runs, retried after ${a.retry.initialDelay} ms; breakers off (so a run of failures does not take it out). The oracle knows each agent's run time and failure rate and takes the free agent with the lowest time per success (a custom \`select()\` patched onto the router for its own orchestrator). The four contenders run **at once** in one process, each on its own orchestrator and agents, fed the same schedule, so a busy machine slows all alike; every run starts from nothing learned. ${plural(a.runs, 'round')} after a short warm-up round, submission order rotated; medians of the per-round figures, ratios are medians of the per-round ratios. "runs" counts the runs each agent made in the last round (failed ones included).`,
+    '',
+    table(['scenario', 'strategy', 'mean ms (median)', 'mean ms per round', 'p50 ms', 'p99 ms', 'runs per agent (last round)'], rows),
+    '',
+    table(['goal', 'value', 'goal', 'met'], goalRows),
+  ].join('\n');
+}
+
 const startedAt = performance.now();
 const info = machine();
 console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
@@ -368,6 +397,10 @@ if (only.includes('workflow')) {
   console.error('workflow (child process, --expose-gc)…');
   results.workflow = await runChild('workflow');
 }
+if (only.includes('adaptive')) {
+  console.error('adaptive (child process)…');
+  results.adaptive = await runChild('adaptive');
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
@@ -379,6 +412,7 @@ if (results.resilience) sections.push(renderResilience(results.resilience));
 if (results.streaming) sections.push(renderStreaming(results.streaming));
 if (results.persistence) sections.push(renderPersistence(results.persistence));
 if (results.workflow) sections.push(renderWorkflow(results.workflow));
+if (results.adaptive) sections.push(renderAdaptive(results.adaptive));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 
