@@ -99,9 +99,9 @@ export class AgentRouter {
   /** Learns a judged run of `agent` on a task of `signature` (adaptive only; a run of an agent since unregistered teaches nothing). */
   learn(agent: Agent, signature: CapabilitySignature, ok: boolean, durationMs: number): void {
     const learning = signature.learning;
+    if (learning === null || !agent.registered) return;
     const estimate = agent.estimates.get(signature);
-    if (learning === null || estimate === undefined || !agent.registered) return;
-    learning.learn(estimate, ok, durationMs, signature.agents.length);
+    if (estimate !== undefined) learning.learn(estimate, ok, durationMs, signature.agents.length);
   }
 
   /** True when `select` would find an agent (asked without moving any cursor). */

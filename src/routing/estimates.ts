@@ -95,5 +95,6 @@ export function expectedMs(estimate: Estimate, classes: ClassEstimates, active: 
     return (w * perSuccess) / (w * estimate.successRate + 1);
   }
   const load = 1 + active / maxConcurrent;
-  return estimate.scaledWeight === 0 ? load * classes.meanMs : (load * perSuccess) / estimate.successRate;
+  if (estimate.scaledWeight === 0) return load * classes.meanMs;
+  return estimate.successRate === 0 ? Infinity : (load * perSuccess) / estimate.successRate;
 }
