@@ -1,6 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { AgentRole, CircuitState, InvalidOptionsError, createParallelOrchestrator, type AgentHandler, type AgentInfo, type ParallelOrchestrator } from '../src/index.js';
+import { CapabilitySignature } from '../src/routing/capability-signature.js';
+import { ClassEstimates, Estimate, expectedMs } from '../src/routing/estimates.js';
 import { deferred, useOrchestrators } from './helpers.js';
 
 // The adaptive strategy learns from measured run times, so these handlers really sleep; the
@@ -242,5 +244,43 @@ describe("assignmentStrategy: 'adaptive'", () => {
         expect.objectContaining({ name: InvalidOptionsError.name, message: expect.stringContaining('workerPool.adaptiveHalfLife') }),
       );
     }
+  });
+});
+
+describe('adaptive estimates (no timers)', () => {
+  const signature = new CapabilitySignature('work', CAPS);
+
+  it('keep exact figures across the rebasing of their clock', () => {
+    // Half-life 1 outcome, one agent: the clock passes 64 half-lives every 64 outcomes.
+    const classes = new ClassEstimates(1);
+    const estimate = new Estimate(signature);
+    classes.byAgent.push(estimate);
+    for (let i = 0; i < 1000; i++) classes.learn(estimate, true, 10, 1);
+    expect(classes.base).toBeGreaterThan(900);
+    expect(estimate).toMatchObject({ meanMs: 10, successRate: 1, samples: 1000 });
+    // Weights halve per outcome, so the weight tends to 1 + 1/2 + 1/4 + … = 2: E = 2·10 / (2 + 1).
+    expect(expectedMs(estimate, classes, 0, 1)).toBeCloseTo(20 / 3, 9);
+  });
+
+  it('do not make an agent that fails at once look fastest', () => {
+    const classes = new ClassEstimates(20);
+    const steady = new Estimate(signature);
+    const broken = new Estimate(signature);
+    classes.byAgent.push(steady, broken);
+    for (let i = 0; i < 20; i++) classes.learn(steady, true, 10, 2);
+    classes.learn(broken, false, 0.01, 2);
+    classes.learn(broken, false, 0.01, 2);
+    expect(expectedMs(broken, classes, 0, 1)).toBeGreaterThan(expectedMs(steady, classes, 0, 1));
+    expect(expectedMs(broken, classes, 1, 2)).toBe(Infinity);
+  });
+
+  it('score a new agent 0 while idle, and as a typical run of its class once it has a run in flight', () => {
+    const classes = new ClassEstimates(20);
+    const known = new Estimate(signature);
+    const fresh = new Estimate(signature);
+    classes.byAgent.push(known, fresh);
+    for (let i = 0; i < 5; i++) classes.learn(known, true, 8, 2);
+    expect(expectedMs(fresh, classes, 0, 4)).toBe(0);
+    expect(expectedMs(fresh, classes, 1, 4)).toBeCloseTo(1.25 * 8, 9);
   });
 });
