@@ -1,6 +1,6 @@
 // Routing: one routing decision (AgentRouter.select) with 100 agents and 50 capability
-// signatures. Uses the compiled internals in dist/routing directly: this is a microbenchmark
-// of an internal class, not of the public API.
+// signatures, and for one capability all 100 agents share. Uses the compiled internals in
+// dist/routing directly: this is a microbenchmark of an internal class, not of the public API.
 //
 //   node bench/routing.mjs               prints the results as JSON
 import { AgentRouter } from '../dist/routing/agent-router.js';
@@ -16,11 +16,20 @@ const SIGNATURES = 50;
 const MAX_CONCURRENT = 4;
 const ROLES = Object.values(AgentRole);
 const INLINE = Object.freeze({ kind: 'inline', handler: async () => 1 });
+/** A capability every agent has: its signature has all 100 agents as candidates. */
+const SHARED = 'shared';
+const HALF_LIFE = 20;
+const LEARNED_PER_AGENT = 3;
 
-/** 100 agents with ~10 random capabilities of 20, and 50 distinct signatures of 1-3 capabilities each served by at least one agent. */
+/**
+ * 100 agents with ~10 random capabilities of 20 (and SHARED), and 50 distinct signatures of 1-3
+ * capabilities each served by at least one agent. With the adaptive strategy, every agent has
+ * learned a few outcomes of each signature it serves (random run times and verdicts, so the
+ * figures differ and have aged differently, as in a running orchestrator).
+ */
 function buildWorld(strategy, next) {
   const capabilities = Array.from({ length: CAPABILITY_POOL }, (_, i) => `cap-${i}`);
-  const router = new AgentRouter(strategy);
+  const router = new AgentRouter({ name: strategy, halfLife: HALF_LIFE });
   const agents = [];
   for (let a = 0; a < AGENTS; a++) {
     // Partial Fisher-Yates: a random subset of CAPABILITIES_PER_AGENT capabilities.
@@ -29,7 +38,7 @@ function buildWorld(strategy, next) {
       const j = i + Math.floor(next() * (pool.length - i));
       [pool[i], pool[j]] = [pool[j], pool[i]];
     }
-    const agent = new Agent(`agent-${a}`, ROLES[a % ROLES.length], pool.slice(0, CAPABILITIES_PER_AGENT), MAX_CONCURRENT, INLINE, null, null);
+    const agent = new Agent(`agent-${a}`, ROLES[a % ROLES.length], [...pool.slice(0, CAPABILITIES_PER_AGENT), SHARED], MAX_CONCURRENT, INLINE, null, null);
     router.register(agent);
     agents.push(agent);
   }
@@ -48,7 +57,15 @@ function buildWorld(strategy, next) {
     seen.add(key);
     signatures.push(router.signature(key));
   }
-  return { router, agents, signatures };
+  const shared = router.signature(SHARED);
+  if (strategy === 'adaptive') {
+    for (const signature of [...signatures, shared]) {
+      for (let k = 0; k < LEARNED_PER_AGENT; k++) {
+        for (const agent of signature.agents) router.learn(agent, signature, next() < 0.9, 1 + next() * 99);
+      }
+    }
+  }
+  return { router, agents, signatures, shared };
 }
 
 /**
@@ -64,11 +81,11 @@ function shuffleLoads(agents, next, busy) {
  * One scenario: `batches` timed batches of `batchSize` select() calls (per-call time = batch
  * time / batchSize), loads re-drawn between batches; then `singles` individually timed calls.
  */
-function measure({ strategy, preferRole, busy, batches, batchSize, singles, seed }) {
+function measure({ strategy, preferRole, busy, everyAgent, batches, batchSize, singles, seed }) {
   const next = rng(seed);
-  const { router, agents, signatures } = buildWorld(strategy, next);
+  const { router, agents, signatures, shared } = buildWorld(strategy, next);
   // Pre-drawn call sequence: which signature (and preferred role) each call routes.
-  const sequence = Array.from({ length: batchSize }, () => signatures[Math.floor(next() * signatures.length)]);
+  const sequence = Array.from({ length: batchSize }, () => (everyAgent ? shared : signatures[Math.floor(next() * signatures.length)]));
   const roles = Array.from({ length: batchSize }, () => (preferRole ? ROLES[Math.floor(next() * ROLES.length)] : undefined));
   let found = 0;
   let calls = 0;
@@ -76,7 +93,7 @@ function measure({ strategy, preferRole, busy, batches, batchSize, singles, seed
   for (let b = 0; b < batches; b++) {
     shuffleLoads(agents, next, busy);
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < batchSize; i++) if (router.select(sequence[i], roles[i]) !== null) found++;
+    for (let i = 0; i < batchSize; i++) if (router.select(sequence[i], roles[i], true, true) !== null) found++;
     const t1 = process.hrtime.bigint();
     perCallNs[b] = Number(t1 - t0) / batchSize;
     calls += batchSize;
@@ -88,14 +105,14 @@ function measure({ strategy, preferRole, busy, batches, batchSize, singles, seed
     if (i % batchSize === 0) shuffleLoads(agents, next, busy);
     const k = i % batchSize;
     const t0 = process.hrtime.bigint();
-    router.select(sequence[k], roles[k]);
+    router.select(sequence[k], roles[k], true, true);
     const t1 = process.hrtime.bigint();
     singleNs[i] = Number(t1 - t0);
     const c0 = process.hrtime.bigint();
     const c1 = process.hrtime.bigint();
     clockNs[i] = Number(c1 - c0);
   }
-  const candidates = signatures.map((s) => s.agents.length);
+  const candidates = everyAgent ? [shared.agents.length] : signatures.map((s) => s.agents.length);
   return {
     batchP50Us: percentile(perCallNs, 0.5) / 1000,
     batchP99Us: percentile(perCallNs, 0.99) / 1000,
@@ -115,6 +132,10 @@ export const SCENARIOS = [
   { key: 'leastBusyRole', label: 'least-busy + random preferredRole, loads 0..4', strategy: 'least-busy', preferRole: true, busy: false },
   { key: 'roundRobin', label: 'round-robin, loads 0..4', strategy: 'round-robin', preferRole: false, busy: false },
   { key: 'random', label: 'random, loads 0..4', strategy: 'random', preferRole: false, busy: false },
+  { key: 'adaptive', label: 'adaptive (trained), loads 0..4', strategy: 'adaptive', preferRole: false, busy: false },
+  { key: 'adaptiveRole', label: 'adaptive (trained) + random preferredRole, loads 0..4', strategy: 'adaptive', preferRole: true, busy: false },
+  { key: 'leastBusyEveryAgent', label: 'least-busy, loads 1..4, one capability all 100 agents share', strategy: 'least-busy', preferRole: false, busy: true, everyAgent: true },
+  { key: 'adaptiveEveryAgent', label: 'adaptive (trained), loads 0..4, one capability all 100 agents share', strategy: 'adaptive', preferRole: false, busy: false, everyAgent: true },
 ];
 
 /** Each scenario: a warm-up, then `runs` measurements; medians of each run's percentiles. */
@@ -127,7 +148,7 @@ export async function routing({
 } = {}) {
   const results = {};
   for (const scenario of SCENARIOS) {
-    const options = { strategy: scenario.strategy, preferRole: scenario.preferRole, busy: scenario.busy, batchSize };
+    const options = { strategy: scenario.strategy, preferRole: scenario.preferRole, busy: scenario.busy, everyAgent: scenario.everyAgent === true, batchSize };
     measure({ ...options, batches: Math.ceil(batches / 4), singles: Math.ceil(singles / 4), seed: 7 });
     const samples = [];
     for (let r = 0; r < runs; r++) samples.push(measure({ ...options, batches, singles, seed: 1000 + r }));
@@ -153,6 +174,8 @@ export async function routing({
     capabilityPool: CAPABILITY_POOL,
     capabilitiesPerAgent: CAPABILITIES_PER_AGENT,
     maxConcurrent: MAX_CONCURRENT,
+    halfLife: HALF_LIFE,
+    learnedPerAgent: LEARNED_PER_AGENT,
     runs,
     batches,
     batchSize,

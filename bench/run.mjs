@@ -4,12 +4,12 @@
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
 //   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence,
-//                                      workflow, preemption
+//                                      workflow, preemption, adaptive
 //                                      (comma-separated)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
 // child too: its second phase forces a full GC before each run, and a child keeps both phases
-// off this process's heap; threads and resilience run in children for the same reason. Routing
+// off this process's heap; threads, resilience and adaptive run in children for the same reason. Routing
 // (a tight loop on a few objects) runs in this process.
 // Sizes can be lowered for a quick look (BENCH_TASKS, BENCH_MEMORY_TASKS, BENCH_RUNS, ...: see
 // each module); --write refuses to record figures from non-default sizes.
@@ -24,8 +24,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'preemption'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_PREEMPT_CRITICAL'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'preemption', 'adaptive'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_PREEMPT_CRITICAL', 'BENCH_ADAPTIVE_TASKS', 'BENCH_ADAPTIVE_RUNS'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -144,20 +144,24 @@ function renderRouting(g) {
     fmt(e.singleP50Us, 3),
     fmt(e.singleP99Us, 3),
     fmt(e.clockP50Us, 3),
+    `${fmt(100 * e.foundRate, 0)}%`,
+    e.candidatesMin === e.candidatesMax ? String(e.candidatesMin) : `${e.candidatesMin}–${e.candidatesMax} (median ${e.candidatesMedian})`,
   ]);
   const main = g.results.leastBusy;
+  const adaptive = g.results.adaptiveEveryAgent;
   const worst = Math.max(...Object.values(g.results).map((e) => e.batchP99Us));
   const goals = [
     ['p99 of one decision, least-busy (default), batch timing', `${fmt(main.batchP99Us, 3)} µs`, `< ${g.goals.p99Us} µs`, mark(main.batchP99Us < g.goals.p99Us)],
     ['worst p99 over all rows, batch timing', `${fmt(worst, 3)} µs`, `< ${g.goals.p99Us} µs`, mark(worst < g.goals.p99Us)],
     ['p99 of one decision, least-busy, single-call timing (clock included)', `${fmt(main.singleP99Us, 3)} µs`, `< ${g.goals.p99Us} µs`, mark(main.singleP99Us < g.goals.p99Us)],
+    ['p99 of one decision, adaptive among all 100 agents, batch timing', `${fmt(adaptive.batchP99Us, 3)} µs`, `< ${g.goals.p99Us} µs`, mark(adaptive.batchP99Us < g.goals.p99Us)],
   ];
   return [
     `### 2. Routing: one decision with ${g.agents} agents and ${g.signatures} capability signatures`,
     '',
-    `\`AgentRouter.select()\` from dist/routing (internal). Agents hold ~${g.capabilitiesPerAgent} random capabilities of ${g.capabilityPool}, maxConcurrent ${g.maxConcurrent}, random current loads redrawn between batches; signatures have 1–3 capabilities, each served by at least one agent (${main.candidatesMin}–${main.candidatesMax} candidate agents, median ${main.candidatesMedian}). Batch timing: ${fmtInt(g.batches)} batches of ${fmtInt(g.batchSize)} calls, per-call time = batch time / ${fmtInt(g.batchSize)}, percentiles over batches. Single-call timing: ${fmtInt(g.singles)} calls each between two \`process.hrtime.bigint()\` reads, so it includes the clock's own cost (last column). Medians of ${plural(g.runs, 'run')}, each on a freshly drawn set of agents.`,
+    `\`AgentRouter.select()\` from dist/routing (internal). Agents hold ~${g.capabilitiesPerAgent} random capabilities of ${g.capabilityPool}, maxConcurrent ${g.maxConcurrent}, random current loads redrawn between batches; signatures have 1–3 capabilities, each served by at least one agent (${main.candidatesMin}–${main.candidatesMax} candidate agents, median ${main.candidatesMedian}); the "all 100 agents share" rows route one capability every agent has. Both kinds of worker are free, so "found" is the share of calls that found an agent with room. Adaptive: every agent first learns ${g.learnedPerAgent} outcomes per signature it serves (random run times and verdicts, half-life ${g.halfLife}), so the figures differ and have aged differently. Batch timing: ${fmtInt(g.batches)} batches of ${fmtInt(g.batchSize)} calls, per-call time = batch time / ${fmtInt(g.batchSize)}, percentiles over batches. Single-call timing: ${fmtInt(g.singles)} calls each between two \`process.hrtime.bigint()\` reads, so it includes the clock's own cost (last column). Medians of ${plural(g.runs, 'run')}, each on a freshly drawn set of agents.`,
     '',
-    table(['scenario', 'batch p50 µs', 'batch p99 µs', 'single p50 µs', 'single p99 µs', 'clock alone p50 µs'], rows),
+    table(['scenario', 'batch p50 µs', 'batch p99 µs', 'single p50 µs', 'single p99 µs', 'clock alone p50 µs', 'found', 'candidates'], rows),
     '',
     table(['goal', 'value', 'goal', 'met'], goals),
   ].join('\n');
@@ -350,6 +354,35 @@ function renderPreemption(p) {
   ].join('\n');
 }
 
+function renderAdaptive(a) {
+  const scenarios = Object.values(a.results);
+  const rows = scenarios.flatMap((s) =>
+    Object.values(s.contenders).map((e) => [
+      s.label,
+      e.label,
+      `**${fmt(e.meanMsMedian, 2)}**`,
+      e.meanMs.map((x) => fmt(x, 2)).join(' / '),
+      fmt(e.p50MsMedian, 1),
+      fmt(e.p99MsMedian, 1),
+      Object.entries(e.runsByAgent[e.runsByAgent.length - 1]).map(([agentId, runs]) => `${agentId} ${fmtInt(runs)}`).join(', '),
+    ]),
+  );
+  const goalRows = scenarios.flatMap((s) => [
+    [`${s.label}: round-robin mean / adaptive mean`, fmtRatio(s.ratios.roundRobinOverAdaptive), `≥ ${a.goals.roundRobinOverAdaptive}x`, mark(s.ratios.roundRobinOverAdaptive >= a.goals.roundRobinOverAdaptive)],
+    [`${s.label}: least-busy mean / adaptive mean`, fmtRatio(s.ratios.leastBusyOverAdaptive), `> ${a.goals.leastBusyOverAdaptive}x`, mark(s.ratios.leastBusyOverAdaptive > a.goals.leastBusyOverAdaptive)],
+    [`${s.label}: adaptive mean / oracle mean`, fmtRatio(s.ratios.adaptiveOverOracle), `≤ ${a.goals.adaptiveOverOracle}x`, mark(s.ratios.adaptiveOverOracle <= a.goals.adaptiveOverOracle)],
+  ]);
+  return [
+    `### 11. Adaptive agent selection: submit-to-complete time at half capacity, agents of one capability at 2, 10 and 40 ms`,
+    '',
+    `Open loop: ${fmtInt(a.tasks)} tasks per run, task i submitted at start + i × interval, interval = 1 / (${fmt(100 * a.load, 0)}% of the agents' combined capacity in successes per ms), the capacity computed from the run times a warm-up round measured (a timer fires late: ${Object.entries(scenarios[0].measuredRunMs).map(([agentId, ms]) => `${agentId} ${fmt(ms, 2)} ms`).join(', ')} in the first scenario), which gives ${scenarios.map((s) => `${fmt(s.intervalMs, 2)} ms (nominal ${fmt(s.nominalIntervalMs, 2)}) for ${s.label}`).join('; ')}. Handlers sleep their run time (\`setTimeout\`); the flaky agent fails a seeded 30% of its runs, retried after ${a.retry.initialDelay} ms; breakers off (so a run of failures does not take it out). The oracle knows each agent's run time and failure rate and takes the free agent with the lowest time per success (a custom \`select()\` patched onto the router for its own orchestrator). The four contenders run **at once** in one process, each on its own orchestrator and agents, fed the same schedule, so a busy machine slows all alike; every run starts from nothing learned. ${plural(a.runs, 'round')} after a short warm-up round, submission order rotated; medians of the per-round figures, ratios are medians of the per-round ratios. "runs" counts the runs each agent made in the last round (failed ones included).`,
+    '',
+    table(['scenario', 'strategy', 'mean ms (median)', 'mean ms per round', 'p50 ms', 'p99 ms', 'runs per agent (last round)'], rows),
+    '',
+    table(['goal', 'value', 'goal', 'met'], goalRows),
+  ].join('\n');
+}
+
 const startedAt = performance.now();
 const info = machine();
 console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
@@ -390,6 +423,10 @@ if (only.includes('preemption')) {
   console.error('preemption (child process)…');
   results.preemption = await runChild('preemption');
 }
+if (only.includes('adaptive')) {
+  console.error('adaptive (child process)…');
+  results.adaptive = await runChild('adaptive');
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
@@ -402,6 +439,7 @@ if (results.streaming) sections.push(renderStreaming(results.streaming));
 if (results.persistence) sections.push(renderPersistence(results.persistence));
 if (results.workflow) sections.push(renderWorkflow(results.workflow));
 if (results.preemption) sections.push(renderPreemption(results.preemption));
+if (results.adaptive) sections.push(renderAdaptive(results.adaptive));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 

@@ -49,4 +49,4 @@ export const CircuitState = {
 export type CircuitState = (typeof CircuitState)[keyof typeof CircuitState];
 
 /** How a task picks among capable agents (and a free worker). */
-export type AssignmentStrategy = 'least-busy' | 'round-robin' | 'random';
+export type AssignmentStrategy = 'least-busy' | 'round-robin' | 'random' | 'adaptive';

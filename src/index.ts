@@ -27,6 +27,7 @@ export type {
   ErrorEvent,
   EventStreamOptions,
   JsonPatchOperation,
+  LearnedFigures,
   OrchestratorStreamItem,
   ProgressEvent,
   SnapshotEvent,

@@ -32,7 +32,10 @@ const optionsSchema = z.strictObject({
     .strictObject({
       minWorkers: count(1).optional(),
       maxWorkers: count(1).optional(),
-      assignmentStrategy: z.enum(['least-busy', 'round-robin', 'random'], { error: "must be 'least-busy', 'round-robin' or 'random'" }).optional(),
+      assignmentStrategy: z
+        .enum(['least-busy', 'round-robin', 'random', 'adaptive'], { error: "must be 'least-busy', 'round-robin', 'random' or 'adaptive'" })
+        .optional(),
+      adaptiveHalfLife: count(1).optional(),
       stuckGrace: ms('grace after a timeout before a slot is reclaimed').optional(),
       idleTimeout: ms('idle time before a worker above minWorkers retires').optional(),
       healthCheckInterval: ms('between health checks of busy workers').min(1, { error: 'must be ≥ 1 ms' }).optional(),
@@ -142,8 +145,19 @@ export interface OrchestratorOptions {
     minWorkers?: number;
     /** Most tasks running at once across all agents. @default 10 */
     maxWorkers?: number;
-    /** How a task chooses among capable agents. @default 'least-busy' */
+    /**
+     * How a task chooses among its capable agents with room: 'least-busy' (lowest active /
+     * maxConcurrent), 'round-robin', 'random', or 'adaptive' (the one expected to deliver a
+     * successful result soonest, learned from outcomes: see docs/routing.md). @default 'least-busy'
+     */
     assignmentStrategy?: AssignmentStrategy;
+    /**
+     * With 'adaptive': how fast it forgets, in outcomes per capable agent. A run's time and
+     * outcome count half once this many outcomes per agent of the same capabilities followed
+     * (with 3 capable agents and the default, after 60 outcomes). Lower adapts and re-explores
+     * sooner, higher averages out noisier run times. @default 20
+     */
+    adaptiveHalfLife?: number;
     /**
      * After a task's timeout or cancellation, how long its handler may keep its worker before the
      * worker counts as stuck: an in-process slot is reclaimed, a thread is terminated and replaced (ms).
@@ -293,12 +307,19 @@ export interface PostgresStoreOptions {
   poolSize?: number;
 }
 
+/** `workerPool.assignmentStrategy` with `adaptiveHalfLife`, as routing takes them. */
+export interface RoutingStrategy {
+  readonly name: AssignmentStrategy;
+  /** Used by 'adaptive' only. */
+  readonly halfLife: number;
+}
+
 /** Options with every default filled in. */
 export interface ResolvedOptions {
   workerPool: {
     minWorkers: number;
     maxWorkers: number;
-    assignmentStrategy: AssignmentStrategy;
+    assignmentStrategy: RoutingStrategy;
     stuckGrace: number;
     idleTimeout: number;
     healthCheckInterval: number;
@@ -335,7 +356,7 @@ const DEFAULTS = {
   workerPool: {
     minWorkers: 2,
     maxWorkers: 10,
-    assignmentStrategy: 'least-busy',
+    assignmentStrategy: { name: 'least-busy', halfLife: 20 },
     stuckGrace: 5_000,
     idleTimeout: 30_000,
     healthCheckInterval: 1_000,
@@ -366,8 +387,14 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
     throw new InvalidOptionsError(field, detail);
   }
   const o = parsed.data;
+  const { assignmentStrategy, adaptiveHalfLife, ...workerPool } = o.workerPool ?? {};
+  const routing = DEFAULTS.workerPool.assignmentStrategy;
   const resolved: ResolvedOptions = {
-    workerPool: { ...DEFAULTS.workerPool, ...o.workerPool },
+    workerPool: {
+      ...DEFAULTS.workerPool,
+      ...workerPool,
+      assignmentStrategy: { name: assignmentStrategy ?? routing.name, halfLife: adaptiveHalfLife ?? routing.halfLife },
+    },
     taskQueue: { ...DEFAULTS.taskQueue, ...o.taskQueue, retry: { ...DEFAULT_RETRY, ...o.taskQueue?.retry } },
     preemption: { ...DEFAULTS.preemption, ...o.preemption },
     streaming: { ...DEFAULTS.streaming, ...o.streaming },

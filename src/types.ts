@@ -142,6 +142,23 @@ export interface AgentInfo {
   readonly rateLimit: { max: number; perMs: number } | null;
   /** True while its rate limit keeps it from starting tasks. */
   readonly rateLimited: boolean;
+  /**
+   * With `assignmentStrategy: 'adaptive'`: what routing learned of this agent, one entry per set
+   * of required capabilities it ran tasks of (empty with the other strategies).
+   */
+  readonly learned: readonly LearnedFigures[];
+}
+
+/** The adaptive strategy's figures for one agent on tasks requiring one set of capabilities (decaying means: see docs/routing.md). */
+export interface LearnedFigures {
+  /** The tasks' required capabilities (sorted, distinct): tasks requiring the same set are one class. */
+  readonly capabilities: readonly string[];
+  /** Mean run time of its attempts, failed and timed-out ones included (ms). */
+  readonly meanMs: number;
+  /** Share of its attempts that succeeded, 0..1. */
+  readonly successRate: number;
+  /** Attempts learned from (successes, failures, timeouts; a cancelled run teaches nothing). */
+  readonly samples: number;
 }
 
 /** Payload of the `start` event. */

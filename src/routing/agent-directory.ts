@@ -1,5 +1,6 @@
-import { CircuitState, type AgentRole, type AssignmentStrategy } from '../enums.js';
+import { CircuitState, type AgentRole } from '../enums.js';
 import { AgentNotFoundError, DuplicateAgentError, InvalidOptionsError } from '../errors.js';
+import type { RoutingStrategy } from '../options.js';
 import type { Demand } from '../queue/work-source.js';
 import { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { ResolvedBreakerOptions } from '../resilience/breaker-options.js';
@@ -49,7 +50,7 @@ export class AgentDirectory implements Demand {
   readonly #host: AgentDirectoryHost;
   readonly #clock: () => number;
 
-  constructor(strategy: AssignmentStrategy, breaker: ResolvedBreakerOptions & { enabled: boolean }, capacity: WorkerCapacity, host: AgentDirectoryHost, clock: () => number) {
+  constructor(strategy: RoutingStrategy, breaker: ResolvedBreakerOptions & { enabled: boolean }, capacity: WorkerCapacity, host: AgentDirectoryHost, clock: () => number) {
     this.#router = new AgentRouter(strategy);
     this.#breaker = breaker.enabled ? breaker : null;
     this.#capacity = capacity;
@@ -164,11 +165,18 @@ export class AgentDirectory implements Demand {
     agent.active--;
   }
 
-  /** The run's verdict, for the agent's counters and breaker. */
-  runJudged(agent: Agent, ticket: number, verdict: RunVerdict): void {
+  /**
+   * The run's verdict, for the agent's counters and breaker, and for what routing learns of the
+   * agent: a success or failure (timeouts included) on a task of `signature` after `durationMs`.
+   * An abandoned run (cancelled) teaches nothing.
+   */
+  runJudged(agent: Agent, ticket: number, verdict: 'abandoned'): void;
+  runJudged(agent: Agent, ticket: number, verdict: 'success' | 'failure', signature: CapabilitySignature, durationMs: number): void;
+  runJudged(agent: Agent, ticket: number, verdict: RunVerdict, signature?: CapabilitySignature, durationMs = 0): void {
     const breaker = agent.breaker;
     if (verdict === 'success') agent.completed++;
     else if (verdict === 'failure') agent.failed++;
+    if (signature !== undefined) this.#router.learn(agent, signature, verdict === 'success', durationMs);
     if (breaker === null) return;
     if (verdict === 'success') breaker.onSuccess(ticket);
     else if (verdict === 'failure') breaker.onFailure(ticket);

@@ -1,6 +1,8 @@
 import type { AgentRole, AssignmentStrategy } from '../enums.js';
+import type { RoutingStrategy } from '../options.js';
 import type { Agent } from './agent.js';
 import { CapabilitySignature, capabilitiesOfKey } from './capability-signature.js';
+import { ClassEstimates, Estimate, expectedMs } from './estimates.js';
 
 /**
  * Agent registry and capability index. A routing decision scans only the agents of one
@@ -10,10 +12,12 @@ export class AgentRouter {
   readonly #agents = new Map<string, Agent>();
   readonly #signatures = new Map<string, CapabilitySignature>();
   readonly #strategy: AssignmentStrategy;
+  readonly #halfLife: number;
   decisions = 0;
 
-  constructor(strategy: AssignmentStrategy) {
-    this.#strategy = strategy;
+  constructor(strategy: RoutingStrategy) {
+    this.#strategy = strategy.name;
+    this.#halfLife = strategy.halfLife;
   }
 
   get size(): number {
@@ -39,6 +43,12 @@ export class AgentRouter {
   #add(signature: CapabilitySignature, agent: Agent): void {
     signature.agents.push(agent);
     if (agent.execution.kind === 'thread') signature.threadAgents++;
+    const learning = signature.learning;
+    if (learning !== null) {
+      const estimate = new Estimate(signature);
+      learning.byAgent.push(estimate);
+      agent.estimates.set(signature, estimate);
+    }
   }
 
   /** Removes the agent everywhere; returns the signatures that lost it. */
@@ -50,6 +60,7 @@ export class AgentRouter {
       const index = signature.agents.indexOf(agent);
       if (index >= 0) {
         signature.agents.splice(index, 1);
+        signature.learning?.byAgent.splice(index, 1);
         if (agent.execution.kind === 'thread') signature.threadAgents--;
         touched.push(signature);
       }
@@ -62,6 +73,7 @@ export class AgentRouter {
     let signature = this.#signatures.get(key);
     if (signature === undefined) {
       signature = new CapabilitySignature(key, capabilitiesOfKey(key));
+      if (this.#strategy === 'adaptive') signature.learning = new ClassEstimates(this.#halfLife);
       for (const agent of this.#agents.values()) if (agent.serves(signature.capabilities)) this.#add(signature, agent);
       this.#signatures.set(key, signature);
     }
@@ -82,6 +94,14 @@ export class AgentRouter {
       if (preferred !== null) return preferred;
     }
     return this.#pick(signature, agents, undefined, inlineOk, threadOk);
+  }
+
+  /** Learns a judged run of `agent` on a task of `signature` (adaptive only; a run of an agent since unregistered teaches nothing). */
+  learn(agent: Agent, signature: CapabilitySignature, ok: boolean, durationMs: number): void {
+    const learning = signature.learning;
+    if (learning === null || !agent.registered) return;
+    const estimate = agent.estimates.get(signature);
+    if (estimate !== undefined) learning.learn(estimate, ok, durationMs, signature.agents.length);
   }
 
   /** True when `select` would find an agent (asked without moving any cursor). */
@@ -116,7 +136,33 @@ export class AgentRouter {
         return this.#firstAvailableFrom(signature, agents, signature.cursor % n, role, inlineOk, threadOk);
       case 'random':
         return this.#firstAvailableFrom(signature, agents, Math.floor(Math.random() * n), role, inlineOk, threadOk);
+      case 'adaptive':
+        return this.#fastest(signature, agents, role, inlineOk, threadOk);
     }
+  }
+
+  /** The available agent expected to deliver a successful result soonest (see `expectedMs`); ties go to the first from a rotating start. */
+  #fastest(signature: CapabilitySignature, agents: Agent[], role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
+    const n = agents.length;
+    const learning = signature.learning!;
+    const estimates = learning.byAgent;
+    const start = signature.cursor % n;
+    let best: Agent | null = null;
+    let bestMs = Infinity;
+    for (let i = 0; i < n; i++) {
+      const index = (start + i) % n;
+      const agent = agents[index]!;
+      if (!eligible(agent, role, inlineOk, threadOk)) continue;
+      const ms = expectedMs(estimates[index]!, learning, agent.active, agent.maxConcurrent);
+      // A busy agent that never succeeded scores Infinity: still better than none.
+      if (ms < bestMs || best === null) {
+        best = agent;
+        bestMs = ms;
+        if (ms === 0) break;
+      }
+    }
+    if (best !== null) signature.cursor = start + 1;
+    return best;
   }
 
   #firstAvailableFrom(signature: CapabilitySignature, agents: Agent[], start: number, role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {

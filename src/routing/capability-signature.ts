@@ -1,4 +1,5 @@
 import type { Agent } from './agent.js';
+import type { ClassEstimates } from './estimates.js';
 
 /**
  * One distinct set of required capabilities, with the agents able to serve it.
@@ -7,10 +8,12 @@ import type { Agent } from './agent.js';
  */
 export class CapabilitySignature {
   readonly agents: Agent[] = [];
-  /** Where the next round-robin (and least-busy tie-break) scan starts. */
+  /** Where the next round-robin (and least-busy or adaptive tie-break) scan starts. */
   cursor = 0;
   /** Agents in `agents` that run in worker threads: payloads of such tasks must be cloneable. */
   threadAgents = 0;
+  /** What the adaptive strategy learned of each agent in `agents` (null with the other strategies). */
+  learning: ClassEstimates | null = null;
 
   constructor(
     readonly key: string,

@@ -1,5 +1,4 @@
-import type { ThreadResourceLimits } from '../options.js';
-import type { AssignmentStrategy } from '../enums.js';
+import type { RoutingStrategy, ThreadResourceLimits } from '../options.js';
 import { ThreadWorker, type ThreadHost } from './thread-worker.js';
 
 /** An execution slot for in-process handlers: one task at a time. */
@@ -28,7 +27,7 @@ export interface WorkerPoolStats {
 export interface WorkerPoolOptions {
   minWorkers: number;
   maxWorkers: number;
-  assignmentStrategy: AssignmentStrategy;
+  assignmentStrategy: RoutingStrategy;
   idleTimeout: number;
   threadBatchSize: number;
   resourceLimits: ThreadResourceLimits | undefined;
@@ -176,7 +175,10 @@ export class WorkerPool<Run> {
     const threads = this.#threads;
     const n = threads.length;
     if (n === 0) return null;
-    switch (this.#options.assignmentStrategy) {
+    const strategy = this.#options.assignmentStrategy.name;
+    switch (strategy) {
+      // Threads of one pool run alike: nothing to learn, so adaptive spreads by load.
+      case 'adaptive':
       case 'least-busy': {
         let best: ThreadWorker<Run> | null = null;
         for (const thread of threads) if ((best === null || thread.inFlight.size < best.inFlight.size) && thread.hasRoom()) best = thread;
@@ -184,7 +186,7 @@ export class WorkerPool<Run> {
       }
       case 'round-robin':
       case 'random': {
-        const start = this.#options.assignmentStrategy === 'random' ? Math.floor(Math.random() * n) : this.#roundRobin++;
+        const start = strategy === 'random' ? Math.floor(Math.random() * n) : this.#roundRobin++;
         for (let i = 0; i < n; i++) {
           const thread = threads[(start + i) % n]!;
           if (thread.hasRoom()) return thread;
