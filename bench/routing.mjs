@@ -61,7 +61,7 @@ function buildWorld(strategy, next) {
   if (strategy === 'adaptive') {
     for (const signature of [...signatures, shared]) {
       for (let k = 0; k < LEARNED_PER_AGENT; k++) {
-        for (const agent of signature.agents) router.learn(agent, signature, next() < 0.9, 1 + next() * 99);
+        for (const agent of signature.agents) router.learn(agent, signature, 'task', next() < 0.9, 1 + next() * 99);
       }
     }
   }
@@ -93,7 +93,7 @@ function measure({ strategy, preferRole, busy, everyAgent, batches, batchSize, s
   for (let b = 0; b < batches; b++) {
     shuffleLoads(agents, next, busy);
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < batchSize; i++) if (router.select(sequence[i], roles[i], true, true) !== null) found++;
+    for (let i = 0; i < batchSize; i++) if (router.select(sequence[i], 'task', roles[i], true, true) !== null) found++;
     const t1 = process.hrtime.bigint();
     perCallNs[b] = Number(t1 - t0) / batchSize;
     calls += batchSize;
@@ -105,7 +105,7 @@ function measure({ strategy, preferRole, busy, everyAgent, batches, batchSize, s
     if (i % batchSize === 0) shuffleLoads(agents, next, busy);
     const k = i % batchSize;
     const t0 = process.hrtime.bigint();
-    router.select(sequence[k], roles[k], true, true);
+    router.select(sequence[k], 'task', roles[k], true, true);
     const t1 = process.hrtime.bigint();
     singleNs[i] = Number(t1 - t0);
     const c0 = process.hrtime.bigint();

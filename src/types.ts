@@ -143,16 +143,18 @@ export interface AgentInfo {
   /** True while its rate limit keeps it from starting tasks. */
   readonly rateLimited: boolean;
   /**
-   * With `assignmentStrategy: 'adaptive'`: what routing learned of this agent, one entry per set
-   * of required capabilities it ran tasks of (empty with the other strategies).
+   * With `assignmentStrategy: 'adaptive'`: what routing learned of this agent, one entry per task
+   * type and set of required capabilities it ran tasks of (empty with the other strategies).
    */
   readonly learned: readonly LearnedFigures[];
 }
 
-/** The adaptive strategy's figures for one agent on tasks requiring one set of capabilities (decaying means: see docs/routing.md). */
+/** The adaptive strategy's figures for one agent on one class of tasks: a type requiring one set of capabilities (decaying means: see docs/routing.md). */
 export interface LearnedFigures {
-  /** The tasks' required capabilities (sorted, distinct): tasks requiring the same set are one class. */
+  /** The tasks' required capabilities (sorted, distinct). */
   readonly capabilities: readonly string[];
+  /** The tasks' type; null for the types past the first 256 of these capabilities, learned together. */
+  readonly type: string | null;
   /** Mean run time of its attempts, failed and timed-out ones included (ms). */
   readonly meanMs: number;
   /** Share of its attempts that succeeded, 0..1. */

@@ -216,19 +216,56 @@ describe("assignmentStrategy: 'adaptive'", () => {
     expect(learned(o.getAgent('a'))).toEqual(figures);
   });
 
-  it('shows the figures in getAgent, listAgents and getStats, per set of required capabilities', async () => {
+  it('shows the figures in getAgent, listAgents and getStats, per task type and set of required capabilities', async () => {
     const o = await make({ workerPool: { assignmentStrategy: 'adaptive' } });
     o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['x', 'y'], handler: async () => 'ok' });
     await o.submit({ type: 't', capabilities: ['y', 'x'] }).result();
     await o.submit({ type: 't', capabilities: ['x'] }).result();
     await o.submit({ type: 't', capabilities: ['x'] }).result();
+    await o.submit({ type: 'u', capabilities: ['x'] }).result();
     const info = o.getAgent('a')!;
-    expect(info.learned.map(({ capabilities, samples, successRate }) => ({ capabilities, samples, successRate }))).toEqual([
-      { capabilities: ['x', 'y'], samples: 1, successRate: 1 },
-      { capabilities: ['x'], samples: 2, successRate: 1 },
+    expect(info.learned.map(({ capabilities, type, samples, successRate }) => ({ capabilities, type, samples, successRate }))).toEqual([
+      { capabilities: ['x', 'y'], type: 't', samples: 1, successRate: 1 },
+      { capabilities: ['x'], type: 't', samples: 2, successRate: 1 },
+      { capabilities: ['x'], type: 'u', samples: 1, successRate: 1 },
     ]);
     expect(o.listAgents()[0]!.learned).toEqual(info.learned);
     expect(o.getStats().agentRouter.agentStats[0]!.learned).toEqual(info.learned);
+  });
+
+  it('learns each task type apart: two agents, each fast at one type and slow at the other, get the types they are fast at', async () => {
+    const o = await make({ workerPool: { assignmentStrategy: 'adaptive', adaptiveHalfLife: 5 } });
+    const runs: string[] = [];
+    for (const [agentId, fastAt] of [['a', 'parse'], ['b', 'render']] as const) {
+      o.registerAgent({
+        agentId,
+        role: AgentRole.EXECUTOR,
+        capabilities: CAPS,
+        maxConcurrent: 1,
+        handler: async (task) => {
+          await delay(task.type === fastAt ? 2 : 40);
+          runs.push(`${task.type}@${agentId}`);
+          return agentId;
+        },
+      });
+    }
+    // One task of each type at a time: both agents are free at each decision after the first few.
+    for (let i = 0; i < 40; i++) {
+      await Promise.all([o.submit({ type: 'parse', capabilities: CAPS }).result(), o.submit({ type: 'render', capabilities: CAPS }).result()]);
+    }
+    const last = runs.slice(-40);
+    expect(count(last, 'parse@a')).toBeGreaterThan(count(last, 'parse@b') * 3);
+    expect(count(last, 'render@b')).toBeGreaterThan(count(last, 'render@a') * 3);
+    expect(o.getAgent('a')!.learned.map((figures) => figures.type).sort()).toEqual(['parse', 'render']);
+  });
+
+  it('learns the task types past the first 256 of a set of capabilities together, so memory stays bounded', async () => {
+    const o = await make({ workerPool: { assignmentStrategy: 'adaptive' } });
+    o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: CAPS, handler: async () => 'ok' });
+    for (let i = 0; i < 300; i++) await o.submit({ type: `type-${i}`, capabilities: CAPS }).result();
+    const learnedFigures = o.getAgent('a')!.learned;
+    expect(learnedFigures).toHaveLength(256);
+    expect(learnedFigures.filter((figures) => figures.type === null)).toEqual([expect.objectContaining({ samples: 300 - 255 })]);
   });
 
   it('learns nothing with the other strategies', async () => {
@@ -252,8 +289,8 @@ describe('adaptive estimates (no timers)', () => {
 
   it('keep exact figures across the rebasing of their clock', () => {
     // Half-life 1 outcome, one agent: the clock passes 64 half-lives every 64 outcomes.
-    const classes = new ClassEstimates(1);
-    const estimate = new Estimate(signature);
+    const classes = new ClassEstimates(1, 'work');
+    const estimate = new Estimate(signature, 'work');
     classes.byAgent.push(estimate);
     for (let i = 0; i < 1000; i++) classes.learn(estimate, true, 10, 1);
     expect(classes.base).toBeGreaterThan(900);
@@ -263,9 +300,9 @@ describe('adaptive estimates (no timers)', () => {
   });
 
   it('do not make an agent that fails at once look fastest', () => {
-    const classes = new ClassEstimates(20);
-    const steady = new Estimate(signature);
-    const broken = new Estimate(signature);
+    const classes = new ClassEstimates(20, 'work');
+    const steady = new Estimate(signature, 'work');
+    const broken = new Estimate(signature, 'work');
     classes.byAgent.push(steady, broken);
     for (let i = 0; i < 20; i++) classes.learn(steady, true, 10, 2);
     classes.learn(broken, false, 0.01, 2);
@@ -275,9 +312,9 @@ describe('adaptive estimates (no timers)', () => {
   });
 
   it('score a new agent 0 while idle, and as a typical run of its class once it has a run in flight', () => {
-    const classes = new ClassEstimates(20);
-    const known = new Estimate(signature);
-    const fresh = new Estimate(signature);
+    const classes = new ClassEstimates(20, 'work');
+    const known = new Estimate(signature, 'work');
+    const fresh = new Estimate(signature, 'work');
     classes.byAgent.push(known, fresh);
     for (let i = 0; i < 5; i++) classes.learn(known, true, 8, 2);
     expect(expectedMs(fresh, classes, 0, 4)).toBe(0);

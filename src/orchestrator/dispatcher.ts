@@ -69,7 +69,7 @@ export class Dispatcher {
         const record = source.claim(directory, pool.room);
         if (record === null) break;
         // The source only hands out tasks the directory said it can serve now.
-        const agent = directory.select(record.lane.key, record.preferredRole)!;
+        const agent = directory.select(record.lane.key, record.type, record.preferredRole)!;
         const worker = agent.execution.kind === 'inline' ? pool.acquireInline() : pool.acquireThread();
         // A thread may pass its look-ahead time between the question and the answer: the task waits.
         if (worker === null) {

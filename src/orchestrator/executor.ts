@@ -173,7 +173,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
         if (unstorable !== null) {
           this.#failed(run, unstorable, TaskStatus.FAILED);
         } else {
-          this.directory.runJudged(run.agent, run.probeTicket, 'success', run.record.lane.key, run.duration);
+          this.directory.runJudged(run.agent, run.probeTicket, 'success', run.record.lane.key, run.record.type, run.duration);
           this.lifecycle.complete(record, run, value);
         }
       } else {
@@ -184,7 +184,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   }
 
   #failed(run: TaskRun, error: Error, status: TaskStatus): void {
-    this.directory.runJudged(run.agent, run.probeTicket, 'failure', run.record.lane.key, run.duration);
+    this.directory.runJudged(run.agent, run.probeTicket, 'failure', run.record.lane.key, run.record.type, run.duration);
     this.lifecycle.attemptFailed(run.record, run, error, status);
   }
 

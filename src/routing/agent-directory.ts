@@ -137,9 +137,9 @@ export class AgentDirectory implements Demand {
   }
 
   /** The agent for a task of this signature, or null when none can take it now. */
-  select(signature: CapabilitySignature, preferredRole: AgentRole | undefined): Agent | null {
+  select(signature: CapabilitySignature, type: string, preferredRole: AgentRole | undefined): Agent | null {
     const capacity = this.#capacity;
-    return this.#router.select(signature, preferredRole, capacity.inlineAvailable, capacity.threadAvailable);
+    return this.#router.select(signature, type, preferredRole, capacity.inlineAvailable, capacity.threadAvailable);
   }
 
   /** Counts a run starting on `agent` at `startedAt`; returns the breaker's ticket for the run (non-zero for a half-open probe). */
@@ -171,12 +171,12 @@ export class AgentDirectory implements Demand {
    * An abandoned run (cancelled) teaches nothing.
    */
   runJudged(agent: Agent, ticket: number, verdict: 'abandoned'): void;
-  runJudged(agent: Agent, ticket: number, verdict: 'success' | 'failure', signature: CapabilitySignature, durationMs: number): void;
-  runJudged(agent: Agent, ticket: number, verdict: RunVerdict, signature?: CapabilitySignature, durationMs = 0): void {
+  runJudged(agent: Agent, ticket: number, verdict: 'success' | 'failure', signature: CapabilitySignature, type: string, durationMs: number): void;
+  runJudged(agent: Agent, ticket: number, verdict: RunVerdict, signature?: CapabilitySignature, type = '', durationMs = 0): void {
     const breaker = agent.breaker;
     if (verdict === 'success') agent.completed++;
     else if (verdict === 'failure') agent.failed++;
-    if (signature !== undefined) this.#router.learn(agent, signature, verdict === 'success', durationMs);
+    if (signature !== undefined) this.#router.learn(agent, signature, type, verdict === 'success', durationMs);
     if (breaker === null) return;
     if (verdict === 'success') breaker.onSuccess(ticket);
     else if (verdict === 'failure') breaker.onFailure(ticket);

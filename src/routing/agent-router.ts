@@ -2,7 +2,7 @@ import type { AgentRole, AssignmentStrategy } from '../enums.js';
 import type { RoutingStrategy } from '../options.js';
 import type { Agent } from './agent.js';
 import { CapabilitySignature, capabilitiesOfKey } from './capability-signature.js';
-import { ClassEstimates, Estimate, expectedMs } from './estimates.js';
+import { ClassEstimates, Estimate, MAX_TYPES_PER_SIGNATURE, expectedMs } from './estimates.js';
 
 /**
  * Agent registry and capability index. A routing decision scans only the agents of one
@@ -43,12 +43,13 @@ export class AgentRouter {
   #add(signature: CapabilitySignature, agent: Agent): void {
     signature.agents.push(agent);
     if (agent.execution.kind === 'thread') signature.threadAgents++;
-    const learning = signature.learning;
-    if (learning !== null) {
-      const estimate = new Estimate(signature);
-      learning.byAgent.push(estimate);
-      agent.estimates.set(signature, estimate);
-    }
+    if (signature.learning !== null) for (const learning of signature.learning.values()) this.#addEstimate(signature, learning, agent);
+  }
+
+  #addEstimate(signature: CapabilitySignature, learning: ClassEstimates, agent: Agent): void {
+    const estimate = new Estimate(signature, learning.type);
+    learning.byAgent.push(estimate);
+    agent.estimates.set(learning, estimate);
   }
 
   /** Removes the agent everywhere; returns the signatures that lost it. */
@@ -60,7 +61,7 @@ export class AgentRouter {
       const index = signature.agents.indexOf(agent);
       if (index >= 0) {
         signature.agents.splice(index, 1);
-        signature.learning?.byAgent.splice(index, 1);
+        if (signature.learning !== null) for (const learning of signature.learning.values()) learning.byAgent.splice(index, 1);
         if (agent.execution.kind === 'thread') signature.threadAgents--;
         touched.push(signature);
       }
@@ -73,7 +74,7 @@ export class AgentRouter {
     let signature = this.#signatures.get(key);
     if (signature === undefined) {
       signature = new CapabilitySignature(key, capabilitiesOfKey(key));
-      if (this.#strategy === 'adaptive') signature.learning = new ClassEstimates(this.#halfLife);
+      if (this.#strategy === 'adaptive') signature.learning = new Map();
       for (const agent of this.#agents.values()) if (agent.serves(signature.capabilities)) this.#add(signature, agent);
       this.#signatures.set(key, signature);
     }
@@ -85,23 +86,36 @@ export class AgentRouter {
    * at `maxConcurrent`, not admitting, or of a kind with no free worker (`inlineOk`, `threadOk`).
    * A preferred role wins when one of that role is free.
    */
-  select(signature: CapabilitySignature, preferredRole: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
+  select(signature: CapabilitySignature, type: string, preferredRole: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
     const agents = signature.agents;
     if (agents.length === 0) return null;
     this.decisions++;
+    const learning = signature.learning === null ? null : this.#class(signature, signature.learning, type);
     if (preferredRole !== undefined) {
-      const preferred = this.#pick(signature, agents, preferredRole, inlineOk, threadOk);
+      const preferred = this.#pick(signature, learning, agents, preferredRole, inlineOk, threadOk);
       if (preferred !== null) return preferred;
     }
-    return this.#pick(signature, agents, undefined, inlineOk, threadOk);
+    return this.#pick(signature, learning, agents, undefined, inlineOk, threadOk);
   }
 
-  /** Learns a judged run of `agent` on a task of `signature` (adaptive only; a run of an agent since unregistered teaches nothing). */
-  learn(agent: Agent, signature: CapabilitySignature, ok: boolean, durationMs: number): void {
-    const learning = signature.learning;
-    if (learning === null || !agent.registered) return;
-    const estimate = agent.estimates.get(signature);
+  /** Learns a judged run of `agent` on a task of `signature` and `type` (adaptive only; a run of an agent since unregistered teaches nothing). */
+  learn(agent: Agent, signature: CapabilitySignature, type: string, ok: boolean, durationMs: number): void {
+    if (signature.learning === null || !agent.registered) return;
+    const learning = this.#class(signature, signature.learning, type);
+    const estimate = agent.estimates.get(learning);
     if (estimate !== undefined) learning.learn(estimate, ok, durationMs, signature.agents.length);
+  }
+
+  /** The class of `type` on `signature`, created with an estimate per candidate on first use. */
+  #class(signature: CapabilitySignature, classes: Map<string, ClassEstimates>, type: string): ClassEstimates {
+    let learning = classes.get(type) ?? classes.get(OTHER_TYPES);
+    if (learning === undefined) {
+      const own = classes.size < MAX_TYPES_PER_SIGNATURE - 1;
+      learning = new ClassEstimates(this.#halfLife, own ? type : null);
+      classes.set(own ? type : OTHER_TYPES, learning);
+      for (const agent of signature.agents) this.#addEstimate(signature, learning, agent);
+    }
+    return learning;
   }
 
   /** True when `select` would find an agent (asked without moving any cursor). */
@@ -111,7 +125,7 @@ export class AgentRouter {
     return false;
   }
 
-  #pick(signature: CapabilitySignature, agents: Agent[], role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
+  #pick(signature: CapabilitySignature, learning: ClassEstimates | null, agents: Agent[], role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
     const n = agents.length;
     switch (this.#strategy) {
       case 'least-busy': {
@@ -137,14 +151,13 @@ export class AgentRouter {
       case 'random':
         return this.#firstAvailableFrom(signature, agents, Math.floor(Math.random() * n), role, inlineOk, threadOk);
       case 'adaptive':
-        return this.#fastest(signature, agents, role, inlineOk, threadOk);
+        return this.#fastest(signature, learning!, agents, role, inlineOk, threadOk);
     }
   }
 
   /** The available agent expected to deliver a successful result soonest (see `expectedMs`); ties go to the first from a rotating start. */
-  #fastest(signature: CapabilitySignature, agents: Agent[], role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
+  #fastest(signature: CapabilitySignature, learning: ClassEstimates, agents: Agent[], role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): Agent | null {
     const n = agents.length;
-    const learning = signature.learning!;
     const estimates = learning.byAgent;
     const start = signature.cursor % n;
     let best: Agent | null = null;
@@ -177,6 +190,9 @@ export class AgentRouter {
     return null;
   }
 }
+
+/** The key of the class that types past `MAX_TYPES_PER_SIGNATURE` share (no task type is empty). */
+const OTHER_TYPES = '';
 
 function eligible(agent: Agent, role: AgentRole | undefined, inlineOk: boolean, threadOk: boolean): boolean {
   return (

@@ -2,8 +2,7 @@ import type { AgentRole, CircuitState } from '../enums.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { RateLimit, StartRateLimiter } from '../resilience/rate-limiter.js';
 import type { AgentHandler, AgentInfo, LearnedFigures } from '../types.js';
-import type { CapabilitySignature } from './capability-signature.js';
-import type { Estimate } from './estimates.js';
+import type { ClassEstimates, Estimate } from './estimates.js';
 
 /** How an agent's work runs: an in-process async handler, or a module in worker threads. */
 export type AgentExecution = { kind: 'inline'; handler: AgentHandler } | { kind: 'thread'; module: string };
@@ -24,8 +23,8 @@ export class Agent {
   /** Rate limit: false while no start is allowed; `rateTimer` turns it back on when one is due. */
   mayStart = true;
   rateTimer: NodeJS.Timeout | null = null;
-  /** With the adaptive strategy: what was learned of this agent per signature it serves. */
-  readonly estimates = new Map<CapabilitySignature, Estimate>();
+  /** With the adaptive strategy: what was learned of this agent per class (signature and type) it serves. */
+  readonly estimates = new Map<ClassEstimates, Estimate>();
 
   constructor(
     readonly agentId: string,
@@ -74,7 +73,7 @@ export class Agent {
   #learned(): LearnedFigures[] {
     const learned: LearnedFigures[] = [];
     for (const e of this.estimates.values()) {
-      if (e.samples > 0) learned.push({ capabilities: e.signature.capabilities, meanMs: e.meanMs, successRate: e.successRate, samples: e.samples });
+      if (e.samples > 0) learned.push({ capabilities: e.signature.capabilities, type: e.type, meanMs: e.meanMs, successRate: e.successRate, samples: e.samples });
     }
     return learned;
   }

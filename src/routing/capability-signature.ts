@@ -12,8 +12,8 @@ export class CapabilitySignature {
   cursor = 0;
   /** Agents in `agents` that run in worker threads: payloads of such tasks must be cloneable. */
   threadAgents = 0;
-  /** What the adaptive strategy learned of each agent in `agents` (null with the other strategies). */
-  learning: ClassEstimates | null = null;
+  /** What the adaptive strategy learned of each agent in `agents`, per task type (null with the other strategies). */
+  learning: Map<string, ClassEstimates> | null = null;
 
   constructor(
     readonly key: string,

@@ -1,8 +1,8 @@
 import type { CapabilitySignature } from './capability-signature.js';
 
 /**
- * What the adaptive strategy has learned of one agent on one capability signature (one class of
- * tasks): decaying means of its run time and of its success. Outcomes are weighted by how recent
+ * What the adaptive strategy has learned of one agent on one class of tasks (a task type among
+ * the tasks of one capability signature): decaying means of its run time and of its success. Outcomes are weighted by how recent
  * they are in the class's sequence of outcomes, not in wall-clock time, so the same half-life
  * suits 2 ms and 20 s tasks.
  */
@@ -20,15 +20,22 @@ export class Estimate {
   /** Outcomes learned from, ever (shown, not used). */
   samples = 0;
 
-  constructor(readonly signature: CapabilitySignature) {}
+  constructor(
+    readonly signature: CapabilitySignature,
+    readonly type: string | null,
+  ) {}
 }
+
+/** Task types learned apart per signature; later ones share one class, so that memory stays bounded whatever types users make up. */
+export const MAX_TYPES_PER_SIGNATURE = 256;
 
 /** Rebase after this many half-lives, long before 2^(clock − base) could overflow. */
 const REBASE_HALF_LIVES = 64;
 
 /**
- * The learning of one signature: its candidates' estimates (aligned with `signature.agents`),
- * the class's clock, and its mean run time over all agents.
+ * The learning of one class (a task type on one signature; `type` null: the types past
+ * `MAX_TYPES_PER_SIGNATURE`, learned together): its candidates' estimates (aligned with
+ * `signature.agents`), the class's clock, and its mean run time over all agents.
  */
 export class ClassEstimates {
   readonly byAgent: Estimate[] = [];
@@ -46,7 +53,10 @@ export class ClassEstimates {
   meanMs = 0;
   weight = 0;
 
-  constructor(readonly halfLife: number) {}
+  constructor(
+    readonly halfLife: number,
+    readonly type: string | null,
+  ) {}
 
   /** Learns one outcome of `estimate`'s agent: a success or a failure (timeouts included) after `durationMs`, among `candidates` capable agents. */
   learn(estimate: Estimate, ok: boolean, durationMs: number, candidates: number): void {
