@@ -61,6 +61,31 @@ describe('a listener that returns a rejecting promise', () => {
     expect(event).toBe('task:submitted');
     expect((error as Error).message).toBe('async listener failed');
   });
+
+  it('is reported as listener:error when added with once(), on the orchestrator and on a task, and when added after the task ended', async () => {
+    const o = await make();
+    const reports: string[] = [];
+    const allReported = new Promise<void>((resolve) =>
+      o.on('listener:error', ({ event, error }) => {
+        reports.push(`${String(event)}: ${(error as Error).message}`);
+        if (reports.length === 3) resolve();
+      }),
+    );
+    o.once('task:completed', async () => {
+      throw new Error('once on the orchestrator');
+    });
+    o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: [], handler: async () => 1 });
+    const task = o.submit({ type: 't' });
+    task.once('complete', async () => {
+      throw new Error('once on the task');
+    });
+    await task.result();
+    task.on('complete', async () => {
+      throw new Error('after the end');
+    });
+    await allReported;
+    expect(reports.sort()).toEqual(['complete: after the end', 'complete: once on the task', 'task:completed: once on the orchestrator']);
+  });
 });
 
 describe('method arguments', () => {

@@ -72,7 +72,7 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
       if (done) return;
       done = true;
       off();
-      listener(payload);
+      return listener(payload);
     });
     return off;
   }
@@ -179,7 +179,7 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
     let pending: TaskEvents<R, S>[K][] | null = replay;
     const live = (payload: TaskEvents<R, S>[K]) => {
       if (pending !== null) pending.push(payload);
-      else listener(payload);
+      else return listener(payload);
     };
     const off = events.on(event, live);
     const subscription = { active: true };
@@ -203,7 +203,9 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
     for (const payload of payloads) {
       if (!subscription.active) return;
       try {
-        listener(payload);
+        const returned: unknown = listener(payload);
+        // An async listener that rejects is reported like one that throws, never left unhandled.
+        if (returned instanceof Promise) returned.catch((error: unknown) => this.reportListenerError(error, event));
       } catch (error) {
         this.reportListenerError(error, event);
       }

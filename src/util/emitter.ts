@@ -30,7 +30,7 @@ export class Emitter<Events extends object> {
   once<K extends keyof Events>(event: K, listener: Listener<Events[K]>): Unsubscribe {
     const off = this.on(event, (payload) => {
       off();
-      listener(payload);
+      return listener(payload);
     });
     return off;
   }
