@@ -105,6 +105,32 @@ describe('priority preemption', () => {
     }
   });
 
+  it('leaves alone a run whose agent could not start the waiting task in its slot (rate limit spent, circuit isolated)', async () => {
+    for (const stop of ['rate limit', 'isolated'] as const) {
+      const log: string[] = [];
+      const hold = deferred();
+      const o = await make({ workerPool: { minWorkers: 2, maxWorkers: 2 } });
+      o.registerAgent({
+        agentId: 'solo',
+        role: AgentRole.EXECUTOR,
+        capabilities: ['work'],
+        maxConcurrent: 2,
+        handler: stepper(log, () => hold.promise) as never,
+        ...(stop === 'rate limit' ? { rateLimit: { max: 1, perMs: 60_000 } } : {}),
+      });
+      const running = o.submit({ type: 'running', priority: TaskPriority.BACKGROUND, capabilities: ['work'], payload: { steps: 1 }, preemptible: true });
+      await nextEvent(o, 'task:started', (e) => e.taskId === running.taskId);
+      if (stop === 'isolated') o.isolateAgent('solo');
+      const urgent = o.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['work'], payload: { steps: 1 } });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(urgent.state).toBe('queued');
+      hold.resolve();
+      await running.result();
+      expect(o.getStats().totalPreemptions).toBe(0);
+      await o.cancel(urgent.taskId);
+    }
+  });
+
   it('taskQueue.preemptibleFrom makes every task at that priority or below preemptible', async () => {
     const log: string[] = [];
     let hold = deferred();
