@@ -305,6 +305,7 @@ export class SqliteStore implements Store {
       throw cause instanceof StoreError ? cause : new StoreError(this.path, describeOpenFailure(cause), { cause });
     }
     this.#db = db;
+    openHere.add(this.nodeId);
     // Neither timer keeps the process alive.
     this.#heartbeatTimer = setInterval(() => this.#heartbeat(), HEARTBEAT_MS);
     this.#heartbeatTimer.unref();
@@ -335,6 +336,7 @@ export class SqliteStore implements Store {
       this.#failure ??= new StoreError(this.path, `could not leave the nodes table: ${messageOf(cause)}`, { cause });
     }
     db.close();
+    openHere.delete(this.nodeId);
     this.#db = null;
     this.#statements = null;
     this.#taskWriter = null;
@@ -355,7 +357,7 @@ export class SqliteStore implements Store {
     this.#schedule();
   }
 
-  claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
+  async claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
     const statements = this.#read();
     const claimed = this.#db!.transaction(() => {
       const now = Date.now();
@@ -363,15 +365,14 @@ export class SqliteStore implements Store {
       const live = new Set<string>([this.nodeId]);
       for (const node of statements.nodes.all() as NodeRow[]) {
         if (node.id === this.nodeId) continue;
-        const gone = now - node.heartbeat_at > STALE_AFTER_MS || (node.host === host && !processAlive(node.pid));
-        if (gone) statements.deleteNode.run(node.id);
+        if (nodeGone(node, now, host)) statements.deleteNode.run(node.id);
         else live.add(node.id);
       }
       const rows: UnfinishedRecordRow[] = [];
       for (const row of statements.unfinished.all() as UnfinishedRecordRow[]) {
-        if (row.owner !== null && live.has(row.owner) && row.owner !== this.nodeId) continue;
+        if (row.owner !== null && live.has(row.owner)) continue;
         statements.claim.run(this.nodeId, row.id);
-        rows.push(row);
+        rows.push({ ...row, owner: this.nodeId });
       }
       return rows;
     }).immediate();
@@ -385,23 +386,23 @@ export class SqliteStore implements Store {
         unreadable.push({ id: row.id, type: row.type, priority: row.priority, status: row.status, attempt: row.attempt, error });
       }
     }
-    return Promise.resolve({ tasks, unreadable });
+    return { tasks, unreadable };
   }
 
-  findTask(taskId: string): Promise<TaskRow | undefined> {
+  async findTask(taskId: string): Promise<TaskRow | undefined> {
     const row = this.#read().findTask.get(taskId) as TaskRecordRow | undefined;
-    return Promise.resolve(row === undefined ? undefined : this.#readable(row));
+    return row === undefined ? undefined : this.#readable(row);
   }
 
-  listTasks(query: TaskListQuery): Promise<TaskRow[]> {
+  async listTasks(query: TaskListQuery): Promise<TaskRow[]> {
     const statuses = query.status === undefined || query.status.length === 0 ? null : JSON.stringify(query.status);
-    const rows = this.#read().listTasks.all(statuses, query.type ?? null, query.limit ?? 100) as TaskRecordRow[];
+    const rows = this.#read().listTasks.all({ statuses, type: query.type ?? null, limit: query.limit ?? 100 }) as TaskRecordRow[];
     const out: TaskRow[] = [];
     for (const row of rows) {
       const task = this.#readable(row);
       if (task !== undefined) out.push(task);
     }
-    return Promise.resolve(out);
+    return out;
   }
 
   /** The row as a TaskRow, or undefined (reported) when it cannot be read. */
@@ -474,14 +475,14 @@ export class SqliteStore implements Store {
     this.#schedule();
   }
 
-  history(taskId: string): Promise<AuditEvent[]> {
+  async history(taskId: string): Promise<AuditEvent[]> {
     const statements = this.#read();
     const now = Date.now();
     this.#retain(now);
-    return Promise.resolve((statements.history.all(taskId, now - this.#retainMs) as AuditRecordRow[]).map(toAuditEvent));
+    return (statements.history.all(taskId, now - this.#retainMs) as AuditRecordRow[]).map(toAuditEvent);
   }
 
-  audit(query: AuditQuery): Promise<AuditEvent[]> {
+  async audit(query: AuditQuery): Promise<AuditEvent[]> {
     const statements = this.#read();
     const now = Date.now();
     this.#retain(now);
@@ -491,7 +492,7 @@ export class SqliteStore implements Store {
     const cutoff = now - this.#retainMs;
     const rows =
       query.type === undefined ? statements.auditSince.all(since, cutoff, limit) : statements.auditSinceOfType.all(query.type, since, cutoff, limit);
-    return Promise.resolve((rows as AuditRecordRow[]).map(toAuditEvent));
+    return (rows as AuditRecordRow[]).map(toAuditEvent);
   }
 
   putDeadLetter(entry: DeadLetterRow): void {
@@ -506,7 +507,7 @@ export class SqliteStore implements Store {
     this.#schedule();
   }
 
-  listDeadLetters(): Promise<DeadLetterRow[]> {
+  async listDeadLetters(): Promise<DeadLetterRow[]> {
     const out: DeadLetterRow[] = [];
     for (const row of this.#read().listDeadLetters.all() as DeadLetterRecordRow[]) {
       try {
@@ -515,7 +516,7 @@ export class SqliteStore implements Store {
         this.#onCommitError?.(new StoreError(this.path, `dead letter ${row.task_id} cannot be read back: ${messageOf(cause)}`, { cause }));
       }
     }
-    return Promise.resolve(out);
+    return out;
   }
 
   #notOpen(): StoreError {
@@ -704,7 +705,8 @@ export class SqliteStore implements Store {
       findTask: db.prepare('SELECT * FROM tasks WHERE id = ?'),
       // Newest first by insertion (rowid): no index on update time, which every row write would pay for.
       listTasks: db.prepare(
-        `SELECT * FROM tasks WHERE (?1 IS NULL OR status IN (SELECT value FROM json_each(?1))) AND (?2 IS NULL OR type = ?2) ORDER BY rowid DESC LIMIT ?3`,
+        `SELECT * FROM tasks WHERE (@statuses IS NULL OR status IN (SELECT value FROM json_each(@statuses))) AND (@type IS NULL OR type = @type)
+         ORDER BY rowid DESC LIMIT @limit`,
       ),
       nodes: db.prepare('SELECT id, host, pid, heartbeat_at FROM nodes'),
       deleteNode: db.prepare('DELETE FROM nodes WHERE id = ?'),
@@ -730,6 +732,20 @@ export class SqliteStore implements Store {
     this.#lastSeq = last.value;
     this.#auditFloor = first.seq === null ? this.#lastSeq : first.seq - 1;
   }
+}
+
+/** Node ids of the stores open in this process: a node row with this process's pid and another id is a previous process's. */
+const openHere = new Set<string>();
+
+/**
+ * A node is gone when its heartbeat is stale or, on this host, its process is dead. A row with
+ * this process's pid is a store open here, or one a previous process left (a container
+ * restarted with the same pid): the registry of stores open here tells them apart.
+ */
+function nodeGone(node: NodeRow, now: number, host: string): boolean {
+  if (now - node.heartbeat_at > STALE_AFTER_MS) return true;
+  if (node.host !== host) return false;
+  return node.pid === process.pid ? !openHere.has(node.id) : !processAlive(node.pid);
 }
 
 /** True when a process with this pid exists on this host (it may be another one that reused the pid: staleness then decides). */
