@@ -88,6 +88,60 @@ describe('SqliteStore: commits', () => {
     expect(await store.history('good')).toHaveLength(1);
   });
 
+  it('keeps the writes of a commit that failed and sends them again, in order, before later ones', async () => {
+    const errors: StoreError[] = [];
+    const store = await open({ busyTimeoutMs: 20, onCommitError: (error) => errors.push(error) });
+    const task = new FakeTask('t1');
+    store.saveTask(task);
+    append(store, event('submitted', 't1'));
+    await store.flush();
+    const lock = new Database(file());
+    try {
+      lock.exec('BEGIN EXCLUSIVE');
+      task.status = TaskStatus.RUNNING;
+      store.saveTask(task);
+      append(store, event('started', 't1'));
+      const checkpoint = store.saveCheckpoint('t1', { step: 1 });
+      await expect(store.flush()).rejects.toThrow(/commit failed: .*locked/);
+      await expect(checkpoint).rejects.toThrow(/commit failed/);
+      expect(errors.length).toBeGreaterThan(0);
+      // Later writes queue behind the failed ones; a flush tries them all again at once.
+      task.status = TaskStatus.COMPLETED;
+      store.saveTask(task);
+      append(store, event('completed', 't1'));
+      await expect(store.flush()).rejects.toThrow(/commit failed/);
+    } finally {
+      lock.exec('ROLLBACK');
+      lock.close();
+    }
+    await expect(store.flush()).resolves.toBeUndefined();
+    expect(await store.findTask('t1')).toMatchObject({ status: 'completed' });
+    expect((await store.history('t1')).map((e) => e.type)).toEqual(['submitted', 'started', 'completed']);
+    expect((await store.claimUnfinished()).tasks).toEqual([]);
+    expect(raw((db) => db.prepare('SELECT state FROM checkpoints').all(), true)).toEqual([{ state: '{"step":1}' }]);
+  });
+
+  it('retries a failed commit on its own, and answers reads meanwhile from what is committed', async () => {
+    const errors: StoreError[] = [];
+    const store = await open({ busyTimeoutMs: 20, flushIntervalMs: 1, onCommitError: (error) => errors.push(error) });
+    const lock = new Database(file());
+    lock.exec('BEGIN EXCLUSIVE');
+    store.saveTask(new FakeTask('t1'));
+    append(store, event('submitted', 't1'));
+    while (errors.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    // A read does not wait for the retry (WAL: the lock holder's writes are not visible anyway).
+    lock.exec('ROLLBACK');
+    lock.exec('BEGIN IMMEDIATE');
+    expect(await store.findTask('t1')).toBeUndefined();
+    lock.exec('ROLLBACK');
+    lock.close();
+    // No flush(): the retry timer commits.
+    while ((await store.history('t1')).length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect((await store.findTask('t1'))?.status).toBe('queued');
+    await expect(store.flush()).rejects.toThrow(/commit failed/);
+    await expect(store.flush()).resolves.toBeUndefined();
+  });
+
   it('rejects reads before open, naming the file', async () => {
     const store = sqliteStore();
     store.saveTask(new FakeTask('early'));

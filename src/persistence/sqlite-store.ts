@@ -1,8 +1,16 @@
-import type BetterSqlite3 from 'better-sqlite3';
-import { hostname } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { StoreError } from '../errors.js';
-import type { SerializedError } from '../workers/protocol.js';
-import { FINISHED_STATUSES, MIGRATIONS, SCHEMA_VERSION, UNFINISHED_STATUSES } from './sqlite-schema.js';
+import { AUDIT_FIELDS, DELETED_CHECKPOINT, WORDED_FAILURES, type Batch, type Read, type Reply, type Request, type ThreadFailure } from './sqlite-protocol.js';
+import {
+  parse,
+  toAuditEvent,
+  toDeadLetter,
+  toTaskRow,
+  type AuditRecordRow,
+  type ClaimedRecordRow,
+  type DeadLetterRecordRow,
+  type TaskRecordRow,
+} from './sqlite-rows.js';
 import type {
   AuditEvent,
   AuditEventType,
@@ -10,7 +18,6 @@ import type {
   AuditRetention,
   AuditSubject,
   DeadLetterRow,
-  NewAuditEvent,
   PersistableTask,
   SqliteSynchronous,
   Store,
@@ -19,9 +26,6 @@ import type {
   UnfinishedTask,
   UnreadableTask,
 } from './store.js';
-
-type Database = BetterSqlite3.Database;
-type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 
 export interface SqliteStoreOptions {
   /** The database file; created when missing. */
@@ -51,90 +55,41 @@ const DEFAULT_RETAIN_FINISHED_MS = 7 * 24 * 3_600_000;
 const RETRY_FIRST_MS = 10;
 const RETRY_MAX_MS = 1000;
 
+const WRITER_ENTRY = new URL('./sqlite-writer.js', import.meta.url);
 const RESOLVED: Promise<void> = Promise.resolve();
 /** Marks a queued delete in the pending maps. */
 const DELETE = Symbol('delete');
 
-const TASK_COLUMNS = [
-  'id', 'type', 'priority', 'capabilities', 'payload', 'metadata', 'options',
-  'status', 'attempt', 'agent_id', 'submitted_at', 'updated_at', 'result', 'error', 'owner',
-] as const;
-const AUDIT_COLUMNS = ['seq', 'ts', 'type', 'task_id', 'agent_id', 'attempt', 'details'] as const;
-// Rows per multi-row INSERT: one statement carries many rows, cutting per-statement overhead.
-const TASK_ROWS_PER_INSERT = 32;
-const AUDIT_ROWS_PER_INSERT = 64;
+/** Node ids of the SQLite stores open in this process (the writer tells a previous process's node by them). */
+const openHere = new Set<string>();
 
-interface TaskRecordRow {
-  id: string;
-  type: string;
-  priority: number;
-  capabilities: string;
-  payload: string | null;
-  metadata: string;
-  options: string;
-  status: TaskRow['status'];
-  attempt: number;
-  agent_id: string | null;
-  submitted_at: number;
-  updated_at: number;
-  result: string | null;
-  error: string | null;
-  owner: string | null;
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
 }
 
-interface UnfinishedRecordRow extends TaskRecordRow {
-  checkpoint: string | null;
-  has_checkpoint: number;
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Handled here too, so a caller that drops the promise does not crash the process.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
 }
 
-interface NodeRow {
-  id: string;
-  host: string;
-  pid: number;
-  heartbeat_at: number;
-}
-
-interface AuditRecordRow {
-  seq: number;
-  ts: number;
-  type: AuditEventType;
-  task_id: string | null;
-  agent_id: string | null;
-  attempt: number | null;
-  details: string | null;
-}
-
-interface DeadLetterRecordRow {
-  task_id: string;
-  row: string;
-  error: string;
-  code: string;
-  attempts: number;
-  failed_at: number;
-}
-
-interface Statements {
-  upsertCheckpoint: Statement;
-  deleteCheckpoint: Statement;
-  upsertDeadLetter: Statement;
-  deleteDeadLetter: Statement;
-  listDeadLetters: Statement;
-  unfinished: Statement;
-  claim: Statement;
-  pruneFinished: Statement;
-  findTask: Statement;
-  listTasks: Statement;
-  nodes: Statement;
-  deleteNode: Statement;
-  upsertNode: Statement;
-  heartbeat: Statement;
-  history: Statement;
-  auditSince: Statement;
-  auditSinceOfType: Statement;
-  auditOldest: Statement;
-  auditFirstFresh: Statement;
-  auditDeleteUpTo: Statement;
-  saveAuditSeq: Statement;
+/** A batch posted to the thread, or failed and waiting to be sent again. */
+interface Commit {
+  batch: Batch;
+  /** Checkpoints waiting for this commit: resolved once it is committed, rejected if it fails. */
+  waiters: Deferred[];
+  /** Settles once the thread answered (committed, failed or refused): what flush() waits for. */
+  answered: Deferred;
+  /** Moved into the retry when an earlier commit failed: its own answer (refused) is only acknowledged. */
+  moved: boolean;
 }
 
 /** `JSON.stringify`, with undefined (and other values JSON has no text for) as SQL NULL. */
@@ -142,84 +97,42 @@ function json(value: unknown): string | null {
   return JSON.stringify(value) ?? null;
 }
 
-function parse(text: string | null): unknown {
-  return text === null ? undefined : JSON.parse(text);
-}
-
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/**
- * Rows of one table written with multi-row INSERTs: values are pushed flat, a full chunk is
- * written at once, the rest by one statement sized to it (statements are cached per size).
- */
-class RowWriter {
-  readonly values: unknown[] = [];
-  #rows = 0;
-  readonly #statements = new Map<number, Statement>();
+function emptyBatch(): Batch {
+  return { tasks: [], audit: [], checkpoints: [], deadLetters: [] };
+}
 
-  constructor(
-    private readonly db: Database,
-    private readonly sql: (rows: number) => string,
-    private readonly width: number,
-    private readonly chunk: number,
-  ) {}
-
-  /** Call after pushing one row's values. */
-  endRow(): void {
-    if (++this.#rows === this.chunk) this.finish();
-  }
-
-  /** Drops the values of a row that could not be completed. */
-  abortRow(): void {
-    this.values.length = this.#rows * this.width;
-  }
-
-  /** Forgets buffered rows (after a failed transaction). */
-  reset(): void {
-    this.values.length = 0;
-    this.#rows = 0;
-  }
-
-  finish(): void {
-    if (this.#rows === 0) return;
-    let statement = this.#statements.get(this.#rows);
-    if (statement === undefined) {
-      statement = this.db.prepare(this.sql(this.#rows));
-      this.#statements.set(this.#rows, statement);
-    }
-    statement.run(this.values);
-    this.values.length = 0;
-    this.#rows = 0;
+/** Appends `source`'s writes after `target`'s (applied in order, a later row of a task wins). */
+function appendBatch(target: Batch, source: Batch): void {
+  for (const key of ['tasks', 'audit', 'checkpoints', 'deadLetters'] as const) {
+    const into = target[key] as unknown[];
+    for (const value of source[key]) into.push(value);
   }
 }
 
-function placeholders(width: number, rows: number): string {
-  const row = `(${new Array<string>(width).fill('?').join(', ')})`;
-  return new Array<string>(rows).fill(row).join(', ');
-}
-
-function taskUpsertSql(rows: number): string {
-  // submitted_at keeps its first value: a row is rewritten at every transition.
-  const updates = TASK_COLUMNS.filter((c) => c !== 'id' && c !== 'submitted_at').map((c) => `${c} = excluded.${c}`);
-  return `INSERT INTO tasks (${TASK_COLUMNS.join(', ')}) VALUES ${placeholders(TASK_COLUMNS.length, rows)}
-    ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}`;
-}
-
-function auditInsertSql(rows: number): string {
-  return `INSERT INTO audit (${AUDIT_COLUMNS.join(', ')}) VALUES ${placeholders(AUDIT_COLUMNS.length, rows)}`;
+function describeOpenFailure(failure: ThreadFailure): string {
+  const { code, message } = failure;
+  if (code !== null && WORDED_FAILURES.has(code)) return message;
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return `is locked by another connection (${message})`;
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return `is corrupt or not a SQLite database (${message})`;
+  return `cannot be opened (${code === null ? '' : `${code}: `}${message})`;
 }
 
 /**
  * A store in one SQLite file (WAL). Writes are queued in memory and committed in one
  * transaction per batch, at most `flushIntervalMs` after the batch's first write or at
- * `flush()`. Task rows are taken (`toRow()`) at commit, so several transitions of a task
- * within one batch cost one upsert. Reads see queued writes.
+ * `flush()`. A batch is encoded here (task rows are taken with `toRow()` then, so several
+ * transitions of a task within one batch cost one row) and committed by a writer thread
+ * (sqlite-writer.ts), which runs the SQL beside the engine. While a commit is under way the
+ * next batch gathers, so a busy store commits fewer, larger batches. Reads are sent after the
+ * writes queued before them, so they see them (read-your-writes).
  *
- * A value that JSON cannot encode (a BigInt, a cycle) is reported when its write is attempted:
- * `saveCheckpoint` rejects at once; a task row, audit entry or dead letter is skipped at commit and
- * the next `flush()` (or `close()`) rejects with a StoreError naming it.
+ * A value that JSON cannot encode (a BigInt, a cycle) is reported when its write is encoded:
+ * `saveCheckpoint` rejects at once; a task row, audit entry or dead letter is skipped and the
+ * next `flush()` (or `close()`) rejects with a StoreError naming it.
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
@@ -228,44 +141,52 @@ export class SqliteStore implements Store {
   readonly nodeId: string;
 
   readonly #synchronous: SqliteSynchronous;
-  readonly #retainMs: number;
-  readonly #maxEvents: number;
+  readonly #audit: AuditRetention;
   readonly #flushIntervalMs: number;
   readonly #busyTimeoutMs: number;
   readonly #retainFinishedMs: number;
-  #maintenanceTimer: ReturnType<typeof setInterval> | null = null;
-  #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  readonly #onCommitError: ((error: StoreError) => void) | undefined;
 
-  #db: Database | null = null;
-  #statements: Statements | null = null;
-  #taskWriter: RowWriter | null = null;
-  #auditWriter: RowWriter | null = null;
-  #commitBatch: ((now: number) => void) | null = null;
+  /** The writer thread, from open() on. */
+  #worker: Worker | null = null;
+  /** Open: writes are committed and reads answered. */
+  #ready = false;
+  #opening: Promise<void> | null = null;
+  #closing: Promise<void> | null = null;
+  /** Set by close(): writes after it fail (before open() they are queued). */
+  #closed = false;
+  /** The thread died: every later request fails with this. */
+  #broken: StoreError | null = null;
+  #nextId = 0;
+  readonly #replies = new Map<number, (reply: Reply) => void>();
 
+  // Queued writes, encoded into a batch when it is committed.
   /** Keyed by the task object (one per live task): no id string is built, and identity hashing is cheap. */
   readonly #tasks = new Set<PersistableTask>();
   /** JSON of the state (null for undefined), or DELETE. */
   readonly #checkpoints = new Map<string, string | null | typeof DELETE>();
   readonly #deadLetters = new Map<string, DeadLetterRow | typeof DELETE>();
-  #audit: NewAuditEvent[] = [];
-  #batch: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | null = null;
-  #timer: ReturnType<typeof setTimeout> | null = null;
-  /** Set by close(): writes after it fail (before open() they are queued). */
-  #closed = false;
-  /** Delay of the next retry after a failed commit; 0 while commits succeed. */
+  /** AUDIT_FIELDS values per entry: timestamp, type, subject, agent id, attempt, details (made JSON when encoded). */
+  #auditEntries: unknown[] = [];
+  /** Checkpoints of the queued writes waiting for their commit. */
+  #waiter: Deferred | null = null;
+
+  /** Commits posted, oldest first; the thread answers them in this order. */
+  readonly #inFlight: Commit[] = [];
+  /** A failed commit (with those posted after it), waiting to be sent again. */
+  #retry: Commit | null = null;
   #retryMs = 0;
-  readonly #onCommitError: ((error: StoreError) => void) | undefined;
-  /** A failure of a commit nobody was waiting for; the next flush() or close() rejects with it. */
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  /** The batch timer fired while a commit was under way: commit once it is answered. */
+  #deferred = false;
+  /** A failure nobody was waiting for; the next flush() or close() rejects with it. */
   #failure: StoreError | null = null;
-  /** Highest audit seq assigned, and every seq up to `#auditFloor` has been deleted by retention. */
-  #lastSeq = 0;
-  #auditFloor = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.path = options.path;
     this.#synchronous = options.synchronous ?? 'normal';
-    this.#retainMs = options.audit.retainMs;
-    this.#maxEvents = options.audit.maxEvents;
+    this.#audit = options.audit;
     this.#flushIntervalMs = options.flushIntervalMs ?? 2;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 1000;
     this.#onCommitError = options.onCommitError;
@@ -274,81 +195,87 @@ export class SqliteStore implements Store {
   }
 
   /** @throws StoreError when better-sqlite3 is missing, or the file is corrupt, locked, unreadable or from a newer schema */
-  async open(): Promise<void> {
-    if (this.#db !== null) return;
-    if (this.#closed) throw this.#notOpen();
-    let Database: typeof BetterSqlite3;
-    try {
-      Database = (await import('better-sqlite3')).default;
-    } catch (cause) {
-      throw new StoreError(this.path, 'needs the optional dependency better-sqlite3 (npm install better-sqlite3)', { cause });
-    }
-    // close() came while the module loaded: open nothing (what follows is synchronous).
-    if (this.#closed) throw this.#notOpen();
-    let db: Database | null = null;
-    try {
-      db = new Database(this.path, { timeout: this.#busyTimeoutMs });
-      // Each step reads the file, so corrupt or locked files fail here rather than at a later commit.
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${this.#synchronous}`);
-      const check = db.pragma('quick_check', { simple: true });
-      if (check !== 'ok') throw new StoreError(this.path, `is corrupt (quick_check: ${String(check)})`);
-      this.#migrate(db);
-      this.#prepare(db);
-      // Entries that expired while the store was closed.
-      this.#retain(Date.now());
-      this.#statements!.upsertNode.run(this.nodeId, hostname(), process.pid, Date.now(), Date.now());
-      this.#pruneFinished();
-    } catch (cause) {
-      db?.close();
-      this.#statements = null;
-      throw cause instanceof StoreError ? cause : new StoreError(this.path, describeOpenFailure(cause), { cause });
-    }
-    this.#db = db;
-    openHere.add(this.nodeId);
-    // Neither timer keeps the process alive.
-    this.#heartbeatTimer = setInterval(() => this.#heartbeat(), HEARTBEAT_MS);
-    this.#heartbeatTimer.unref();
-    this.#maintenanceTimer = setInterval(() => this.#pruneFinished(), PRUNE_EVERY_MS);
-    this.#maintenanceTimer.unref();
-    // Writes queued before open (tasks submitted before start()) go out with the first batch.
-    if (this.#tasks.size > 0 || this.#audit.length > 0 || this.#checkpoints.size > 0 || this.#deadLetters.size > 0) this.#schedule();
+  open(): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#notOpen());
+    return (this.#opening ??= this.#open());
   }
 
-  /** Commits what is queued, then closes the file. Idempotent. Rejects when the last commits failed. */
-  close(): Promise<void> {
-    const db = this.#db;
-    this.#closed = true;
-    if (db === null) {
-      // Never opened: queued writes are dropped, and a checkpoint waiting for its commit is told.
-      this.#batch?.reject(this.#notOpen());
-      this.#batch = null;
-      return RESOLVED;
-    }
-    if (this.#heartbeatTimer !== null) clearInterval(this.#heartbeatTimer);
-    if (this.#maintenanceTimer !== null) clearInterval(this.#maintenanceTimer);
-    this.#heartbeatTimer = this.#maintenanceTimer = null;
-    this.#commit();
-    // Gone from the file: a process starting after this one recovers what this one left at once.
+  async #open(): Promise<void> {
+    this.#broken = null;
+    const worker = new Worker(WRITER_ENTRY);
+    this.#worker = worker;
+    let crash: Error | null = null;
+    worker.on('error', (error) => (crash = error));
+    worker.on('message', (reply: Reply) => this.#onReply(reply));
+    worker.on('exit', () => this.#onExit(worker, crash));
+    const config = {
+      path: this.path,
+      synchronous: this.#synchronous,
+      busyTimeoutMs: this.#busyTimeoutMs,
+      nodeId: this.nodeId,
+      audit: this.#audit,
+      retainFinishedMs: this.#retainFinishedMs,
+      heartbeatMs: HEARTBEAT_MS,
+      staleAfterMs: STALE_AFTER_MS,
+      pruneEveryMs: PRUNE_EVERY_MS,
+    };
     try {
-      this.#statements!.deleteNode.run(this.nodeId);
-    } catch (cause) {
-      this.#failure ??= new StoreError(this.path, `could not leave the nodes table: ${messageOf(cause)}`, { cause });
+      await this.#call({ t: 'open', config }, (failure) => new StoreError(this.path, describeOpenFailure(failure)));
+    } catch (error) {
+      this.#worker = null;
+      this.#opening = null;
+      await worker.terminate();
+      throw error;
     }
-    db.close();
+    this.#ready = true;
+    openHere.add(this.nodeId);
+    // close() came while the file opened: it releases what was opened.
+    if (this.#closed) throw this.#notOpen();
+    // Writes queued before open (tasks submitted before start()) go out with the first batch.
+    if (this.#tasks.size > 0 || this.#auditEntries.length > 0 || this.#checkpoints.size > 0 || this.#deadLetters.size > 0) this.#schedule();
+  }
+
+  /** Commits what is queued, then closes the file and ends the thread. Idempotent. Rejects when the last commits failed. */
+  close(): Promise<void> {
+    this.#closed = true;
+    return (this.#closing ??= this.#close());
+  }
+
+  async #close(): Promise<void> {
+    await this.#opening?.catch(() => {});
+    const worker = this.#worker;
+    if (worker === null || !this.#ready) {
+      // Never opened: queued writes are dropped, and a checkpoint waiting for its commit is told.
+      this.#waiter?.reject(this.#notOpen());
+      this.#waiter = null;
+      return;
+    }
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#commitNow();
+    // One last attempt for writes a failed commit left.
+    if (this.#retry !== null) this.#postRetry();
+    try {
+      await this.#call({ t: 'close' }, (failure) => new StoreError(this.path, `could not be closed cleanly: ${failure.message}`));
+    } catch (error) {
+      this.#failure ??= error as StoreError;
+    }
+    this.#worker = null;
+    this.#ready = false;
     openHere.delete(this.nodeId);
-    this.#db = null;
-    this.#statements = null;
-    this.#taskWriter = null;
-    this.#auditWriter = null;
-    this.#commitBatch = null;
-    return this.#takeFailure();
+    await worker.terminate();
+    const failure = this.#failure;
+    this.#failure = null;
+    if (failure !== null) throw failure;
   }
 
   flush(): Promise<void> {
-    if (this.#db === null) return Promise.reject(this.#notOpen());
-    this.#commit();
-    return this.#takeFailure();
+    if (!this.#ready || this.#closed) return Promise.reject(this.#notOpen());
+    this.#commitNow();
+    // At once: flush() reports this attempt.
+    if (this.#retry !== null) this.#postRetry();
+    const last = this.#inFlight.at(-1);
+    return last === undefined ? this.#takeFailure() : last.answered.promise.then(() => this.#takeFailure());
   }
 
   saveTask(task: PersistableTask): void {
@@ -358,24 +285,7 @@ export class SqliteStore implements Store {
   }
 
   async claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
-    const statements = this.#read();
-    const claimed = this.#db!.transaction(() => {
-      const now = Date.now();
-      const host = hostname();
-      const live = new Set<string>([this.nodeId]);
-      for (const node of statements.nodes.all() as NodeRow[]) {
-        if (node.id === this.nodeId) continue;
-        if (nodeGone(node, now, host)) statements.deleteNode.run(node.id);
-        else live.add(node.id);
-      }
-      const rows: UnfinishedRecordRow[] = [];
-      for (const row of statements.unfinished.all() as UnfinishedRecordRow[]) {
-        if (row.owner !== null && live.has(row.owner)) continue;
-        statements.claim.run(this.nodeId, row.id);
-        rows.push({ ...row, owner: this.nodeId });
-      }
-      return rows;
-    }).immediate();
+    const claimed = (await this.#read({ kind: 'claim', openHere: [...openHere] })) as ClaimedRecordRow[];
     const tasks: UnfinishedTask[] = [];
     const unreadable: UnreadableTask[] = [];
     for (const row of claimed) {
@@ -390,45 +300,14 @@ export class SqliteStore implements Store {
   }
 
   async findTask(taskId: string): Promise<TaskRow | undefined> {
-    const row = this.#read().findTask.get(taskId) as TaskRecordRow | undefined;
-    return row === undefined ? undefined : this.#readable(row);
+    const row = (await this.#read({ kind: 'findTask', taskId })) as TaskRecordRow | undefined;
+    return row === undefined ? undefined : this.#readable(row, toTaskRow, `task ${row.id}`);
   }
 
   async listTasks(query: TaskListQuery): Promise<TaskRow[]> {
     const statuses = query.status === undefined || query.status.length === 0 ? null : JSON.stringify(query.status);
-    const rows = this.#read().listTasks.all({ statuses, type: query.type ?? null, limit: query.limit ?? 100 }) as TaskRecordRow[];
-    const out: TaskRow[] = [];
-    for (const row of rows) {
-      const task = this.#readable(row);
-      if (task !== undefined) out.push(task);
-    }
-    return out;
-  }
-
-  /** The row as a TaskRow, or undefined (reported) when it cannot be read. */
-  #readable(row: TaskRecordRow): TaskRow | undefined {
-    try {
-      return toTaskRow(row);
-    } catch (cause) {
-      this.#onCommitError?.(new StoreError(this.path, `task ${row.id} cannot be read back: ${messageOf(cause)}`, { cause }));
-      return undefined;
-    }
-  }
-
-  #pruneFinished(): void {
-    try {
-      this.#statements?.pruneFinished.run(Date.now() - this.#retainFinishedMs);
-    } catch (cause) {
-      this.#onCommitError?.(new StoreError(this.path, `pruning finished tasks failed: ${messageOf(cause)}`, { cause }));
-    }
-  }
-
-  #heartbeat(): void {
-    try {
-      this.#statements?.heartbeat.run(Date.now(), this.nodeId);
-    } catch (cause) {
-      this.#onCommitError?.(new StoreError(this.path, `heartbeat failed: ${messageOf(cause)}`, { cause }));
-    }
+    const rows = (await this.#read({ kind: 'listTasks', statuses, type: query.type ?? null, limit: query.limit ?? 100 })) as TaskRecordRow[];
+    return this.#readAll(rows, toTaskRow, (row) => `task ${row.id}`);
   }
 
   saveCheckpoint(taskId: string, state: unknown): Promise<void> {
@@ -442,18 +321,7 @@ export class SqliteStore implements Store {
     }
     this.#checkpoints.set(taskId, text);
     this.#schedule();
-    if (this.#batch === null) {
-      let resolve!: () => void;
-      let reject!: (error: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      // Handled here too, so a caller that drops the promise does not crash the process.
-      promise.catch(() => {});
-      this.#batch = { promise, resolve, reject };
-    }
-    return this.#batch.promise;
+    return (this.#waiter ??= deferred()).promise;
   }
 
   deleteCheckpoint(taskId: string): void {
@@ -471,28 +339,18 @@ export class SqliteStore implements Store {
     details: Record<string, unknown> | null,
   ): void {
     if (this.#closed) throw this.#notOpen();
-    this.#audit.push({ type, timestamp, task, agentId, attempt, details });
+    this.#auditEntries.push(timestamp, type, task, agentId, attempt, details);
     this.#schedule();
   }
 
   async history(taskId: string): Promise<AuditEvent[]> {
-    const statements = this.#read();
-    const now = Date.now();
-    this.#retain(now);
-    return (statements.history.all(taskId, now - this.#retainMs) as AuditRecordRow[]).map(toAuditEvent);
+    const rows = (await this.#read({ kind: 'history', taskId })) as AuditRecordRow[];
+    return this.#readAll(rows, toAuditEvent, (row) => `audit entry ${row.seq}`);
   }
 
   async audit(query: AuditQuery): Promise<AuditEvent[]> {
-    const statements = this.#read();
-    const now = Date.now();
-    this.#retain(now);
-    const since = query.since ?? 0;
-    const limit = query.limit ?? 100;
-    // The ts filter catches the few entries retention leaves when a clock stepped back.
-    const cutoff = now - this.#retainMs;
-    const rows =
-      query.type === undefined ? statements.auditSince.all(since, cutoff, limit) : statements.auditSinceOfType.all(query.type, since, cutoff, limit);
-    return (rows as AuditRecordRow[]).map(toAuditEvent);
+    const rows = (await this.#read({ kind: 'audit', since: query.since ?? 0, limit: query.limit ?? 100, type: query.type ?? null })) as AuditRecordRow[];
+    return this.#readAll(rows, toAuditEvent, (row) => `audit entry ${row.seq}`);
   }
 
   putDeadLetter(entry: DeadLetterRow): void {
@@ -508,40 +366,94 @@ export class SqliteStore implements Store {
   }
 
   async listDeadLetters(): Promise<DeadLetterRow[]> {
-    const out: DeadLetterRow[] = [];
-    for (const row of this.#read().listDeadLetters.all() as DeadLetterRecordRow[]) {
-      try {
-        out.push(toDeadLetter(row));
-      } catch (cause) {
-        this.#onCommitError?.(new StoreError(this.path, `dead letter ${row.task_id} cannot be read back: ${messageOf(cause)}`, { cause }));
-      }
+    const rows = (await this.#read({ kind: 'deadLetters' })) as DeadLetterRecordRow[];
+    return this.#readAll(rows, toDeadLetter, (row) => `dead letter ${row.task_id}`);
+  }
+
+  #notOpen(): StoreError {
+    return this.#broken ?? new StoreError(this.path, this.#closed ? 'is closed' : 'is not open yet (call start() first)');
+  }
+
+  /** Rows turned into values; a row that cannot be read is skipped and reported. */
+  #readAll<R, T>(rows: R[], read: (row: R) => T, name: (row: R) => string): T[] {
+    const out: T[] = [];
+    for (const row of rows) {
+      const value = this.#readable(row, read, name(row));
+      if (value !== undefined) out.push(value);
     }
     return out;
   }
 
-  #notOpen(): StoreError {
-    return new StoreError(this.path, this.#closed ? 'is closed' : 'is not open yet (call start() first)');
+  #readable<R, T>(row: R, read: (row: R) => T, name: string): T | undefined {
+    try {
+      return read(row);
+    } catch (cause) {
+      this.#onCommitError?.(new StoreError(this.path, `${name} cannot be read back: ${messageOf(cause)}`, { cause }));
+      return undefined;
+    }
   }
 
-  #open(): Statements {
-    if (this.#statements === null) throw this.#notOpen();
-    return this.#statements;
+  /** A read, sent after the writes queued before it so that it sees them. */
+  #read(read: Read): Promise<unknown> {
+    if (!this.#ready || this.#closed) return Promise.reject(this.#notOpen());
+    this.#commitNow();
+    return this.#call({ t: 'read', read }, (failure) => new StoreError(this.path, `read failed: ${failure.message}`));
   }
 
-  /** Statements for a read that must see every queued write: commits them first. */
-  #read(): Statements {
-    const statements = this.#open();
-    this.#commit();
-    return statements;
+  /** Posts a request; resolves with the thread's answer, rejects with `failed(failure)`. */
+  #call(request: DistributiveOmit<Request, 'id'>, failed: (failure: ThreadFailure) => StoreError): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#post(request, (reply) => {
+        if (reply.t === 'done') resolve(reply.value);
+        else reject(reply.t === 'failed' ? failed(reply.failure) : this.#notOpen());
+      });
+    });
+  }
+
+  #post(request: DistributiveOmit<Request, 'id'>, onReply: (reply: Reply) => void): void {
+    if (this.#broken !== null) {
+      queueMicrotask(() => onReply({ t: 'failed', id: 0, failure: { message: this.#broken!.message, code: null } }));
+      return;
+    }
+    const id = ++this.#nextId;
+    // The process stays alive while the thread has work of ours.
+    if (this.#replies.size === 0) this.#worker!.ref();
+    this.#replies.set(id, onReply);
+    this.#worker!.postMessage({ ...request, id });
+  }
+
+  #onReply(reply: Reply): void {
+    if (reply.t === 'error') {
+      this.#onCommitError?.(new StoreError(this.path, reply.failure.message));
+      return;
+    }
+    const onReply = this.#replies.get(reply.id)!;
+    this.#replies.delete(reply.id);
+    if (this.#replies.size === 0) this.#worker?.unref();
+    onReply(reply);
+  }
+
+  /** The thread ended: expected when the store ended it (close, a failed open), else every request in flight fails. */
+  #onExit(worker: Worker, crash: Error | null): void {
+    if (worker !== this.#worker || (this.#closed && this.#replies.size === 0)) return;
+    const error = new StoreError(this.path, `its writer thread died: ${crash?.message ?? 'it exited'}`, { cause: crash });
+    this.#broken = error;
+    this.#failure ??= error;
+    this.#onCommitError?.(error);
+    const pending = [...this.#replies.values()];
+    this.#replies.clear();
+    for (const onReply of pending) onReply({ t: 'failed', id: 0, failure: { message: error.message, code: null } });
   }
 
   #schedule(): void {
-    if (this.#timer === null && this.#db !== null) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
+    if (this.#timer === null && this.#ready && !this.#closed) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
   }
 
   readonly #onTimer = (): void => {
     this.#timer = null;
-    this.#commit();
+    // A commit is under way: the next batch gathers until it is answered.
+    if (this.#inFlight.length > 0 || this.#retry !== null) this.#deferred = true;
+    else this.#commitNow();
   };
 
   #takeFailure(): Promise<void> {
@@ -550,262 +462,136 @@ export class SqliteStore implements Store {
     return failure === null ? RESOLVED : Promise.reject(failure);
   }
 
-  /** Commits every queued write in one transaction. Failures are kept for the next flush(). */
-  #commit(): void {
+  /** Encodes the queued writes and posts them, or (while a failed commit waits) adds them to it. */
+  #commitNow(): void {
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const batch = this.#batch;
-    this.#batch = null;
-    if (this.#tasks.size === 0 && this.#checkpoints.size === 0 && this.#deadLetters.size === 0 && this.#audit.length === 0) {
-      batch?.resolve();
+    const batch = this.#encode();
+    if (batch === null) return;
+    const waiters = this.#waiter === null ? [] : [this.#waiter];
+    this.#waiter = null;
+    if (this.#retry !== null) {
+      appendBatch(this.#retry.batch, batch);
+      this.#retry.waiters.push(...waiters);
       return;
     }
-    const lastSeq = this.#lastSeq;
-    const auditFloor = this.#auditFloor;
-    try {
-      this.#commitBatch!(Date.now());
-    } catch (cause) {
-      // Rolled back (a lock held too long, a full disk): the writes stay queued and the commit is
-      // retried with a growing delay; tasks are read again then, so nothing is lost meanwhile.
-      this.#lastSeq = lastSeq;
-      this.#auditFloor = auditFloor;
-      this.#taskWriter!.reset();
-      this.#auditWriter!.reset();
-      const error = cause instanceof StoreError ? cause : new StoreError(this.path, `commit failed: ${messageOf(cause)}`, { cause });
-      this.#failure ??= error;
-      batch?.reject(error);
-      this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs === 0 ? RETRY_FIRST_MS : this.#retryMs * 2);
-      if (this.#db !== null && !this.#closed) this.#timer = setTimeout(this.#onTimer, this.#retryMs);
-      this.#onCommitError?.(error);
-      return;
-    }
-    this.#retryMs = 0;
-    batch?.resolve();
-    this.#tasks.clear();
-    this.#checkpoints.clear();
-    this.#deadLetters.clear();
-    this.#audit = [];
+    this.#postCommit({ batch, waiters, answered: deferred(), moved: false }, false);
   }
 
-  /** The body of a commit, run inside one transaction. Items JSON cannot encode are skipped and reported. */
-  #write(now: number): void {
-    const statements = this.#statements!;
-    const skipped: string[] = [];
+  #postCommit(commit: Commit, retry: boolean): void {
+    this.#inFlight.push(commit);
+    this.#post({ t: 'commit', batch: commit.batch, retry }, (reply) => this.#answered(commit, reply));
+  }
 
-    const tasks = this.#taskWriter!;
-    for (const task of this.#tasks.values()) {
+  #postRetry(): void {
+    const retry = this.#retry!;
+    this.#retry = null;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#postCommit(retry, true);
+  }
+
+  #answered(commit: Commit, reply: Reply): void {
+    this.#inFlight.shift();
+    if (reply.t === 'done') {
+      this.#retryMs = 0;
+      for (const waiter of commit.waiters) waiter.resolve();
+    } else if (!commit.moved) {
+      // Rolled back (a lock held too long, a full disk): the writes are sent again with a growing
+      // delay, with every commit posted after them (the thread refuses those until then).
+      const error = new StoreError(this.path, `commit failed: ${reply.t === 'failed' ? reply.failure.message : 'the thread refused it'}`);
+      this.#failure ??= error;
+      const retry: Commit = { batch: emptyBatch(), waiters: [], answered: deferred(), moved: false };
+      for (const failed of [commit, ...this.#inFlight]) {
+        appendBatch(retry.batch, failed.batch);
+        for (const waiter of failed.waiters) waiter.reject(error);
+        failed.moved = true;
+      }
+      this.#retry = retry;
+      this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs === 0 ? RETRY_FIRST_MS : this.#retryMs * 2);
+      if (!this.#closed && this.#broken === null) this.#retryTimer = setTimeout(() => this.#postRetry(), this.#retryMs);
+      this.#onCommitError?.(error);
+    }
+    commit.answered.resolve();
+    if (this.#deferred && this.#inFlight.length === 0 && this.#retry === null) {
+      this.#deferred = false;
+      this.#commitNow();
+    }
+  }
+
+  /** The queued writes as a batch (null when there are none); what JSON cannot encode is skipped and reported. */
+  #encode(): Batch | null {
+    if (this.#tasks.size === 0 && this.#checkpoints.size === 0 && this.#deadLetters.size === 0 && this.#auditEntries.length === 0) return null;
+    const skipped: string[] = [];
+    const nodeId = this.nodeId;
+
+    const tasks: unknown[] = [];
+    for (const task of this.#tasks) {
+      const start = tasks.length;
       try {
         const row = task.toRow();
-        tasks.values.push(
+        tasks.push(
           row.id, row.type, row.priority, JSON.stringify(row.capabilities), json(row.payload), JSON.stringify(row.metadata),
           JSON.stringify(row.options), row.status, row.attempt, row.agentId, row.submittedAt, row.updatedAt,
-          row.resultJson ?? json(row.result), row.error == null ? null : JSON.stringify(row.error), this.nodeId,
+          row.resultJson ?? json(row.result), row.error == null ? null : JSON.stringify(row.error), nodeId,
         );
-        tasks.endRow();
       } catch (cause) {
-        tasks.abortRow();
+        tasks.length = start;
         skipped.push(`task ${task.id}: ${messageOf(cause)}`);
       }
     }
-    tasks.finish();
+    this.#tasks.clear();
 
-    for (const [taskId, state] of this.#checkpoints) {
-      if (state === DELETE) statements.deleteCheckpoint.run(taskId);
-      else statements.upsertCheckpoint.run(taskId, state, now);
-    }
+    const checkpoints: (string | null)[] = [];
+    for (const [taskId, state] of this.#checkpoints) checkpoints.push(taskId, state === DELETE ? DELETED_CHECKPOINT : state);
+    this.#checkpoints.clear();
 
+    const deadLetters: unknown[] = [];
     for (const [taskId, entry] of this.#deadLetters) {
-      if (entry === DELETE) {
-        statements.deleteDeadLetter.run(taskId);
-        continue;
-      }
       try {
-        statements.upsertDeadLetter.run(taskId, JSON.stringify(entry.row), JSON.stringify(entry.error), entry.code, entry.attempts, entry.failedAt);
+        deadLetters.push(taskId, entry === DELETE ? null : [JSON.stringify(entry.row), JSON.stringify(entry.error), entry.code, entry.attempts, entry.failedAt]);
       } catch (cause) {
         skipped.push(`dead letter ${taskId}: ${messageOf(cause)}`);
       }
     }
+    this.#deadLetters.clear();
 
-    if (this.#audit.length > 0) {
-      const audit = this.#auditWriter!;
-      for (const event of this.#audit) {
-        try {
-          audit.values.push(this.#lastSeq + 1, event.timestamp, event.type, event.task?.id ?? null, event.agentId, event.attempt, event.details === null ? null : JSON.stringify(event.details));
-          audit.endRow();
-          this.#lastSeq++;
-        } catch (cause) {
-          audit.abortRow();
-          skipped.push(`audit ${event.type} of ${event.task?.id ?? event.agentId ?? '-'}: ${messageOf(cause)}`);
-        }
-      }
-      audit.finish();
-      statements.saveAuditSeq.run(this.#lastSeq);
-      this.#retain(now);
-    }
-
+    const audit = this.#encodeAudit(skipped);
     if (skipped.length > 0) {
       this.#failure ??= new StoreError(
         this.path,
         `could not write ${skipped.length} item(s) that JSON cannot encode: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`,
       );
     }
+    return { tasks, audit, checkpoints, deadLetters };
   }
 
-  /** Deletes audit entries beyond the newest `maxEvents` and older than `retainMs`: range deletes on seq, no scan. */
-  #retain(now: number): void {
-    const statements = this.#statements!;
-    let upTo = this.#lastSeq - this.#maxEvents;
-    const cutoff = now - this.#retainMs;
-    const oldest = statements.auditOldest.get() as { seq: number; ts: number } | undefined;
-    if (oldest !== undefined && oldest.ts < cutoff) {
-      // Timestamps grow with seq, so the expired entries are a prefix of the trail.
-      const fresh = statements.auditFirstFresh.get(cutoff) as { seq: number } | undefined;
-      upTo = Math.max(upTo, fresh === undefined ? this.#lastSeq : fresh.seq - 1);
-    }
-    if (upTo > this.#auditFloor) {
-      statements.auditDeleteUpTo.run(upTo);
-      this.#auditFloor = upTo;
-    }
-  }
-
-  #migrate(db: Database): void {
-    db.transaction(() => {
-      db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-      const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
-      const version = row?.version ?? 0;
-      if (version > SCHEMA_VERSION) {
-        throw new StoreError(this.path, `has schema version ${version}, written by a newer version of this library (this one reads up to ${SCHEMA_VERSION})`);
+  /** The queued audit entries with their subjects' ids and their details as JSON, in place. */
+  #encodeAudit(skipped: string[]): unknown[] {
+    let audit = this.#auditEntries;
+    this.#auditEntries = [];
+    let bad: Set<number> | null = null;
+    for (let i = 0; i < audit.length; i += AUDIT_FIELDS) {
+      const task = audit[i + 2] as AuditSubject | null;
+      if (task !== null) audit[i + 2] = task.id;
+      const details = audit[i + 5];
+      if (details === null) continue;
+      try {
+        audit[i + 5] = JSON.stringify(details);
+      } catch (cause) {
+        (bad ??= new Set()).add(i);
+        skipped.push(`audit ${String(audit[i + 1])} of ${String(audit[i + 2] ?? audit[i + 3] ?? '-')}: ${messageOf(cause)}`);
       }
-      for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
-      if (row === undefined) db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(SCHEMA_VERSION);
-      else if (version !== SCHEMA_VERSION) db.prepare('UPDATE schema_version SET version = ?').run(SCHEMA_VERSION);
-      // BEGIN IMMEDIATE takes the write lock: a database another connection holds locked fails here.
-    }).immediate();
-  }
-
-  #prepare(db: Database): void {
-    this.#statements = {
-      upsertCheckpoint: db.prepare(
-        'INSERT INTO checkpoints (task_id, state, saved_at) VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at',
-      ),
-      deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE task_id = ?'),
-      upsertDeadLetter: db.prepare(
-        `INSERT INTO dead_letters (task_id, row, error, code, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (task_id) DO UPDATE SET row = excluded.row, error = excluded.error, code = excluded.code, attempts = excluded.attempts, failed_at = excluded.failed_at`,
-      ),
-      deleteDeadLetter: db.prepare('DELETE FROM dead_letters WHERE task_id = ?'),
-      listDeadLetters: db.prepare('SELECT * FROM dead_letters ORDER BY rowid'),
-      unfinished: db.prepare(
-        `SELECT tasks.*, checkpoints.state AS checkpoint, checkpoints.task_id IS NOT NULL AS has_checkpoint
-         FROM tasks LEFT JOIN checkpoints ON checkpoints.task_id = tasks.id WHERE status IN ${UNFINISHED_STATUSES} ORDER BY tasks.rowid`,
-      ),
-      claim: db.prepare('UPDATE tasks SET owner = ? WHERE id = ?'),
-      findTask: db.prepare('SELECT * FROM tasks WHERE id = ?'),
-      // Newest first by insertion (rowid): no index on update time, which every row write would pay for.
-      listTasks: db.prepare(
-        `SELECT * FROM tasks WHERE (@statuses IS NULL OR status IN (SELECT value FROM json_each(@statuses))) AND (@type IS NULL OR type = @type)
-         ORDER BY rowid DESC LIMIT @limit`,
-      ),
-      nodes: db.prepare('SELECT id, host, pid, heartbeat_at FROM nodes'),
-      deleteNode: db.prepare('DELETE FROM nodes WHERE id = ?'),
-      upsertNode: db.prepare(
-        'INSERT INTO nodes (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at',
-      ),
-      heartbeat: db.prepare('UPDATE nodes SET heartbeat_at = ? WHERE id = ?'),
-      pruneFinished: db.prepare(`DELETE FROM tasks WHERE status IN ${FINISHED_STATUSES} AND updated_at < ?`),
-      history: db.prepare('SELECT * FROM audit WHERE task_id = ? AND ts >= ? ORDER BY seq'),
-      auditSince: db.prepare('SELECT * FROM audit WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?'),
-      auditSinceOfType: db.prepare('SELECT * FROM audit WHERE type = ? AND seq > ? AND ts >= ? ORDER BY seq LIMIT ?'),
-      auditOldest: db.prepare('SELECT seq, ts FROM audit ORDER BY seq LIMIT 1'),
-      auditFirstFresh: db.prepare('SELECT seq FROM audit WHERE ts >= ? ORDER BY seq LIMIT 1'),
-      auditDeleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
-      saveAuditSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'audit_seq'"),
-    };
-    this.#taskWriter = new RowWriter(db, taskUpsertSql, TASK_COLUMNS.length, TASK_ROWS_PER_INSERT);
-    this.#auditWriter = new RowWriter(db, auditInsertSql, AUDIT_COLUMNS.length, AUDIT_ROWS_PER_INSERT);
-    const write = db.transaction((now: number) => this.#write(now));
-    this.#commitBatch = (now) => write.immediate(now);
-    const last = db.prepare("SELECT value FROM meta WHERE key = 'audit_seq'").get() as { value: number };
-    const first = db.prepare('SELECT min(seq) AS seq FROM audit').get() as { seq: number | null };
-    this.#lastSeq = last.value;
-    this.#auditFloor = first.seq === null ? this.#lastSeq : first.seq - 1;
+    }
+    if (bad !== null) {
+      const kept: unknown[] = [];
+      for (let i = 0; i < audit.length; i += AUDIT_FIELDS) if (!bad.has(i)) for (let f = 0; f < AUDIT_FIELDS; f++) kept.push(audit[i + f]);
+      audit = kept;
+    }
+    return audit;
   }
 }
 
-/** Node ids of the stores open in this process: a node row with this process's pid and another id is a previous process's. */
-const openHere = new Set<string>();
-
-/**
- * A node is gone when its heartbeat is stale or, on this host, its process is dead. A row with
- * this process's pid is a store open here, or one a previous process left (a container
- * restarted with the same pid): the registry of stores open here tells them apart.
- */
-function nodeGone(node: NodeRow, now: number, host: string): boolean {
-  if (now - node.heartbeat_at > STALE_AFTER_MS) return true;
-  if (node.host !== host) return false;
-  return node.pid === process.pid ? !openHere.has(node.id) : !processAlive(node.pid);
-}
-
-/** True when a process with this pid exists on this host (it may be another one that reused the pid: staleness then decides). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: string }).code === 'EPERM';
-  }
-}
-
-function describeOpenFailure(cause: unknown): string {
-  const code = (cause as { code?: unknown } | null)?.code;
-  const message = messageOf(cause);
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return `is locked by another connection (${message})`;
-  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return `is corrupt or not a SQLite database (${message})`;
-  return `cannot be opened (${typeof code === 'string' ? `${code}: ` : ''}${message})`;
-}
-
-function toTaskRow(r: TaskRecordRow): TaskRow {
-  const row: TaskRow = {
-    id: r.id,
-    type: r.type,
-    priority: r.priority,
-    capabilities: JSON.parse(r.capabilities) as string[],
-    payload: parse(r.payload),
-    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
-    options: JSON.parse(r.options) as Record<string, unknown>,
-    status: r.status,
-    attempt: r.attempt,
-    agentId: r.agent_id,
-    submittedAt: r.submitted_at,
-    updatedAt: r.updated_at,
-    error: r.error === null ? null : (JSON.parse(r.error) as SerializedError),
-    owner: r.owner,
-  };
-  if (r.result !== null) row.result = JSON.parse(r.result);
-  return row;
-}
-
-function toAuditEvent(r: AuditRecordRow): AuditEvent {
-  return {
-    seq: r.seq,
-    timestamp: r.ts,
-    type: r.type,
-    taskId: r.task_id,
-    agentId: r.agent_id,
-    attempt: r.attempt,
-    details: r.details === null ? null : (JSON.parse(r.details) as Record<string, unknown>),
-  };
-}
-
-function toDeadLetter(r: DeadLetterRecordRow): DeadLetterRow {
-  return {
-    taskId: r.task_id,
-    row: JSON.parse(r.row) as TaskRow,
-    error: JSON.parse(r.error) as SerializedError,
-    code: r.code,
-    attempts: r.attempts,
-    failedAt: r.failed_at,
-  };
-}
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
