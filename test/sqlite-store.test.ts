@@ -114,6 +114,8 @@ describe('SqliteStore: commits', () => {
       lock.exec('ROLLBACK');
       lock.close();
     }
+    // The next flush commits them (reporting, if any, a retry that failed meanwhile).
+    await store.flush().catch(() => {});
     await expect(store.flush()).resolves.toBeUndefined();
     expect(await store.findTask('t1')).toMatchObject({ status: 'completed' });
     expect((await store.history('t1')).map((e) => e.type)).toEqual(['submitted', 'started', 'completed']);
@@ -273,6 +275,66 @@ describe('SqliteStore: the file', () => {
       [1, 'submitted'],
       [2, 'started'],
     ]);
+  });
+
+  it('keeps the trail in chunks, readable one row per entry through the audit view', async () => {
+    const store = await open({ audit: { retainMs: 3_600_000, maxEvents: 4 } });
+    append(store, event('submitted', 't1'));
+    append(store, event('started', 't1', { agentId: 'agent-1' }));
+    append(store, event('circuit', null, { agentId: 'agent-1', attempt: null, details: { from: 'closed', to: 'open' } }));
+    await store.flush();
+    for (const id of ['t2', 't3']) append(store, event('submitted', id));
+    await store.flush();
+    expect(raw((db) => db.prepare('SELECT seq, count, tasks FROM audit_chunks ORDER BY seq').all(), true)).toEqual([
+      { seq: 1, count: 3, tasks: '["t1"]' },
+      { seq: 4, count: 2, tasks: '["t2","t3"]' },
+    ]);
+    expect(raw((db) => db.prepare('SELECT task_id, seq FROM audit_index ORDER BY seq, task_id').all(), true)).toEqual([
+      { task_id: 't1', seq: 1 },
+      { task_id: 't2', seq: 4 },
+      { task_id: 't3', seq: 4 },
+    ]);
+    // maxEvents 4: seq 1 is below the floor; its chunk stays until all of it is.
+    expect(raw((db) => db.prepare('SELECT seq, type, task_id, agent_id, attempt, details FROM audit ORDER BY seq').all(), true)).toEqual([
+      { seq: 2, type: 'started', task_id: 't1', agent_id: 'agent-1', attempt: 1, details: null },
+      { seq: 3, type: 'circuit', task_id: null, agent_id: 'agent-1', attempt: null, details: '{"from":"closed","to":"open"}' },
+      { seq: 4, type: 'submitted', task_id: 't2', agent_id: null, attempt: 1, details: null },
+      { seq: 5, type: 'submitted', task_id: 't3', agent_id: null, attempt: 1, details: null },
+    ]);
+    expect((await store.audit({})).map((e) => e.seq)).toEqual([2, 3, 4, 5]);
+    append(store, event('completed', 't1'));
+    append(store, event('submitted', 't4'));
+    await store.flush();
+    // Seq 3 went below the floor: the whole first chunk is, and it is gone, with its index rows.
+    expect(raw((db) => db.prepare('SELECT seq FROM audit_chunks ORDER BY seq').all(), true)).toEqual([{ seq: 4 }, { seq: 6 }]);
+    expect(raw((db) => db.prepare("SELECT seq FROM audit_index WHERE task_id = 't1'").all(), true)).toEqual([{ seq: 6 }]);
+    expect((await store.history('t1')).map((e) => [e.seq, e.type])).toEqual([[6, 'completed']]);
+  });
+
+  it('skips and reports a chunk of the trail that cannot be read', async () => {
+    const errors: StoreError[] = [];
+    const store = await open({ onCommitError: (error) => errors.push(error) });
+    append(store, event('submitted', 't1'));
+    await store.flush();
+    append(store, event('started', 't1'));
+    await store.flush();
+    raw((db) => db.prepare('UPDATE audit_chunks SET entries = ? WHERE seq = 1').run('[1, "cut'));
+    expect((await store.history('t1')).map((e) => e.type)).toEqual(['started']);
+    expect((await store.audit({})).map((e) => e.type)).toEqual(['started']);
+    expect(errors.map((e) => e.message)).toEqual([expect.stringMatching(/audit entries from seq 1 cannot be read back/), expect.stringMatching(/seq 1/)]);
+    expect(errors[0]!.message).toContain(file());
+  });
+
+  it('numbers the entries of two stores writing to one file from one counter', async () => {
+    const first = await open();
+    const second = await open();
+    for (let i = 0; i < 3; i++) {
+      append(first, event('submitted', `a${i}`));
+      await first.flush();
+      append(second, event('submitted', `b${i}`));
+      await second.flush();
+    }
+    expect((await first.audit({})).map((e) => `${e.seq}:${e.taskId}`)).toEqual(['1:a0', '2:b0', '3:a1', '4:b1', '5:a2', '6:b2']);
   });
 
   it('throws StoreError at open when the file cannot be created', async () => {

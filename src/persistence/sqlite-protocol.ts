@@ -3,7 +3,7 @@
  * connection. The thread handles them one at a time in the order they were posted, so a read
  * posted after a commit sees it.
  */
-import type { AuditEventType, AuditRetention, SqliteSynchronous } from './store.js';
+import type { AuditEvent, AuditEventType, AuditRetention, SqliteSynchronous } from './store.js';
 
 /** Columns of a task row, in the order a batch carries their values. */
 export const TASK_COLUMNS = [
@@ -11,28 +11,41 @@ export const TASK_COLUMNS = [
   'status', 'attempt', 'agent_id', 'submitted_at', 'updated_at', 'result', 'error', 'owner',
 ] as const;
 
-/** Values per audit entry in a batch: timestamp, type, task id, agent id, attempt, details JSON. */
+/** What changes in a row already written: the id, then these. */
+export const UPDATE_COLUMNS = ['status', 'attempt', 'agent_id', 'updated_at', 'result', 'error', 'owner'] as const;
+
+/** Rows per statement (multi-row INSERT or UPDATE FROM VALUES): one statement carries many rows, cutting per-statement overhead. */
+export const ROWS_PER_STATEMENT = 32;
+
+/** Values per audit entry in a chunk: timestamp, type, task id, agent id, attempt, details. */
 export const AUDIT_FIELDS = 6;
 
+/** Values per chunk in Batch.chunks: entry count, first and last timestamp, types bitmask, entries JSON. */
+export const CHUNK_FIELDS = 5;
+
 /**
- * Writes to commit in one transaction, encoded on the main thread (JSON already made) so the
- * thread only executes SQL. Arrays are flat: a fixed number of values per item.
+ * Writes to commit, encoded on the main thread (JSON already made) so the thread only executes
+ * SQL. Row lists are split into arrays of at most ROWS_PER_STATEMENT rows, one per statement.
  */
 export interface Batch {
-  /** TASK_COLUMNS.length values per task row; a later row of the same task wins. */
-  tasks: unknown[];
-  /** AUDIT_FIELDS values per entry, in append order (the thread numbers them). */
-  audit: unknown[];
-  /** Per checkpoint write, in order: task id, then the state's JSON, or DELETED_CHECKPOINT. */
+  /** Rows of tasks not written before: TASK_COLUMNS.length values per row. */
+  tasks: unknown[][];
+  /** Rows written before: the id, then UPDATE_COLUMNS, per row. */
+  updates: unknown[][];
+  /** Per checkpoint write, in order: task id, then the state's JSON (null for undefined), or DELETED_CHECKPOINT. */
   checkpoints: (string | null)[];
   /** Per dead-letter write, in order: task id, then [row, error, code, attempts, failedAt] or null for a delete. */
   deadLetters: unknown[];
+  /** New audit chunks, CHUNK_FIELDS values each, in append order (the thread numbers their entries and indexes their tasks). */
+  chunks: unknown[];
 }
 
 /** Marks a deleted checkpoint in Batch.checkpoints (JSON text never starts with a NUL). */
 export const DELETED_CHECKPOINT = '\u0000';
 
 export interface OpenConfig {
+  /** The thread adds one per commit it answered (committed or failed). */
+  answered: Int32Array;
   path: string;
   synchronous: SqliteSynchronous;
   busyTimeoutMs: number;
@@ -42,6 +55,9 @@ export interface OpenConfig {
   heartbeatMs: number;
   staleAfterMs: number;
   pruneEveryMs: number;
+  /** Delay of the first retry after a failed commit, doubling up to retryMaxMs. */
+  retryFirstMs: number;
+  retryMaxMs: number;
 }
 
 export type Read =
@@ -53,10 +69,20 @@ export type Read =
   /** Claims unfinished rows of gone nodes; `openHere`: node ids of the stores open in this process. */
   | { kind: 'claim'; openHere: string[] };
 
+/** What a read of the trail returns: its entries, and chunks that could not be read (described). */
+export interface TrailRead {
+  events: AuditEvent[];
+  unreadable: string[];
+}
+
 export type Request =
   | { t: 'open'; id: number; config: OpenConfig }
-  /** `retry`: a commit sent again after a failure; commits between a failure and its retry are refused (see Reply). */
-  | { t: 'commit'; id: number; batch: Batch; retry: boolean }
+  /**
+   * A batch to commit. When a commit fails the thread keeps its writes (and those of later
+   * batches) and commits them, in order, before or with the next batch, retrying on its own
+   * meanwhile: writes land in order and are not lost while the store is open.
+   */
+  | { t: 'commit'; id: number; batch: Batch }
   | { t: 'read'; id: number; read: Read }
   | { t: 'close'; id: number };
 
@@ -72,10 +98,7 @@ export interface ThreadFailure {
 export type Reply =
   | { t: 'done'; id: number; value: unknown }
   | { t: 'failed'; id: number; failure: ThreadFailure }
-  /**
-   * A commit posted after one that failed, not attempted: writes must land in order, so the
-   * store sends it again with the failed one (retry) once that is due.
-   */
-  | { t: 'refused'; id: number }
-  /** A failure of the thread's own work (heartbeat, pruning), reported as it happens. */
-  | { t: 'error'; failure: ThreadFailure };
+  /** A failure of the thread's own work (a retried commit, the heartbeat, pruning), reported as it happens. */
+  | { t: 'error'; failure: ThreadFailure; commit: boolean }
+  /** The writes failed commits left are committed now. */
+  | { t: 'drained' };

@@ -1,16 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import { StoreError } from '../errors.js';
-import { AUDIT_FIELDS, DELETED_CHECKPOINT, WORDED_FAILURES, type Batch, type Read, type Reply, type Request, type ThreadFailure } from './sqlite-protocol.js';
-import {
-  parse,
-  toAuditEvent,
-  toDeadLetter,
-  toTaskRow,
-  type AuditRecordRow,
-  type ClaimedRecordRow,
-  type DeadLetterRecordRow,
-  type TaskRecordRow,
-} from './sqlite-rows.js';
+import { emptyBatch, json, PendingWrites } from './sqlite-batch.js';
+import { WORDED_FAILURES, type Batch, type Read, type Reply, type Request, type ThreadFailure, type TrailRead } from './sqlite-protocol.js';
+import { parse, toDeadLetter, toTaskRow, type ClaimedRecordRow, type DeadLetterRecordRow, type TaskRecordRow } from './sqlite-rows.js';
 import type {
   AuditEvent,
   AuditEventType,
@@ -55,10 +47,20 @@ const DEFAULT_RETAIN_FINISHED_MS = 7 * 24 * 3_600_000;
 const RETRY_FIRST_MS = 10;
 const RETRY_MAX_MS = 1000;
 
+/**
+ * Commits the thread may have at once from the batch timer and early posts: one committing, the
+ * next waiting, so the thread does not wait for this one. (flush() and reads post at any time.)
+ */
+const MAX_IN_FLIGHT = 2;
+/**
+ * Encoded writes (rows, weighted chunks) that are posted at once rather than at the next batch:
+ * a long synchronous stretch (a burst of short tasks runs on microtasks, where no timer fires)
+ * then commits beside the engine instead of after it.
+ */
+const EARLY_POST = 2048;
+
 const WRITER_ENTRY = new URL('./sqlite-writer.js', import.meta.url);
 const RESOLVED: Promise<void> = Promise.resolve();
-/** Marks a queued delete in the pending maps. */
-const DELETE = Symbol('delete');
 
 /** Node ids of the SQLite stores open in this process (the writer tells a previous process's node by them). */
 const openHere = new Set<string>();
@@ -81,36 +83,16 @@ function deferred(): Deferred {
   return { promise, resolve, reject };
 }
 
-/** A batch posted to the thread, or failed and waiting to be sent again. */
+/** A batch posted to the thread. (The batch itself is not kept: the thread keeps what it failed to commit.) */
 interface Commit {
-  batch: Batch;
-  /** Checkpoints waiting for this commit: resolved once it is committed, rejected if it fails. */
+  /** Checkpoints waiting for this commit: resolved once it is committed, rejected if its attempt fails. */
   waiters: Deferred[];
-  /** Settles once the thread answered (committed, failed or refused): what flush() waits for. */
+  /** Settles once the thread answered: what flush() waits for. */
   answered: Deferred;
-  /** Moved into the retry when an earlier commit failed: its own answer (refused) is only acknowledged. */
-  moved: boolean;
-}
-
-/** `JSON.stringify`, with undefined (and other values JSON has no text for) as SQL NULL. */
-function json(value: unknown): string | null {
-  return JSON.stringify(value) ?? null;
 }
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function emptyBatch(): Batch {
-  return { tasks: [], audit: [], checkpoints: [], deadLetters: [] };
-}
-
-/** Appends `source`'s writes after `target`'s (applied in order, a later row of a task wins). */
-function appendBatch(target: Batch, source: Batch): void {
-  for (const key of ['tasks', 'audit', 'checkpoints', 'deadLetters'] as const) {
-    const into = target[key] as unknown[];
-    for (const value of source[key]) into.push(value);
-  }
 }
 
 function describeOpenFailure(failure: ThreadFailure): string {
@@ -160,23 +142,18 @@ export class SqliteStore implements Store {
   #nextId = 0;
   readonly #replies = new Map<number, (reply: Reply) => void>();
 
-  // Queued writes, encoded into a batch when it is committed.
-  /** Keyed by the task object (one per live task): no id string is built, and identity hashing is cheap. */
-  readonly #tasks = new Set<PersistableTask>();
-  /** JSON of the state (null for undefined), or DELETE. */
-  readonly #checkpoints = new Map<string, string | null | typeof DELETE>();
-  readonly #deadLetters = new Map<string, DeadLetterRow | typeof DELETE>();
-  /** AUDIT_FIELDS values per entry: timestamp, type, subject, agent id, attempt, details (made JSON when encoded). */
-  #auditEntries: unknown[] = [];
+  /** Queued writes, encoded into a batch when it is committed. */
+  readonly #pending: PendingWrites;
   /** Checkpoints of the queued writes waiting for their commit. */
   #waiter: Deferred | null = null;
 
   /** Commits posted, oldest first; the thread answers them in this order. */
   readonly #inFlight: Commit[] = [];
-  /** A failed commit (with those posted after it), waiting to be sent again. */
-  #retry: Commit | null = null;
-  #retryMs = 0;
-  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Commits posted, and (shared with the thread, which counts them as it goes) answered: readable while no message can be. */
+  #posted = 0;
+  readonly #answeredCount = new Int32Array(new SharedArrayBuffer(4));
+  /** The thread holds writes a failed commit left, and retries them: the process stays alive meanwhile. */
+  #backlog = false;
   #timer: ReturnType<typeof setTimeout> | null = null;
   /** The batch timer fired while a commit was under way: commit once it is answered. */
   #deferred = false;
@@ -192,6 +169,7 @@ export class SqliteStore implements Store {
     this.#onCommitError = options.onCommitError;
     this.nodeId = options.nodeId;
     this.#retainFinishedMs = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
+    this.#pending = new PendingWrites(options.nodeId);
   }
 
   /** @throws StoreError when better-sqlite3 is missing, or the file is corrupt, locked, unreadable or from a newer schema */
@@ -209,6 +187,7 @@ export class SqliteStore implements Store {
     worker.on('message', (reply: Reply) => this.#onReply(reply));
     worker.on('exit', () => this.#onExit(worker, crash));
     const config = {
+      answered: this.#answeredCount,
       path: this.path,
       synchronous: this.#synchronous,
       busyTimeoutMs: this.#busyTimeoutMs,
@@ -218,6 +197,8 @@ export class SqliteStore implements Store {
       heartbeatMs: HEARTBEAT_MS,
       staleAfterMs: STALE_AFTER_MS,
       pruneEveryMs: PRUNE_EVERY_MS,
+      retryFirstMs: RETRY_FIRST_MS,
+      retryMaxMs: RETRY_MAX_MS,
     };
     try {
       await this.#call({ t: 'open', config }, (failure) => new StoreError(this.path, describeOpenFailure(failure)));
@@ -232,7 +213,7 @@ export class SqliteStore implements Store {
     // close() came while the file opened: it releases what was opened.
     if (this.#closed) throw this.#notOpen();
     // Writes queued before open (tasks submitted before start()) go out with the first batch.
-    if (this.#tasks.size > 0 || this.#auditEntries.length > 0 || this.#checkpoints.size > 0 || this.#deadLetters.size > 0) this.#schedule();
+    if (!this.#pending.empty) this.#schedule();
   }
 
   /** Commits what is queued, then closes the file and ends the thread. Idempotent. Rejects when the last commits failed. */
@@ -253,13 +234,13 @@ export class SqliteStore implements Store {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#commitNow();
-    // One last attempt for writes a failed commit left.
-    if (this.#retry !== null) this.#postRetry();
     try {
-      await this.#call({ t: 'close' }, (failure) => new StoreError(this.path, `could not be closed cleanly: ${failure.message}`));
+      // The thread makes one last attempt at writes a failed commit left; they are lost if it fails.
+      await this.#call({ t: 'close' }, (failure) => new StoreError(this.path, `${failure.message}`));
     } catch (error) {
       this.#failure ??= error as StoreError;
     }
+    this.#backlog = false;
     this.#worker = null;
     this.#ready = false;
     openHere.delete(this.nodeId);
@@ -272,16 +253,16 @@ export class SqliteStore implements Store {
   flush(): Promise<void> {
     if (!this.#ready || this.#closed) return Promise.reject(this.#notOpen());
     this.#commitNow();
-    // At once: flush() reports this attempt.
-    if (this.#retry !== null) this.#postRetry();
+    // What failed commits left is attempted at once too: flush() reports its outcome.
+    if (this.#backlog && this.#inFlight.length === 0) this.#postCommit(emptyBatch(), []);
     const last = this.#inFlight.at(-1);
     return last === undefined ? this.#takeFailure() : last.answered.promise.then(() => this.#takeFailure());
   }
 
   saveTask(task: PersistableTask): void {
     if (this.#closed) throw this.#notOpen();
-    this.#tasks.add(task);
-    this.#schedule();
+    this.#pending.saveTask(task);
+    this.#queued();
   }
 
   async claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
@@ -319,14 +300,14 @@ export class SqliteStore implements Store {
     } catch (cause) {
       return Promise.reject(new StoreError(this.path, `checkpoint of task ${taskId} is not JSON-serializable: ${messageOf(cause)}`, { cause }));
     }
-    this.#checkpoints.set(taskId, text);
+    this.#pending.saveCheckpoint(taskId, text);
     this.#schedule();
     return (this.#waiter ??= deferred()).promise;
   }
 
   deleteCheckpoint(taskId: string): void {
     if (this.#closed) throw this.#notOpen();
-    this.#checkpoints.set(taskId, DELETE);
+    this.#pending.deleteCheckpoint(taskId);
     this.#schedule();
   }
 
@@ -339,29 +320,34 @@ export class SqliteStore implements Store {
     details: Record<string, unknown> | null,
   ): void {
     if (this.#closed) throw this.#notOpen();
-    this.#auditEntries.push(timestamp, type, task, agentId, attempt, details);
-    this.#schedule();
+    this.#pending.appendAudit(timestamp, type, task, agentId, attempt, details);
+    this.#queued();
   }
 
-  async history(taskId: string): Promise<AuditEvent[]> {
-    const rows = (await this.#read({ kind: 'history', taskId })) as AuditRecordRow[];
-    return this.#readAll(rows, toAuditEvent, (row) => `audit entry ${row.seq}`);
+  history(taskId: string): Promise<AuditEvent[]> {
+    return this.#readTrail({ kind: 'history', taskId });
   }
 
-  async audit(query: AuditQuery): Promise<AuditEvent[]> {
-    const rows = (await this.#read({ kind: 'audit', since: query.since ?? 0, limit: query.limit ?? 100, type: query.type ?? null })) as AuditRecordRow[];
-    return this.#readAll(rows, toAuditEvent, (row) => `audit entry ${row.seq}`);
+  audit(query: AuditQuery): Promise<AuditEvent[]> {
+    return this.#readTrail({ kind: 'audit', since: query.since ?? 0, limit: query.limit ?? 100, type: query.type ?? null });
+  }
+
+  /** Entries of the trail; chunks that cannot be read are skipped and reported. */
+  async #readTrail(read: Read): Promise<AuditEvent[]> {
+    const { events, unreadable } = (await this.#read(read)) as TrailRead;
+    for (const description of unreadable) this.#onCommitError?.(new StoreError(this.path, description));
+    return events;
   }
 
   putDeadLetter(entry: DeadLetterRow): void {
     if (this.#closed) throw this.#notOpen();
-    this.#deadLetters.set(entry.taskId, entry);
+    this.#pending.putDeadLetter(entry);
     this.#schedule();
   }
 
   deleteDeadLetter(taskId: string): void {
     if (this.#closed) throw this.#notOpen();
-    this.#deadLetters.set(taskId, DELETE);
+    this.#pending.deleteDeadLetter(taskId);
     this.#schedule();
   }
 
@@ -424,12 +410,19 @@ export class SqliteStore implements Store {
 
   #onReply(reply: Reply): void {
     if (reply.t === 'error') {
-      this.#onCommitError?.(new StoreError(this.path, reply.failure.message));
+      const error = new StoreError(this.path, reply.failure.message);
+      if (reply.commit) this.#failure ??= error;
+      this.#onCommitError?.(error);
+      return;
+    }
+    if (reply.t === 'drained') {
+      this.#backlog = false;
+      if (this.#replies.size === 0) this.#worker?.unref();
       return;
     }
     const onReply = this.#replies.get(reply.id)!;
     this.#replies.delete(reply.id);
-    if (this.#replies.size === 0) this.#worker?.unref();
+    if (this.#replies.size === 0 && !this.#backlog) this.#worker?.unref();
     onReply(reply);
   }
 
@@ -445,14 +438,29 @@ export class SqliteStore implements Store {
     for (const onReply of pending) onReply({ t: 'failed', id: 0, failure: { message: error.message, code: null } });
   }
 
+  /** After a write was queued: the batch timer runs, and enough encoded writes go at once if the thread has room. */
+  #queued(): void {
+    this.#schedule();
+    if (this.#pending.encodedCount < EARLY_POST || !this.#ready || this.#outstanding() >= MAX_IN_FLIGHT) return;
+    const skipped: string[] = [];
+    const batch = this.#pending.takeEncoded(skipped);
+    this.#reportSkipped(skipped);
+    if (batch !== null) this.#postCommit(batch, []);
+  }
+
+  /** Commits posted that the thread has not answered yet (it counts in shared memory, so this is known during a burst). */
+  #outstanding(): number {
+    return this.#posted - Atomics.load(this.#answeredCount, 0);
+  }
+
   #schedule(): void {
     if (this.#timer === null && this.#ready && !this.#closed) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
   }
 
   readonly #onTimer = (): void => {
     this.#timer = null;
-    // A commit is under way: the next batch gathers until it is answered.
-    if (this.#inFlight.length > 0 || this.#retry !== null) this.#deferred = true;
+    // The thread has work enough: the next batch gathers until a commit is answered.
+    if (this.#outstanding() >= MAX_IN_FLIGHT) this.#deferred = true;
     else this.#commitNow();
   };
 
@@ -462,135 +470,55 @@ export class SqliteStore implements Store {
     return failure === null ? RESOLVED : Promise.reject(failure);
   }
 
-  /** Encodes the queued writes and posts them, or (while a failed commit waits) adds them to it. */
+  /** Encodes the queued writes and posts them. */
   #commitNow(): void {
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const batch = this.#encode();
+    const skipped: string[] = [];
+    const batch = this.#pending.take(skipped);
+    this.#reportSkipped(skipped);
     if (batch === null) return;
     const waiters = this.#waiter === null ? [] : [this.#waiter];
     this.#waiter = null;
-    if (this.#retry !== null) {
-      appendBatch(this.#retry.batch, batch);
-      this.#retry.waiters.push(...waiters);
-      return;
-    }
-    this.#postCommit({ batch, waiters, answered: deferred(), moved: false }, false);
+    this.#postCommit(batch, waiters);
   }
 
-  #postCommit(commit: Commit, retry: boolean): void {
+  /** What JSON could not encode: the next flush() (or close()) rejects naming it. */
+  #reportSkipped(skipped: string[]): void {
+    if (skipped.length === 0) return;
+    this.#failure ??= new StoreError(
+      this.path,
+      `could not write ${skipped.length} item(s) that JSON cannot encode: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`,
+    );
+  }
+
+  #postCommit(batch: Batch, waiters: Deferred[]): void {
+    const commit: Commit = { waiters, answered: deferred() };
+    this.#posted++;
     this.#inFlight.push(commit);
-    this.#post({ t: 'commit', batch: commit.batch, retry }, (reply) => this.#answered(commit, reply));
-  }
-
-  #postRetry(): void {
-    const retry = this.#retry!;
-    this.#retry = null;
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
-    this.#postCommit(retry, true);
+    this.#post({ t: 'commit', batch }, (reply) => this.#answered(commit, reply));
   }
 
   #answered(commit: Commit, reply: Reply): void {
     this.#inFlight.shift();
     if (reply.t === 'done') {
-      this.#retryMs = 0;
       for (const waiter of commit.waiters) waiter.resolve();
-    } else if (!commit.moved) {
-      // Rolled back (a lock held too long, a full disk): the writes are sent again with a growing
-      // delay, with every commit posted after them (the thread refuses those until then).
-      const error = new StoreError(this.path, `commit failed: ${reply.t === 'failed' ? reply.failure.message : 'the thread refused it'}`);
+    } else {
+      // Rolled back (a lock held too long, a full disk): the thread keeps the writes, with those
+      // posted after them, and commits them in order on its next attempt (it retries on its own).
+      const error = new StoreError(this.path, reply.t === 'failed' ? reply.failure.message : 'commit failed');
       this.#failure ??= error;
-      const retry: Commit = { batch: emptyBatch(), waiters: [], answered: deferred(), moved: false };
-      for (const failed of [commit, ...this.#inFlight]) {
-        appendBatch(retry.batch, failed.batch);
-        for (const waiter of failed.waiters) waiter.reject(error);
-        failed.moved = true;
-      }
-      this.#retry = retry;
-      this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs === 0 ? RETRY_FIRST_MS : this.#retryMs * 2);
-      if (!this.#closed && this.#broken === null) this.#retryTimer = setTimeout(() => this.#postRetry(), this.#retryMs);
+      this.#backlog = this.#broken === null;
+      for (const waiter of commit.waiters) waiter.reject(error);
       this.#onCommitError?.(error);
     }
     commit.answered.resolve();
-    if (this.#deferred && this.#inFlight.length === 0 && this.#retry === null) {
+    if (this.#deferred && this.#outstanding() < MAX_IN_FLIGHT) {
       this.#deferred = false;
       this.#commitNow();
     }
-  }
-
-  /** The queued writes as a batch (null when there are none); what JSON cannot encode is skipped and reported. */
-  #encode(): Batch | null {
-    if (this.#tasks.size === 0 && this.#checkpoints.size === 0 && this.#deadLetters.size === 0 && this.#auditEntries.length === 0) return null;
-    const skipped: string[] = [];
-    const nodeId = this.nodeId;
-
-    const tasks: unknown[] = [];
-    for (const task of this.#tasks) {
-      const start = tasks.length;
-      try {
-        const row = task.toRow();
-        tasks.push(
-          row.id, row.type, row.priority, JSON.stringify(row.capabilities), json(row.payload), JSON.stringify(row.metadata),
-          JSON.stringify(row.options), row.status, row.attempt, row.agentId, row.submittedAt, row.updatedAt,
-          row.resultJson ?? json(row.result), row.error == null ? null : JSON.stringify(row.error), nodeId,
-        );
-      } catch (cause) {
-        tasks.length = start;
-        skipped.push(`task ${task.id}: ${messageOf(cause)}`);
-      }
-    }
-    this.#tasks.clear();
-
-    const checkpoints: (string | null)[] = [];
-    for (const [taskId, state] of this.#checkpoints) checkpoints.push(taskId, state === DELETE ? DELETED_CHECKPOINT : state);
-    this.#checkpoints.clear();
-
-    const deadLetters: unknown[] = [];
-    for (const [taskId, entry] of this.#deadLetters) {
-      try {
-        deadLetters.push(taskId, entry === DELETE ? null : [JSON.stringify(entry.row), JSON.stringify(entry.error), entry.code, entry.attempts, entry.failedAt]);
-      } catch (cause) {
-        skipped.push(`dead letter ${taskId}: ${messageOf(cause)}`);
-      }
-    }
-    this.#deadLetters.clear();
-
-    const audit = this.#encodeAudit(skipped);
-    if (skipped.length > 0) {
-      this.#failure ??= new StoreError(
-        this.path,
-        `could not write ${skipped.length} item(s) that JSON cannot encode: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`,
-      );
-    }
-    return { tasks, audit, checkpoints, deadLetters };
-  }
-
-  /** The queued audit entries with their subjects' ids and their details as JSON, in place. */
-  #encodeAudit(skipped: string[]): unknown[] {
-    let audit = this.#auditEntries;
-    this.#auditEntries = [];
-    let bad: Set<number> | null = null;
-    for (let i = 0; i < audit.length; i += AUDIT_FIELDS) {
-      const task = audit[i + 2] as AuditSubject | null;
-      if (task !== null) audit[i + 2] = task.id;
-      const details = audit[i + 5];
-      if (details === null) continue;
-      try {
-        audit[i + 5] = JSON.stringify(details);
-      } catch (cause) {
-        (bad ??= new Set()).add(i);
-        skipped.push(`audit ${String(audit[i + 1])} of ${String(audit[i + 2] ?? audit[i + 3] ?? '-')}: ${messageOf(cause)}`);
-      }
-    }
-    if (bad !== null) {
-      const kept: unknown[] = [];
-      for (let i = 0; i < audit.length; i += AUDIT_FIELDS) if (!bad.has(i)) for (let f = 0; f < AUDIT_FIELDS; f++) kept.push(audit[i + f]);
-      audit = kept;
-    }
-    return audit;
   }
 }
 

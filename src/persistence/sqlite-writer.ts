@@ -7,8 +7,22 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { hostname } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { AUDIT_FIELDS, DELETED_CHECKPOINT, TASK_COLUMNS, type Batch, type OpenConfig, type Read, type Reply, type Request, type ThreadFailure } from './sqlite-protocol.js';
-import { FINISHED_STATUSES, MIGRATIONS, SCHEMA_VERSION, UNFINISHED_STATUSES } from './sqlite-schema.js';
+import {
+  AUDIT_FIELDS,
+  CHUNK_FIELDS,
+  DELETED_CHECKPOINT,
+  TASK_COLUMNS,
+  UPDATE_COLUMNS,
+  type Batch,
+  type OpenConfig,
+  type Read,
+  type Reply,
+  type Request,
+  type ThreadFailure,
+  type TrailRead,
+} from './sqlite-protocol.js';
+import { AUDIT_TYPES, FINISHED_STATUSES, MIGRATIONS, SCHEMA_VERSION, UNFINISHED_STATUSES } from './sqlite-schema.js';
+import type { AuditEvent, AuditEventType } from './store.js';
 
 type Database = BetterSqlite3.Database;
 type Statement = BetterSqlite3.Statement<unknown[], unknown>;
@@ -23,10 +37,9 @@ class WriterError extends Error {
   }
 }
 
-const AUDIT_COLUMNS = ['seq', 'ts', 'type', 'task_id', 'agent_id', 'attempt', 'details'] as const;
-// Rows per multi-row INSERT: one statement carries many rows, cutting per-statement overhead.
-const TASK_ROWS_PER_INSERT = 32;
-const AUDIT_ROWS_PER_INSERT = 64;
+/** Every type bit: a read of the whole trail. */
+const ALL_TYPES = 2 ** 31 - 1;
+const INDEX_ROWS_PER_STATEMENT = 128;
 
 interface NodeRow {
   id: string;
@@ -35,34 +48,25 @@ interface NodeRow {
   heartbeat_at: number;
 }
 
-/**
- * Rows of one table written with multi-row INSERTs: a full chunk at once, the rest by one
- * statement sized to it (statements are cached per size).
- */
-class RowWriter {
+/** Statements that write several rows at once (one per row count, prepared when first needed). */
+class MultiRow {
   readonly #statements = new Map<number, Statement>();
 
   constructor(
     private readonly db: Database,
     private readonly sql: (rows: number) => string,
     private readonly width: number,
-    private readonly chunk: number,
   ) {}
 
-  /** Writes the rows whose values are `values[from..to)`. */
-  write(values: unknown[], from: number, to: number): void {
-    const step = this.chunk * this.width;
-    for (; from + step <= to; from += step) this.#statement(this.chunk).run(values.slice(from, from + step));
-    if (from < to) this.#statement((to - from) / this.width).run(values.slice(from, to));
-  }
-
-  #statement(rows: number): Statement {
+  /** Writes the rows of `values` (`width` values each) with one statement. */
+  run(values: unknown[]): void {
+    const rows = values.length / this.width;
     let statement = this.#statements.get(rows);
     if (statement === undefined) {
       statement = this.db.prepare(this.sql(rows));
       this.#statements.set(rows, statement);
     }
-    return statement;
+    statement.run(values);
   }
 }
 
@@ -72,14 +76,39 @@ function placeholders(width: number, rows: number): string {
 }
 
 function taskUpsertSql(rows: number): string {
-  // submitted_at keeps its first value: a row is rewritten at every transition.
+  // submitted_at keeps its first value: a task submitted again (a dead letter requeued) keeps its row.
   const updates = TASK_COLUMNS.filter((c) => c !== 'id' && c !== 'submitted_at').map((c) => `${c} = excluded.${c}`);
   return `INSERT INTO tasks (${TASK_COLUMNS.join(', ')}) VALUES ${placeholders(TASK_COLUMNS.length, rows)}
     ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}`;
 }
 
-function auditInsertSql(rows: number): string {
-  return `INSERT INTO audit (${AUDIT_COLUMNS.join(', ')}) VALUES ${placeholders(AUDIT_COLUMNS.length, rows)}`;
+function taskUpdateSql(rows: number): string {
+  // A plain update finds the row by its key once; an upsert probes it, fails to insert, then updates.
+  const sets = UPDATE_COLUMNS.map((c, i) => `${c} = v.column${i + 2}`);
+  return `UPDATE tasks SET ${sets.join(', ')} FROM (VALUES ${placeholders(UPDATE_COLUMNS.length + 1, rows)}) AS v WHERE tasks.id = v.column1`;
+}
+
+function indexInsertSql(rows: number): string {
+  return `INSERT OR IGNORE INTO audit_index (task_id, seq) VALUES ${placeholders(2, rows)}`;
+}
+
+/** The distinct task ids of a chunk's entries. */
+function chunkTasks(entries: unknown[]): string[] {
+  const tasks = new Set<string>();
+  for (let i = 2; i < entries.length; i += AUDIT_FIELDS) if (entries[i] !== null) tasks.add(entries[i] as string);
+  return [...tasks];
+}
+
+/** The entries of a chunk (flat, AUDIT_FIELDS values each) that `keep` accepts, numbered from the chunk's seq. */
+function chunkEntries(seq: number, entries: unknown[], keep: (seq: number, ts: number, type: AuditEventType, taskId: string | null) => boolean, out: AuditEvent[]): void {
+  for (let i = 0; i < entries.length; i += AUDIT_FIELDS, seq++) {
+    const ts = entries[i] as number;
+    const type = entries[i + 1] as AuditEventType;
+    const taskId = entries[i + 2] as string | null;
+    if (!keep(seq, ts, type, taskId)) continue;
+    const details = entries[i + 5] as Record<string, unknown> | null;
+    out.push({ seq, timestamp: ts, type, taskId, agentId: entries[i + 3] as string | null, attempt: entries[i + 4] as number | null, details: details ?? null });
+  }
 }
 
 /** True when a process with this pid exists on this host (it may be another one that reused the pid: staleness then decides). */
@@ -102,25 +131,25 @@ class Writer {
   readonly #db: Database;
   readonly #config: OpenConfig;
   readonly #host = hostname();
-  readonly #tasks: RowWriter;
-  readonly #audit: RowWriter;
+  readonly #inserts: MultiRow;
+  readonly #updates: MultiRow;
+  readonly #index: MultiRow;
   readonly #s: ReturnType<typeof prepare>;
   readonly #timers: ReturnType<typeof setInterval>[] = [];
-  /** Highest audit seq assigned, and every seq up to `#auditFloor` has been deleted by retention. */
-  #lastSeq: number;
-  #auditFloor: number;
-  /** A commit failed: later ones are refused until it is sent again, so writes land in order. */
-  #blocked = false;
+  readonly #report: (message: Reply) => void;
+  /** Batches a failed commit left, with those posted since, oldest first: committed before any later one. */
+  #backlog: Batch[] = [];
+  #retryMs = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(db: Database, config: OpenConfig) {
+  constructor(db: Database, config: OpenConfig, report: (message: Reply) => void) {
     this.#db = db;
     this.#config = config;
+    this.#report = report;
     this.#s = prepare(db);
-    this.#tasks = new RowWriter(db, taskUpsertSql, TASK_COLUMNS.length, TASK_ROWS_PER_INSERT);
-    this.#audit = new RowWriter(db, auditInsertSql, AUDIT_COLUMNS.length, AUDIT_ROWS_PER_INSERT);
-    this.#lastSeq = (this.#s.auditSeq.get() as { value: number }).value;
-    const first = this.#s.auditFirst.get() as { seq: number | null };
-    this.#auditFloor = first.seq === null ? this.#lastSeq : first.seq - 1;
+    this.#inserts = new MultiRow(db, taskUpsertSql, TASK_COLUMNS.length);
+    this.#updates = new MultiRow(db, taskUpdateSql, UPDATE_COLUMNS.length + 1);
+    this.#index = new MultiRow(db, indexInsertSql, 2);
     // Entries that expired while the file was closed.
     this.#retain(Date.now());
     this.#s.upsertNode.run(config.nodeId, this.#host, process.pid, Date.now(), Date.now());
@@ -128,14 +157,14 @@ class Writer {
   }
 
   /** Starts the heartbeat and the pruning (after open() replied, so their failures come after it). */
-  startTimers(report: (failure: ThreadFailure) => void): void {
+  startTimers(): void {
     const every = (ms: number, work: () => void, what: string) =>
       this.#timers.push(
         setInterval(() => {
           try {
             work();
           } catch (error) {
-            report({ ...failureOf(error), message: `${what} failed: ${failureOf(error).message}` });
+            this.#report({ t: 'error', failure: { ...failureOf(error), message: `${what} failed: ${failureOf(error).message}` }, commit: false });
           }
         }, ms),
       );
@@ -143,29 +172,52 @@ class Writer {
     every(this.#config.pruneEveryMs, () => this.#pruneFinished(), 'pruning finished tasks');
   }
 
-  /** Commits a batch in one transaction; refused (false) while an earlier failed commit waits for its retry. */
-  commit(batch: Batch, retry: boolean): boolean {
-    if (this.#blocked && !retry) return false;
-    const lastSeq = this.#lastSeq;
-    const auditFloor = this.#auditFloor;
-    try {
-      this.#db.transaction(() => this.#write(batch)).immediate();
-    } catch (error) {
-      // Rolled back: the store sends it again, with what it posted after it.
-      this.#lastSeq = lastSeq;
-      this.#auditFloor = auditFloor;
-      this.#blocked = true;
-      throw error;
-    }
-    this.#blocked = false;
-    return true;
+  /**
+   * Commits `batch` in one transaction, after what failed commits left. @throws when the
+   * transaction fails: rolled back, its writes are kept and retried (with a growing delay, or
+   * with the next batch), so nothing is lost or reordered while the store is open.
+   */
+  commit(batch: Batch): void {
+    this.#backlog.push(batch);
+    this.#attempt();
   }
 
-  #write(batch: Batch): void {
+  #attempt(): void {
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    const batches = this.#backlog;
+    try {
+      this.#db
+        .transaction(() => {
+          const now = Date.now();
+          for (const batch of batches) this.#write(batch, now);
+          this.#retain(now);
+        })
+        .immediate();
+    } catch (error) {
+      this.#retryMs = Math.min(this.#config.retryMaxMs, this.#retryMs === 0 ? this.#config.retryFirstMs : this.#retryMs * 2);
+      this.#retryTimer = setTimeout(() => this.#retry(), this.#retryMs);
+      throw error;
+    }
+    this.#backlog = [];
+    if (this.#retryMs === 0) return;
+    this.#retryMs = 0;
+    this.#report({ t: 'drained' });
+  }
+
+  #retry(): void {
+    try {
+      this.#attempt();
+    } catch (error) {
+      this.#report({ t: 'error', failure: { ...failureOf(error), message: `commit failed: ${failureOf(error).message}` }, commit: true });
+    }
+  }
+
+  #write(batch: Batch, now: number): void {
     const s = this.#s;
-    this.#tasks.write(batch.tasks, 0, batch.tasks.length);
+    for (const rows of batch.tasks) this.#inserts.run(rows);
+    for (const rows of batch.updates) this.#updates.run(rows);
     const checkpoints = batch.checkpoints;
-    const now = Date.now();
     for (let i = 0; i < checkpoints.length; i += 2) {
       const state = checkpoints[i + 1]!;
       if (state === DELETED_CHECKPOINT) s.deleteCheckpoint.run(checkpoints[i]);
@@ -177,20 +229,28 @@ class Writer {
       if (entry === null) s.deleteDeadLetter.run(deadLetters[i]);
       else s.upsertDeadLetter.run(deadLetters[i], ...entry);
     }
-    const audit = batch.audit;
-    if (audit.length > 0) {
-      // Seqs are given here, in commit order, which is append order.
-      const rows = new Array<unknown>((audit.length / AUDIT_FIELDS) * AUDIT_COLUMNS.length);
-      let seq = this.#lastSeq;
-      for (let i = 0, o = 0; i < audit.length; i += AUDIT_FIELDS) {
-        rows[o++] = ++seq;
-        for (let f = 0; f < AUDIT_FIELDS; f++) rows[o++] = audit[i + f];
+    const chunks = batch.chunks;
+    if (chunks.length === 0) return;
+    // Seqs are given here, in commit order, which is append order. Read in the transaction:
+    // another process on the file numbers its entries from the same counter.
+    let seq = (s.auditSeq.get() as { value: number }).value;
+    let rows: unknown[] = [];
+    for (let i = 0; i < chunks.length; i += CHUNK_FIELDS) {
+      const text = chunks[i + 4] as string;
+      // The tasks it holds: an index row each, and the list that retention deletes them by.
+      const tasks = chunkTasks(JSON.parse(text) as unknown[]);
+      s.insertChunk.run(seq + 1, chunks[i], chunks[i + 1], chunks[i + 2], chunks[i + 3], JSON.stringify(tasks), text);
+      for (const taskId of tasks) {
+        rows.push(taskId, seq + 1);
+        if (rows.length === 2 * INDEX_ROWS_PER_STATEMENT) {
+          this.#index.run(rows);
+          rows = [];
+        }
       }
-      this.#audit.write(rows, 0, rows.length);
-      this.#lastSeq = seq;
-      s.saveAuditSeq.run(seq);
-      this.#retain(now);
+      seq += chunks[i] as number;
     }
+    if (rows.length > 0) this.#index.run(rows);
+    s.saveAuditSeq.run(seq);
   }
 
   read(read: Read): unknown {
@@ -202,21 +262,56 @@ class Writer {
         return s.listTasks.all({ statuses: read.statuses, type: read.type, limit: read.limit });
       case 'deadLetters':
         return s.listDeadLetters.all();
-      case 'history': {
-        const now = Date.now();
-        this.#retain(now);
-        return s.history.all(read.taskId, now - this.#config.audit.retainMs);
-      }
-      case 'audit': {
-        const now = Date.now();
-        this.#retain(now);
-        // The ts filter catches the few entries retention leaves when a clock stepped back.
-        const cutoff = now - this.#config.audit.retainMs;
-        return read.type === null ? s.auditSince.all(read.since, cutoff, read.limit) : s.auditSinceOfType.all(read.type, read.since, cutoff, read.limit);
-      }
+      case 'history':
+        return this.#history(read.taskId);
+      case 'audit':
+        return this.#trail(read.since, read.limit, read.type);
       case 'claim':
         return this.#claim(new Set(read.openHere));
     }
+  }
+
+  /** A task's entries: the chunks holding any, found by the task index. */
+  #history(taskId: string): TrailRead {
+    const { floor, cutoff } = this.#readWindow();
+    const out: TrailRead = { events: [], unreadable: [] };
+    for (const chunk of this.#s.history.iterate(taskId) as Iterable<{ seq: number; entries: string }>) {
+      this.#decode(chunk, out, (seq, ts, _type, id) => id === taskId && seq > floor && ts >= cutoff);
+    }
+    return out;
+  }
+
+  /** Entries after `since`, of one type if given, up to `limit`: chunks from the one holding `since + 1` on. */
+  #trail(since: number, limit: number, type: AuditEventType | null): TrailRead {
+    const { floor, cutoff } = this.#readWindow();
+    const out: TrailRead = { events: [], unreadable: [] };
+    const from = (this.#s.chunkAt.get(since + 1) as { seq: number | null }).seq ?? 0;
+    const mask = type === null ? ALL_TYPES : 2 ** AUDIT_TYPES.indexOf(type);
+    for (const chunk of this.#s.chunksFrom.iterate(from, mask) as Iterable<{ seq: number; entries: string }>) {
+      // The ts filter catches the few entries retention leaves when a clock stepped back.
+      this.#decode(chunk, out, (seq, ts, t) => seq > since && seq > floor && ts >= cutoff && (type === null || t === type));
+      if (out.events.length >= limit) break;
+    }
+    out.events.length = Math.min(out.events.length, limit);
+    return out;
+  }
+
+  /** Applies retention as of now; returns what reads must still skip (entries of chunks it keeps). */
+  #readWindow(): { floor: number; cutoff: number } {
+    const now = Date.now();
+    this.#retain(now);
+    return { floor: (this.#s.auditFloor.get() as { value: number }).value, cutoff: now - this.#config.audit.retainMs };
+  }
+
+  #decode(chunk: { seq: number; entries: string }, out: TrailRead, keep: Parameters<typeof chunkEntries>[2]): void {
+    let entries: unknown[];
+    try {
+      entries = JSON.parse(chunk.entries) as unknown[];
+    } catch (error) {
+      out.unreadable.push(`audit entries from seq ${chunk.seq} cannot be read back: ${failureOf(error).message}`);
+      return;
+    }
+    chunkEntries(chunk.seq, entries, keep, out.events);
   }
 
   /** Takes the unfinished rows of nodes that are gone (one transaction, so two claimers never take the same row). */
@@ -255,31 +350,49 @@ class Writer {
     return node.pid === process.pid ? !openHere.has(node.id) : !processAlive(node.pid);
   }
 
+  /** Closes the file, after a last attempt at what failed commits left. @throws when that attempt fails (those writes are lost) */
   close(): void {
     for (const timer of this.#timers) clearInterval(timer);
+    let lost: unknown = null;
+    if (this.#backlog.length > 0) {
+      try {
+        this.#attempt();
+      } catch (error) {
+        lost = error;
+      }
+      if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    }
     try {
       // Gone from the file: a process starting after this one recovers what this one left at once.
       this.#s.deleteNode.run(this.#config.nodeId);
     } finally {
       this.#db.close();
     }
+    if (lost !== null) throw new Error(`commit failed: ${failureOf(lost).message}; the writes it held are lost`);
   }
 
-  /** Deletes audit entries beyond the newest `maxEvents` and older than `retainMs`: range deletes on seq, no scan. */
+  /**
+   * Removes entries beyond the newest `maxEvents` and older than `retainMs`: the chunks wholly
+   * below the new floor, with their index rows (a prefix of the trail: timestamps grow with seq).
+   * Entries of a chunk that straddles the floor stay until the chunk goes; reads skip them.
+   */
   #retain(now: number): void {
     const s = this.#s;
-    let upTo = this.#lastSeq - this.#config.audit.maxEvents;
+    const lastSeq = (s.auditSeq.get() as { value: number }).value;
+    const floor = (s.auditFloor.get() as { value: number }).value;
+    let upTo = lastSeq - this.#config.audit.maxEvents;
     const cutoff = now - this.#config.audit.retainMs;
-    const oldest = s.auditOldest.get() as { seq: number; ts: number } | undefined;
-    if (oldest !== undefined && oldest.ts < cutoff) {
-      // Timestamps grow with seq, so the expired entries are a prefix of the trail.
-      const fresh = s.auditFirstFresh.get(cutoff) as { seq: number } | undefined;
-      upTo = Math.max(upTo, fresh === undefined ? this.#lastSeq : fresh.seq - 1);
+    const oldest = s.oldestChunk.get() as { first_ts: number } | undefined;
+    if (oldest !== undefined && oldest.first_ts < cutoff) {
+      const fresh = s.firstFreshChunk.get(cutoff) as { seq: number } | undefined;
+      upTo = Math.max(upTo, fresh === undefined ? lastSeq : fresh.seq - 1);
     }
-    if (upTo > this.#auditFloor) {
-      s.auditDeleteUpTo.run(upTo);
-      this.#auditFloor = upTo;
+    if (upTo <= floor) return;
+    for (const chunk of s.expiredChunks.all({ upTo }) as { seq: number; tasks: string }[]) {
+      for (const taskId of JSON.parse(chunk.tasks) as string[]) s.deleteIndex.run(taskId, chunk.seq);
+      s.deleteChunk.run(chunk.seq);
     }
+    s.saveAuditFloor.run(upTo);
   }
 
   #pruneFinished(): void {
@@ -317,15 +430,20 @@ function prepare(db: Database) {
     ),
     heartbeat: db.prepare('UPDATE nodes SET heartbeat_at = ? WHERE id = ?'),
     pruneFinished: db.prepare(`DELETE FROM tasks WHERE status IN ${FINISHED_STATUSES} AND updated_at < ?`),
-    history: db.prepare('SELECT * FROM audit WHERE task_id = ? AND ts >= ? ORDER BY seq'),
-    auditSince: db.prepare('SELECT * FROM audit WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?'),
-    auditSinceOfType: db.prepare('SELECT * FROM audit WHERE type = ? AND seq > ? AND ts >= ? ORDER BY seq LIMIT ?'),
-    auditOldest: db.prepare('SELECT seq, ts FROM audit ORDER BY seq LIMIT 1'),
-    auditFirstFresh: db.prepare('SELECT seq FROM audit WHERE ts >= ? ORDER BY seq LIMIT 1'),
-    auditFirst: db.prepare('SELECT min(seq) AS seq FROM audit'),
-    auditDeleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
+    insertChunk: db.prepare('INSERT INTO audit_chunks (seq, count, first_ts, last_ts, types, tasks, entries) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    history: db.prepare('SELECT c.seq, c.entries FROM audit_index i JOIN audit_chunks c ON c.seq = i.seq WHERE i.task_id = ? ORDER BY i.seq'),
+    // The chunk holding a seq: the last one starting at or before it.
+    chunkAt: db.prepare('SELECT max(seq) AS seq FROM audit_chunks WHERE seq <= ?'),
+    chunksFrom: db.prepare('SELECT seq, entries FROM audit_chunks WHERE seq >= ? AND (types & ?) != 0 ORDER BY seq'),
+    oldestChunk: db.prepare('SELECT first_ts FROM audit_chunks ORDER BY seq LIMIT 1'),
+    firstFreshChunk: db.prepare('SELECT seq FROM audit_chunks WHERE last_ts >= ? ORDER BY seq LIMIT 1'),
+    expiredChunks: db.prepare('SELECT seq, tasks FROM audit_chunks WHERE seq <= @upTo AND seq + count - 1 <= @upTo'),
+    deleteChunk: db.prepare('DELETE FROM audit_chunks WHERE seq = ?'),
+    deleteIndex: db.prepare('DELETE FROM audit_index WHERE task_id = ? AND seq = ?'),
     auditSeq: db.prepare("SELECT value FROM meta WHERE key = 'audit_seq'"),
     saveAuditSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'audit_seq'"),
+    auditFloor: db.prepare("SELECT value FROM meta WHERE key = 'audit_floor'"),
+    saveAuditFloor: db.prepare("UPDATE meta SET value = ? WHERE key = 'audit_floor'"),
   };
 }
 
@@ -344,7 +462,7 @@ function migrate(db: Database): void {
   }).immediate();
 }
 
-async function open(config: OpenConfig): Promise<Writer> {
+async function open(config: OpenConfig, report: (message: Reply) => void): Promise<Writer> {
   let Database: typeof BetterSqlite3;
   try {
     Database = (await import('better-sqlite3')).default;
@@ -360,7 +478,7 @@ async function open(config: OpenConfig): Promise<Writer> {
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new WriterError(`is corrupt (quick_check: ${String(check)})`, 'QUICK_CHECK');
     migrate(db);
-    return new Writer(db, config);
+    return new Writer(db, config, report);
   } catch (error) {
     db?.close();
     throw error;
@@ -369,15 +487,17 @@ async function open(config: OpenConfig): Promise<Writer> {
 
 const port = parentPort!;
 let writer: Writer | null = null;
+let answered: Int32Array | null = null;
 const reply = (message: Reply) => port.postMessage(message);
 
 port.on('message', (request: Request) => {
   if (request.t === 'open') {
-    open(request.config).then(
+    answered = request.config.answered;
+    open(request.config, reply).then(
       (opened) => {
         writer = opened;
         reply({ t: 'done', id: request.id, value: null });
-        opened.startTimers((failure) => reply({ t: 'error', failure }));
+        opened.startTimers();
       },
       (error: unknown) => reply({ t: 'failed', id: request.id, failure: failureOf(error) }),
     );
@@ -386,18 +506,25 @@ port.on('message', (request: Request) => {
   try {
     switch (request.t) {
       case 'commit':
-        if (writer!.commit(request.batch, request.retry)) reply({ t: 'done', id: request.id, value: null });
-        else reply({ t: 'refused', id: request.id });
+        try {
+          writer!.commit(request.batch);
+          reply({ t: 'done', id: request.id, value: null });
+        } catch (error) {
+          reply({ t: 'failed', id: request.id, failure: { ...failureOf(error), message: `commit failed: ${failureOf(error).message}` } });
+        } finally {
+          Atomics.add(answered!, 0, 1);
+        }
         return;
       case 'read':
         reply({ t: 'done', id: request.id, value: writer!.read(request.read) });
         return;
-      case 'close':
-        writer?.close();
+      case 'close': {
+        const closing = writer;
         writer = null;
+        closing?.close();
         reply({ t: 'done', id: request.id, value: null });
-        port.close();
         return;
+      }
     }
   } catch (error) {
     reply({ t: 'failed', id: request.id, failure: failureOf(error) });

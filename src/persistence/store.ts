@@ -31,6 +31,8 @@ export interface TaskRow {
 /** Something the store can turn into a row when it writes (late, so one write carries the latest state). */
 export interface PersistableTask {
   readonly id: string;
+  /** Its status now, if known: a store may encode the row of a task in a final status at once (no later transition rewrites it). */
+  readonly status?: string;
   toRow(): TaskRow;
 }
 
