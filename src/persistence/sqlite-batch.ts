@@ -61,6 +61,8 @@ export class PendingWrites {
   #encodedCount = 0;
   /** What JSON could not encode, described; taken with the next batch. */
   #skipped: string[] = [];
+  /** The tasks of the chunk being encoded, with their ids (made once per chunk: a task's entries often share one). */
+  readonly #chunkIds = new Map<AuditSubject, string>();
   // Most tasks share their capabilities array and metadata object (a lane's, the default): their JSON is made once.
   #capabilities: readonly string[] | null = null;
   #capabilitiesJson = '';
@@ -191,13 +193,20 @@ export class PendingWrites {
     this.#entries = [];
     let types = 0;
     let lastTs = 0;
+    const ids = this.#chunkIds;
     for (let i = 0; i < entries.length; i += AUDIT_FIELDS) {
       const ts = entries[i] as number;
       if (ts > lastTs) lastTs = ts;
       types |= TYPE_BITS[entries[i + 1] as AuditEventType];
       const task = entries[i + 2] as AuditSubject | null;
-      if (task !== null) entries[i + 2] = task.id;
+      if (task === null) continue;
+      let id = ids.get(task);
+      if (id === undefined) ids.set(task, (id = task.id));
+      entries[i + 2] = id;
     }
+    // (Two subjects may name one task: a dead letter's is made from its id.)
+    const tasks = [...new Set(ids.values())];
+    ids.clear();
     let text: string;
     try {
       text = JSON.stringify(entries);
@@ -206,7 +215,7 @@ export class PendingWrites {
       if (entries.length === 0) return;
       text = JSON.stringify(entries);
     }
-    this.#encoded.chunks.push(entries.length / AUDIT_FIELDS, entries[0], lastTs, types, text);
+    this.#encoded.chunks.push(entries.length / AUDIT_FIELDS, entries[0], lastTs, types, tasks, text);
     this.#encodedCount += CHUNK_WEIGHT;
   }
 }

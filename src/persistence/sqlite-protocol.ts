@@ -20,8 +20,8 @@ export const ROWS_PER_STATEMENT = 32;
 /** Values per audit entry in a chunk: timestamp, type, task id, agent id, attempt, details. */
 export const AUDIT_FIELDS = 6;
 
-/** Values per chunk in Batch.chunks: entry count, first and last timestamp, types bitmask, entries JSON. */
-export const CHUNK_FIELDS = 5;
+/** Values per chunk in Batch.chunks: entry count, first and last timestamp, types bitmask, its task ids (an array), entries JSON. */
+export const CHUNK_FIELDS = 6;
 
 /**
  * Writes to commit, encoded on the main thread (JSON already made) so the thread only executes

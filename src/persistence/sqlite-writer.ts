@@ -92,13 +92,6 @@ function indexInsertSql(rows: number): string {
   return `INSERT OR IGNORE INTO audit_index (task_id, seq) VALUES ${placeholders(2, rows)}`;
 }
 
-/** The distinct task ids of a chunk's entries. */
-function chunkTasks(entries: unknown[]): string[] {
-  const tasks = new Set<string>();
-  for (let i = 2; i < entries.length; i += AUDIT_FIELDS) if (entries[i] !== null) tasks.add(entries[i] as string);
-  return [...tasks];
-}
-
 /** The entries of a chunk (flat, AUDIT_FIELDS values each) that `keep` accepts, numbered from the chunk's seq. */
 function chunkEntries(seq: number, entries: unknown[], keep: (seq: number, ts: number, type: AuditEventType, taskId: string | null) => boolean, out: AuditEvent[]): void {
   for (let i = 0; i < entries.length; i += AUDIT_FIELDS, seq++) {
@@ -236,10 +229,9 @@ class Writer {
     let seq = (s.auditSeq.get() as { value: number }).value;
     let rows: unknown[] = [];
     for (let i = 0; i < chunks.length; i += CHUNK_FIELDS) {
-      const text = chunks[i + 4] as string;
       // The tasks it holds: an index row each, and the list that retention deletes them by.
-      const tasks = chunkTasks(JSON.parse(text) as unknown[]);
-      s.insertChunk.run(seq + 1, chunks[i], chunks[i + 1], chunks[i + 2], chunks[i + 3], JSON.stringify(tasks), text);
+      const tasks = chunks[i + 4] as string[];
+      s.insertChunk.run(seq + 1, chunks[i], chunks[i + 1], chunks[i + 2], chunks[i + 3], JSON.stringify(tasks), chunks[i + 5]);
       for (const taskId of tasks) {
         rows.push(taskId, seq + 1);
         if (rows.length === 2 * INDEX_ROWS_PER_STATEMENT) {
