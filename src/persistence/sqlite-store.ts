@@ -106,11 +106,13 @@ function describeOpenFailure(failure: ThreadFailure): string {
 /**
  * A store in one SQLite file (WAL). Writes are queued in memory and committed in one
  * transaction per batch, at most `flushIntervalMs` after the batch's first write or at
- * `flush()`. A batch is encoded here (task rows are taken with `toRow()` then, so several
- * transitions of a task within one batch cost one row) and committed by a writer thread
- * (sqlite-writer.ts), which runs the SQL beside the engine. While a commit is under way the
- * next batch gathers, so a busy store commits fewer, larger batches. Reads are sent after the
- * writes queued before them, so they see them (read-your-writes).
+ * `flush()`. A batch is encoded here (sqlite-batch.ts: the row of an unfinished task is taken
+ * with `toRow()` then, so several transitions within one batch cost one row) and committed by a
+ * writer thread (sqlite-writer.ts) that owns the connection, so the SQL runs beside the engine.
+ * While the thread is busy the next batch gathers; what can no longer change (finished rows, full
+ * audit chunks) goes out early when enough of it is encoded. Reads are sent after the writes
+ * queued before them, so they see them (read-your-writes). A failed commit is kept by the thread
+ * and retried, in order before later ones, until it lands or the store closes.
  *
  * A value that JSON cannot encode (a BigInt, a cycle) is reported when its write is encoded:
  * `saveCheckpoint` rejects at once; a task row, audit entry or dead letter is skipped and the
@@ -422,8 +424,9 @@ export class SqliteStore implements Store {
     }
     const onReply = this.#replies.get(reply.id)!;
     this.#replies.delete(reply.id);
-    if (this.#replies.size === 0 && !this.#backlog) this.#worker?.unref();
     onReply(reply);
+    // (After it: a failed commit leaves a backlog the thread retries, which holds the process.)
+    if (this.#replies.size === 0 && !this.#backlog) this.#worker?.unref();
   }
 
   /** The thread ended: expected when the store ended it (close, a failed open), else every request in flight fails. */
