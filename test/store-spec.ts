@@ -335,11 +335,13 @@ export function storeContract(init: StoreTestInitializer): void {
         expect(await store.findTask('missing')).toBeUndefined();
       });
 
-      it('writes a result already encoded (resultJson) as it is, and keeps the first submittedAt', async () => {
+      it('writes a payload and a result already encoded (payloadJson, resultJson) as they are, and keeps the first submittedAt', async () => {
         const store = await open();
         const task = new FakeTask('t1');
+        task.toRow = () => ({ ...FakeTask.prototype.toRow.call(task), payload: 'ignored', payloadJson: '{"given":1}' });
         store.saveTask(task);
         await store.flush();
+        expect(await store.findTask('t1')).toMatchObject({ payload: { given: 1 } });
         task.status = TaskStatus.COMPLETED;
         task.toRow = () => ({ ...FakeTask.prototype.toRow.call(task), submittedAt: 1, result: 'ignored', resultJson: '{"encoded":true}' });
         store.saveTask(task);

@@ -173,7 +173,7 @@ export class PendingWrites {
           this.#metadataJson = JSON.stringify(row.metadata);
           this.#metadata = row.metadata;
         }
-        const payload = json(row.payload);
+        const payload = row.payloadJson !== undefined ? row.payloadJson : json(row.payload);
         const options = JSON.stringify(row.options);
         rowsFor(batch.tasks, TASK_COLUMNS.length).push(
           row.id, row.type, row.priority, this.#capabilitiesJson, payload, this.#metadataJson, options,

@@ -24,6 +24,8 @@ export interface TaskRow {
   error?: SerializedError | null;
   /** The result already encoded as JSON (checked when the task completed), so a store need not encode it again. */
   resultJson?: string | undefined;
+  /** The payload already encoded as JSON (when it was checked at submit), so a store need not encode it again. */
+  payloadJson?: string | null | undefined;
   /** The process that holds the task (as read back from a durable store). */
   owner?: string | null;
 }
