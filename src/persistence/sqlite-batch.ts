@@ -87,9 +87,13 @@ export class PendingWrites {
   }
 
   saveTask(task: PersistableTask): void {
-    // A final row is encoded now; if the task is also among the unfinished ones, take() skips it.
-    if (isFinal(task)) this.#encodeTask(task);
-    else this.#tasks.add(task);
+    if (!isFinal(task)) {
+      this.#tasks.add(task);
+      return;
+    }
+    // Encoded now, and no longer held: a finished task is released as soon as the engine lets go.
+    if (this.#tasks.size > 0) this.#tasks.delete(task);
+    this.#encodeTask(task);
   }
 
   /** `state`: its JSON, made by the caller (null for undefined). */
@@ -124,6 +128,7 @@ export class PendingWrites {
 
   /** Every queued write as a batch (null when there are none), with what JSON could not encode described in `skipped`. */
   take(skipped: string[]): Batch | null {
+    // A task that ended without being saved so (cancelled by a forced shutdown, its row left unfinished) is not written.
     for (const task of this.#tasks) if (!isFinal(task)) this.#encodeTask(task);
     this.#tasks.clear();
     if (this.#entries.length > 0) this.#encodeChunk();
