@@ -19,6 +19,12 @@ const CHUNK_VALUES = AUDIT_CHUNK_ENTRIES * AUDIT_FIELDS;
 const CHUNK_WEIGHT = 64;
 const FINAL_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled', 'timeout']);
 
+/** True for `{}` (most tasks' options): its JSON needs no call. */
+function isEmpty(object: Record<string, unknown>): boolean {
+  for (const _ in object) return false;
+  return true;
+}
+
 function isFinal(task: PersistableTask): boolean {
   return task.status !== undefined && FINAL_STATUSES.has(task.status);
 }
@@ -53,8 +59,15 @@ export class PendingWrites {
   /** JSON of the state (null for undefined), or DELETE. */
   readonly #checkpoints = new Map<string, string | null | typeof DELETE>();
   readonly #deadLetters = new Map<string, DeadLetterRow | typeof DELETE>();
-  /** Audit entries of the chunk being filled, AUDIT_FIELDS values each (the subject and details as given). */
+  /**
+   * Audit entries of the chunk being filled, AUDIT_FIELDS values each (the subject and details as
+   * given). A timestamp is kept as ms after the chunk's first: a small integer, which costs no
+   * allocation here and little to write as JSON.
+   */
   #entries: unknown[] = [];
+  #firstTs = 0;
+  #lastTs = 0;
+  #types = 0;
   /** Writes already encoded: final rows, full chunks. */
   #encoded: Batch = emptyBatch();
   /** How much is in `#encoded` (see encodedCount). */
@@ -122,7 +135,10 @@ export class PendingWrites {
     details: Record<string, unknown> | null,
   ): void {
     const entries = this.#entries;
-    entries.push(timestamp, type, task, agentId, attempt, details);
+    if (entries.length === 0) this.#firstTs = this.#lastTs = timestamp;
+    else if (timestamp > this.#lastTs) this.#lastTs = timestamp;
+    this.#types |= TYPE_BITS[type];
+    entries.push(timestamp - this.#firstTs, type, task, agentId, attempt, details);
     if (entries.length === CHUNK_VALUES) this.#encodeChunk();
   }
 
@@ -179,7 +195,7 @@ export class PendingWrites {
           this.#metadata = row.metadata;
         }
         const payload = row.payloadJson !== undefined ? row.payloadJson : json(row.payload);
-        const options = JSON.stringify(row.options);
+        const options = isEmpty(row.options) ? '{}' : JSON.stringify(row.options);
         rowsFor(batch.tasks, TASK_COLUMNS.length).push(
           row.id, row.type, row.priority, this.#capabilitiesJson, payload, this.#metadataJson, options,
           row.status, row.attempt, row.agentId, row.submittedAt, row.updatedAt, result, error, this.nodeId,
@@ -196,13 +212,10 @@ export class PendingWrites {
   #encodeChunk(): void {
     let entries = this.#entries;
     this.#entries = [];
-    let types = 0;
-    let lastTs = 0;
+    const types = this.#types;
+    this.#types = 0;
     const ids = this.#chunkIds;
     for (let i = 0; i < entries.length; i += AUDIT_FIELDS) {
-      const ts = entries[i] as number;
-      if (ts > lastTs) lastTs = ts;
-      types |= TYPE_BITS[entries[i + 1] as AuditEventType];
       const task = entries[i + 2] as AuditSubject | null;
       if (task === null) continue;
       let id = ids.get(task);
@@ -220,7 +233,7 @@ export class PendingWrites {
       if (entries.length === 0) return;
       text = JSON.stringify(entries);
     }
-    this.#encoded.chunks.push(entries.length / AUDIT_FIELDS, entries[0], lastTs, types, tasks, text);
+    this.#encoded.chunks.push(entries.length / AUDIT_FIELDS, this.#firstTs, this.#lastTs, types, tasks, text);
     this.#encodedCount += CHUNK_WEIGHT;
   }
 }

@@ -17,7 +17,7 @@ export const UPDATE_COLUMNS = ['status', 'attempt', 'agent_id', 'updated_at', 'r
 /** Rows per statement (multi-row INSERT or UPDATE FROM VALUES): one statement carries many rows, cutting per-statement overhead. */
 export const ROWS_PER_STATEMENT = 32;
 
-/** Values per audit entry in a chunk: timestamp, type, task id, agent id, attempt, details. */
+/** Values per audit entry in a chunk: timestamp (ms after the chunk's first_ts), type, task id, agent id, attempt, details. */
 export const AUDIT_FIELDS = 6;
 
 /** Values per chunk in Batch.chunks: entry count, first and last timestamp, types bitmask, its task ids (an array), entries JSON. */

@@ -70,7 +70,8 @@ export const MIGRATIONS: readonly string[] = [
   `,
   // 2 -> 3: the trail in chunks. An entry row (and its task index entry) per transition was most
   // of a commit's cost; a chunk holds up to AUDIT_CHUNK_ENTRIES consecutive entries (entry k has
-  // seq + k), and audit_index one row per task per chunk. Existing entries become chunks of one.
+  // seq + k; its timestamp is ms after first_ts), and audit_index one row per task per chunk.
+  // Existing entries become chunks of one.
   // meta.audit_floor: every seq up to it was removed by retention (chunks are removed whole, so
   // reads skip the entries of a chunk at or below it).
   `
@@ -94,7 +95,7 @@ export const MIGRATIONS: readonly string[] = [
         WHEN 'completed' THEN 4 WHEN 'failed' THEN 5 WHEN 'timed-out' THEN 6 WHEN 'cancelled' THEN 7
         WHEN 'dead-lettered' THEN 8 WHEN 'requeued' THEN 9 WHEN 'recovered' THEN 10 WHEN 'circuit' THEN 11 ELSE 30 END,
       CASE WHEN task_id IS NULL THEN '[]' ELSE json_array(task_id) END,
-      json_array(ts, type, task_id, agent_id, attempt, CASE WHEN json_valid(details) THEN json(details) END)
+      json_array(0, type, task_id, agent_id, attempt, CASE WHEN json_valid(details) THEN json(details) END)
     FROM audit;
   INSERT INTO audit_index (task_id, seq) SELECT task_id, seq FROM audit WHERE task_id IS NOT NULL;
   INSERT INTO meta (key, value)
@@ -102,7 +103,7 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE audit;
   -- The trail one row per entry, as before, for tools that read the file (sqlite3, scripts).
   CREATE VIEW audit (seq, ts, type, task_id, agent_id, attempt, details) AS
-    SELECT c.seq + e.key / 6, e.value,
+    SELECT c.seq + e.key / 6, c.first_ts + e.value,
       json_extract(c.entries, '$[' || (e.key + 1) || ']'), json_extract(c.entries, '$[' || (e.key + 2) || ']'),
       json_extract(c.entries, '$[' || (e.key + 3) || ']'), json_extract(c.entries, '$[' || (e.key + 4) || ']'),
       json_extract(c.entries, '$[' || (e.key + 5) || ']')

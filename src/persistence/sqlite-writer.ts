@@ -92,10 +92,18 @@ function indexInsertSql(rows: number): string {
   return `INSERT OR IGNORE INTO audit_index (task_id, seq) VALUES ${placeholders(2, rows)}`;
 }
 
-/** The entries of a chunk (flat, AUDIT_FIELDS values each) that `keep` accepts, numbered from the chunk's seq. */
-function chunkEntries(seq: number, entries: unknown[], keep: (seq: number, ts: number, type: AuditEventType, taskId: string | null) => boolean, out: AuditEvent[]): void {
+/** A stored chunk: its first entry's seq and timestamp, and its entries as JSON. */
+interface ChunkRow {
+  seq: number;
+  first_ts: number;
+  entries: string;
+}
+
+/** The entries of a chunk (flat, AUDIT_FIELDS values each) that `keep` accepts, numbered from the chunk's seq and timed from its first_ts. */
+function chunkEntries(chunk: ChunkRow, entries: unknown[], keep: (seq: number, ts: number, type: AuditEventType, taskId: string | null) => boolean, out: AuditEvent[]): void {
+  let seq = chunk.seq;
   for (let i = 0; i < entries.length; i += AUDIT_FIELDS, seq++) {
-    const ts = entries[i] as number;
+    const ts = chunk.first_ts + (entries[i] as number);
     const type = entries[i + 1] as AuditEventType;
     const taskId = entries[i + 2] as string | null;
     if (!keep(seq, ts, type, taskId)) continue;
@@ -267,7 +275,7 @@ class Writer {
   #history(taskId: string): TrailRead {
     const { floor, cutoff } = this.#readWindow();
     const out: TrailRead = { events: [], unreadable: [] };
-    for (const chunk of this.#s.history.iterate(taskId) as Iterable<{ seq: number; entries: string }>) {
+    for (const chunk of this.#s.history.iterate(taskId) as Iterable<ChunkRow>) {
       this.#decode(chunk, out, (seq, ts, _type, id) => id === taskId && seq > floor && ts >= cutoff);
     }
     return out;
@@ -279,7 +287,7 @@ class Writer {
     const out: TrailRead = { events: [], unreadable: [] };
     const from = (this.#s.chunkAt.get(since + 1) as { seq: number | null }).seq ?? 0;
     const mask = type === null ? ALL_TYPES : 2 ** AUDIT_TYPES.indexOf(type);
-    for (const chunk of this.#s.chunksFrom.iterate(from, mask) as Iterable<{ seq: number; entries: string }>) {
+    for (const chunk of this.#s.chunksFrom.iterate(from, mask) as Iterable<ChunkRow>) {
       // The ts filter catches the few entries retention leaves when a clock stepped back.
       this.#decode(chunk, out, (seq, ts, t) => seq > since && seq > floor && ts >= cutoff && (type === null || t === type));
       if (out.events.length >= limit) break;
@@ -295,7 +303,7 @@ class Writer {
     return { floor: (this.#s.auditFloor.get() as { value: number }).value, cutoff: now - this.#config.audit.retainMs };
   }
 
-  #decode(chunk: { seq: number; entries: string }, out: TrailRead, keep: Parameters<typeof chunkEntries>[2]): void {
+  #decode(chunk: ChunkRow, out: TrailRead, keep: Parameters<typeof chunkEntries>[2]): void {
     let entries: unknown[];
     try {
       entries = JSON.parse(chunk.entries) as unknown[];
@@ -303,7 +311,7 @@ class Writer {
       out.unreadable.push(`audit entries from seq ${chunk.seq} cannot be read back: ${failureOf(error).message}`);
       return;
     }
-    chunkEntries(chunk.seq, entries, keep, out.events);
+    chunkEntries(chunk, entries, keep, out.events);
   }
 
   /** Takes the unfinished rows of nodes that are gone (one transaction, so two claimers never take the same row). */
@@ -423,10 +431,10 @@ function prepare(db: Database) {
     heartbeat: db.prepare('UPDATE nodes SET heartbeat_at = ? WHERE id = ?'),
     pruneFinished: db.prepare(`DELETE FROM tasks WHERE status IN ${FINISHED_STATUSES} AND updated_at < ?`),
     insertChunk: db.prepare('INSERT INTO audit_chunks (seq, count, first_ts, last_ts, types, tasks, entries) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-    history: db.prepare('SELECT c.seq, c.entries FROM audit_index i JOIN audit_chunks c ON c.seq = i.seq WHERE i.task_id = ? ORDER BY i.seq'),
+    history: db.prepare('SELECT c.seq, c.first_ts, c.entries FROM audit_index i JOIN audit_chunks c ON c.seq = i.seq WHERE i.task_id = ? ORDER BY i.seq'),
     // The chunk holding a seq: the last one starting at or before it.
     chunkAt: db.prepare('SELECT max(seq) AS seq FROM audit_chunks WHERE seq <= ?'),
-    chunksFrom: db.prepare('SELECT seq, entries FROM audit_chunks WHERE seq >= ? AND (types & ?) != 0 ORDER BY seq'),
+    chunksFrom: db.prepare('SELECT seq, first_ts, entries FROM audit_chunks WHERE seq >= ? AND (types & ?) != 0 ORDER BY seq'),
     oldestChunk: db.prepare('SELECT first_ts FROM audit_chunks ORDER BY seq LIMIT 1'),
     firstFreshChunk: db.prepare('SELECT seq FROM audit_chunks WHERE last_ts >= ? ORDER BY seq LIMIT 1'),
     expiredChunks: db.prepare('SELECT seq, tasks FROM audit_chunks WHERE seq <= @upTo AND seq + count - 1 <= @upTo'),
