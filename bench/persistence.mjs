@@ -1,11 +1,14 @@
 // Persistence: (1) no-op throughput with the SQLite store against the memory store, timed from
-// the first submit until every write is committed (shutdown); (2) the cost of automatic
-// checkpointing with 1,000 tasks running at once, each streaming progress, on the SQLite store.
+// the first submit until every write is committed (shutdown), with the CPU time of the main
+// thread and of the busiest other thread (the SQLite writer) where /proc tells it: on a machine
+// shared with other work, wall time mostly measures the neighbours, CPU time per thread does not;
+// (2) the cost of automatic checkpointing with 1,000 tasks running at once, each streaming
+// progress, on the SQLite store.
 //
 //   node bench/persistence.mjs                prints the results as JSON (bench/run.mjs runs it so)
 //   BENCH_TASKS=50000 node bench/persistence.mjs
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentRole, createParallelOrchestrator } from 'parallel-orchestrator';
@@ -17,6 +20,32 @@ const noop = async () => 1;
 const dir = mkdtempSync(join(tmpdir(), 'po-bench-'));
 let files = 0;
 const freshDb = () => join(dir, `bench-${files++}.db`);
+
+/** CPU ms per thread of this process (Linux), by thread id; null where /proc is missing. */
+function threadCpu() {
+  if (!existsSync('/proc/self/task')) return null;
+  const out = new Map();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime and stime, in clock ticks of 10 ms.
+      out.set(tid, (Number(fields[11]) + Number(fields[12])) * 10);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/** CPU ms of the main thread and of the busiest other thread between two readings. */
+function cpuSpent(before, after) {
+  if (before === null || after === null) return null;
+  const spent = [...after].map(([tid, ms]) => [tid, ms - (before.get(tid) ?? 0)]);
+  const main = spent.find(([tid]) => tid === String(process.pid))?.[1] ?? 0;
+  const others = spent.filter(([tid]) => tid !== String(process.pid)).map(([, ms]) => ms);
+  return { main, busiestOther: Math.max(0, ...others) };
+}
 
 async function started(options) {
   const orchestrator = createParallelOrchestrator({ ...options, workerPool: { minWorkers: CONCURRENCY, maxWorkers: CONCURRENCY } });
@@ -30,14 +59,19 @@ async function runNoop(store, pr, n) {
   for (let a = 0; a < AGENTS; a++) {
     orchestrator.registerAgent({ agentId: `agent-${a}`, role: AgentRole.EXECUTOR, capabilities: CAPABILITIES, maxConcurrent: CONCURRENCY, handler: noop });
   }
+  const cpuBefore = threadCpu();
   const t0 = performance.now();
   for (let i = 0; i < n; i++) orchestrator.submit({ type: 'noop', priority: pr[i], capabilities: CAPABILITIES });
   await orchestrator.onIdle();
   const completed = orchestrator.getStats().totalCompleted;
+  // Read before shutdown() ends the writer thread (its /proc entry goes with it).
+  const cpuIdle = threadCpu();
   await orchestrator.shutdown();
   const ms = performance.now() - t0;
+  const cpuAfter = threadCpu();
   if (completed !== n) throw new Error(`completed ${completed} of ${n}`);
-  return ms;
+  const cpu = cpuSpent(cpuBefore, cpuAfter === null ? null : new Map([...cpuIdle, ...cpuAfter]));
+  return { ms, cpu };
 }
 
 /** 1,000 tasks at once, each hashing and streaming progress `steps` times; automatic checkpoints on or off. */
@@ -87,16 +121,25 @@ export async function persistence({
       { key: 'sqlite', label: 'SQLite store (WAL, synchronous normal, batched commits)', store: () => ({ type: 'sqlite', path: freshDb() }) },
     ];
     for (const contender of stores) await runNoop(contender.store(), pr, Math.min(tasks, 20_000));
-    const throughput = Object.fromEntries(stores.map((c) => [c.key, { label: c.label, tasksPerSec: [] }]));
+    const throughput = Object.fromEntries(stores.map((c) => [c.key, { label: c.label, tasksPerSec: [], mainCpuUsPerTask: [], otherCpuUsPerTask: [] }]));
     for (let r = 0; r < runs; r++) {
       for (const contender of rotate(stores, r)) {
         await tick();
-        const ms = await runNoop(contender.store(), pr, tasks);
-        throughput[contender.key].tasksPerSec.push(tasks / (ms / 1000));
-        log(`persistence ${r + 1}/${runs}: ${contender.key} ${Math.round(tasks / (ms / 1000))} tasks/s`);
+        const { ms, cpu } = await runNoop(contender.store(), pr, tasks);
+        const entry = throughput[contender.key];
+        entry.tasksPerSec.push(tasks / (ms / 1000));
+        if (cpu !== null) {
+          entry.mainCpuUsPerTask.push((cpu.main * 1000) / tasks);
+          entry.otherCpuUsPerTask.push((cpu.busiestOther * 1000) / tasks);
+        }
+        log(`persistence ${r + 1}/${runs}: ${contender.key} ${Math.round(tasks / (ms / 1000))} tasks/s${cpu === null ? '' : `, CPU µs/task main ${((cpu.main * 1000) / tasks).toFixed(2)}, busiest other thread ${((cpu.busiestOther * 1000) / tasks).toFixed(2)}`}`);
       }
     }
-    for (const entry of Object.values(throughput)) entry.median = median(entry.tasksPerSec);
+    for (const entry of Object.values(throughput)) {
+      entry.median = median(entry.tasksPerSec);
+      entry.mainCpuMedian = median(entry.mainCpuUsPerTask);
+      entry.otherCpuMedian = median(entry.otherCpuUsPerTask);
+    }
 
     const variants = [
       { key: 'off', checkpointing: { enabled: false } },
@@ -116,7 +159,13 @@ export async function persistence({
       tasks,
       runs,
       throughput,
-      ratios: { sqliteOverMemory: throughput.sqlite.median / throughput.memory.median },
+      ratios: {
+        sqliteOverMemory: throughput.sqlite.median / throughput.memory.median,
+        // Were every thread on a core of its own: the busiest thread bounds the time per task.
+        sqliteOverMemoryByCpu:
+          Math.max(throughput.memory.mainCpuMedian, throughput.memory.otherCpuMedian) /
+          Math.max(throughput.sqlite.mainCpuMedian, throughput.sqlite.otherCpuMedian),
+      },
       checkpointing: {
         tasks: checkpointTasks,
         steps: checkpointSteps,

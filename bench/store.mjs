@@ -2,10 +2,10 @@
 //
 //   npm run build && node bench/store.mjs     (prints a markdown table; BENCH_STORE_TASKS=N to resize)
 //
-// Each task: one saveTask and three appendAudit (submitted, started, completed), with a flush()
-// every 1,000 tasks, through SqliteStore (synchronous normal, full and off; a fresh temp file each)
-// and MemoryStore. Rows/s counts the task row and the three audit rows. The default audit
-// retention (100,000 events) applies, so the trail is trimmed as it grows, as in production.
+// Each task: one saveTask (of a completed task) and three appendAudit (submitted, started,
+// completed), with a flush() every 1,000 tasks, through SqliteStore (synchronous normal, full and
+// off; a fresh temp file each) and MemoryStore. Entries/s counts the task row and the three audit
+// entries. An audit retention of 100,000 entries applies, so the trail is trimmed as it grows.
 // Then the memory store's audit ring alone: 1,000,000 appends, ns per append.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,8 @@ const AUDIT = { retainMs: 7 * 24 * 3600 * 1000, maxEvents: 100_000 };
 
 /** A task shaped like the engine's: its row is built when the store asks for it. */
 class BenchTask {
+  status = 'completed';
+
   constructor(i) {
     this.id = `task-${i}`;
     this.i = i;
@@ -53,62 +55,60 @@ async function writeThrough(store) {
     const task = new BenchTask(i);
     store.saveTask(task);
     const timestamp = Date.now();
-    store.appendAudit({ timestamp, type: 'submitted', taskId: task.id, agentId: null, attempt: 0, details: { type: 'work', priority: 2 } });
-    store.appendAudit({ timestamp, type: 'started', taskId: task.id, agentId: 'agent-1', attempt: 1, details: { workerId: 'w1' } });
-    store.appendAudit({ timestamp, type: 'completed', taskId: task.id, agentId: 'agent-1', attempt: 1, details: { duration: 1 } });
+    store.appendAudit('submitted', timestamp, task, null, 0, null);
+    store.appendAudit('started', timestamp, task, 'agent-1', 1, null);
+    store.appendAudit('completed', timestamp, task, 'agent-1', 1, null);
     if ((i + 1) % FLUSH_EVERY === 0) await store.flush();
   }
   await store.flush();
   const ms = performance.now() - start;
   await store.close();
-  return { ms, tasksPerSec: (TASKS / ms) * 1000, rowsPerSec: ((TASKS * 4) / ms) * 1000 };
+  return { ms, tasksPerSec: (TASKS / ms) * 1000, entriesPerSec: ((TASKS * 4) / ms) * 1000 };
 }
 
 async function sqlite(synchronous) {
   const dir = mkdtempSync(join(tmpdir(), 'bench-store-'));
   try {
-    return await writeThrough(new SqliteStore({ path: join(dir, 'store.db'), synchronous, audit: AUDIT }));
+    return await writeThrough(new SqliteStore({ path: join(dir, 'store.db'), synchronous, audit: AUDIT, nodeId: 'bench' }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 /**
- * ns per appendAudit on the memory ring (at its default bound of 100,000), median of 3 runs:
- * `reused` appends one event object (the ring alone); `engine` builds each event with Date.now(),
- * as the engine's journal does.
+ * ns per appendAudit on the memory ring (at a bound of 100,000), median of 3 runs: `fixed`
+ * appends one timestamp (the ring alone); `engine` reads the clock for each, as the journal does.
  */
 function memoryAppendNs() {
-  const reused = [];
+  const fixed = [];
   const engine = [];
-  const details = { duration: 1 };
-  const event = { timestamp: Date.now(), type: 'completed', taskId: 'task', agentId: 'agent-1', attempt: 1, details };
+  const task = { id: 'task', generatedSeq: -1 };
+  const idOfSeq = (seq) => `task-${seq}`;
   for (let run = 0; run < 3; run++) {
-    let store = new MemoryStore(AUDIT);
+    let store = new MemoryStore(AUDIT, idOfSeq);
+    const timestamp = Date.now();
     let start = process.hrtime.bigint();
-    for (let i = 0; i < APPENDS; i++) store.appendAudit(event);
-    reused.push(Number(process.hrtime.bigint() - start) / APPENDS);
+    for (let i = 0; i < APPENDS; i++) store.appendAudit('completed', timestamp, task, 'agent-1', 1, null);
+    fixed.push(Number(process.hrtime.bigint() - start) / APPENDS);
 
-    store = new MemoryStore(AUDIT);
+    store = new MemoryStore(AUDIT, idOfSeq);
     start = process.hrtime.bigint();
-    for (let i = 0; i < APPENDS; i++) {
-      store.appendAudit({ timestamp: Date.now(), type: 'completed', taskId: 'task', agentId: 'agent-1', attempt: 1, details });
-    }
+    for (let i = 0; i < APPENDS; i++) store.appendAudit('completed', Date.now(), task, 'agent-1', 1, null);
     engine.push(Number(process.hrtime.bigint() - start) / APPENDS);
   }
-  return { reused: median(reused), engine: median(engine) };
+  return { fixed: median(fixed), engine: median(engine) };
 }
 
 export async function store() {
   const rows = [];
   for (const synchronous of ['normal', 'full', 'off']) {
     const r = await sqlite(synchronous);
-    rows.push([`SqliteStore (synchronous ${synchronous})`, fmtInt(r.tasksPerSec), fmtInt(r.rowsPerSec), fmt(r.ms, 0)]);
+    rows.push([`SqliteStore (synchronous ${synchronous})`, fmtInt(r.tasksPerSec), fmtInt(r.entriesPerSec), fmt(r.ms, 0)]);
   }
-  const m = await writeThrough(new MemoryStore(AUDIT));
-  rows.push(['MemoryStore', fmtInt(m.tasksPerSec), fmtInt(m.rowsPerSec), fmt(m.ms, 0)]);
+  const m = await writeThrough(new MemoryStore(AUDIT, (seq) => `task-${seq}`));
+  rows.push(['MemoryStore (audit trail only)', fmtInt(m.tasksPerSec), fmtInt(m.entriesPerSec), fmt(m.ms, 0)]);
   return {
-    writes: table(['store', 'tasks/s', 'rows/s', 'ms'], rows),
+    writes: table(['store', 'tasks/s', 'row + entries/s', 'ms'], rows),
     memoryAppendNs: memoryAppendNs(),
   };
 }
@@ -119,7 +119,7 @@ if (isMain(import.meta.url)) {
   console.log(result.writes);
   const ns = result.memoryAppendNs;
   console.log(
-    `\nMemoryStore appendAudit, ${fmtInt(APPENDS)} appends, median of 3: ${fmt(ns.reused, 1)} ns/append (one event object), ` +
-      `${fmt(ns.engine, 1)} ns/append (a new event with Date.now() each, as the engine appends)`,
+    `\nMemoryStore appendAudit, ${fmtInt(APPENDS)} appends, median of 3: ${fmt(ns.fixed, 1)} ns/append (one timestamp), ` +
+      `${fmt(ns.engine, 1)} ns/append (Date.now() each, as the engine appends)`,
   );
 }

@@ -1,8 +1,8 @@
-import type BetterSqlite3 from 'better-sqlite3';
-import { hostname } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { StoreError } from '../errors.js';
-import type { SerializedError } from '../workers/protocol.js';
-import { FINISHED_STATUSES, MIGRATIONS, SCHEMA_VERSION, UNFINISHED_STATUSES } from './sqlite-schema.js';
+import { emptyBatch, json, PendingWrites } from './sqlite-batch.js';
+import { WORDED_FAILURES, type Batch, type Read, type Reply, type Request, type ThreadFailure, type TrailRead } from './sqlite-protocol.js';
+import { parse, toDeadLetter, toTaskRow, type ClaimedRecordRow, type DeadLetterRecordRow, type TaskRecordRow } from './sqlite-rows.js';
 import type {
   AuditEvent,
   AuditEventType,
@@ -10,7 +10,6 @@ import type {
   AuditRetention,
   AuditSubject,
   DeadLetterRow,
-  NewAuditEvent,
   PersistableTask,
   SqliteSynchronous,
   Store,
@@ -19,9 +18,6 @@ import type {
   UnfinishedTask,
   UnreadableTask,
 } from './store.js';
-
-type Database = BetterSqlite3.Database;
-type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 
 export interface SqliteStoreOptions {
   /** The database file; created when missing. */
@@ -51,175 +47,76 @@ const DEFAULT_RETAIN_FINISHED_MS = 7 * 24 * 3_600_000;
 const RETRY_FIRST_MS = 10;
 const RETRY_MAX_MS = 1000;
 
+/**
+ * Commits the thread may have at once from the batch timer and early posts: one committing, the
+ * next waiting, so the thread does not wait for this one. (flush() and reads post at any time.)
+ */
+const MAX_IN_FLIGHT = 2;
+/**
+ * Encoded writes (rows, weighted chunks) that are posted at once rather than at the next batch:
+ * a long synchronous stretch (a burst of short tasks runs on microtasks, where no timer fires)
+ * then commits beside the engine instead of after it.
+ */
+const EARLY_POST = 2048;
+
+const WRITER_ENTRY = new URL('./sqlite-writer.js', import.meta.url);
 const RESOLVED: Promise<void> = Promise.resolve();
-/** Marks a queued delete in the pending maps. */
-const DELETE = Symbol('delete');
 
-const TASK_COLUMNS = [
-  'id', 'type', 'priority', 'capabilities', 'payload', 'metadata', 'options',
-  'status', 'attempt', 'agent_id', 'submitted_at', 'updated_at', 'result', 'error', 'owner',
-] as const;
-const AUDIT_COLUMNS = ['seq', 'ts', 'type', 'task_id', 'agent_id', 'attempt', 'details'] as const;
-// Rows per multi-row INSERT: one statement carries many rows, cutting per-statement overhead.
-const TASK_ROWS_PER_INSERT = 32;
-const AUDIT_ROWS_PER_INSERT = 64;
+/** Node ids of the SQLite stores open in this process (the writer tells a previous process's node by them). */
+const openHere = new Set<string>();
 
-interface TaskRecordRow {
-  id: string;
-  type: string;
-  priority: number;
-  capabilities: string;
-  payload: string | null;
-  metadata: string;
-  options: string;
-  status: TaskRow['status'];
-  attempt: number;
-  agent_id: string | null;
-  submitted_at: number;
-  updated_at: number;
-  result: string | null;
-  error: string | null;
-  owner: string | null;
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
 }
 
-interface UnfinishedRecordRow extends TaskRecordRow {
-  checkpoint: string | null;
-  has_checkpoint: number;
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Handled here too, so a caller that drops the promise does not crash the process.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
 }
 
-interface NodeRow {
-  id: string;
-  host: string;
-  pid: number;
-  heartbeat_at: number;
-}
-
-interface AuditRecordRow {
-  seq: number;
-  ts: number;
-  type: AuditEventType;
-  task_id: string | null;
-  agent_id: string | null;
-  attempt: number | null;
-  details: string | null;
-}
-
-interface DeadLetterRecordRow {
-  task_id: string;
-  row: string;
-  error: string;
-  code: string;
-  attempts: number;
-  failed_at: number;
-}
-
-interface Statements {
-  upsertCheckpoint: Statement;
-  deleteCheckpoint: Statement;
-  upsertDeadLetter: Statement;
-  deleteDeadLetter: Statement;
-  listDeadLetters: Statement;
-  unfinished: Statement;
-  claim: Statement;
-  pruneFinished: Statement;
-  findTask: Statement;
-  listTasks: Statement;
-  nodes: Statement;
-  deleteNode: Statement;
-  upsertNode: Statement;
-  heartbeat: Statement;
-  history: Statement;
-  auditSince: Statement;
-  auditSinceOfType: Statement;
-  auditOldest: Statement;
-  auditFirstFresh: Statement;
-  auditDeleteUpTo: Statement;
-  saveAuditSeq: Statement;
-}
-
-/** `JSON.stringify`, with undefined (and other values JSON has no text for) as SQL NULL. */
-function json(value: unknown): string | null {
-  return JSON.stringify(value) ?? null;
-}
-
-function parse(text: string | null): unknown {
-  return text === null ? undefined : JSON.parse(text);
+/** A batch posted to the thread. (The batch itself is not kept: the thread keeps what it failed to commit.) */
+interface Commit {
+  /** Checkpoints waiting for this commit: resolved once it is committed, rejected if its attempt fails. */
+  waiters: Deferred[];
+  /** Settles once the thread answered: what flush() waits for. */
+  answered: Deferred;
 }
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/**
- * Rows of one table written with multi-row INSERTs: values are pushed flat, a full chunk is
- * written at once, the rest by one statement sized to it (statements are cached per size).
- */
-class RowWriter {
-  readonly values: unknown[] = [];
-  #rows = 0;
-  readonly #statements = new Map<number, Statement>();
-
-  constructor(
-    private readonly db: Database,
-    private readonly sql: (rows: number) => string,
-    private readonly width: number,
-    private readonly chunk: number,
-  ) {}
-
-  /** Call after pushing one row's values. */
-  endRow(): void {
-    if (++this.#rows === this.chunk) this.finish();
-  }
-
-  /** Drops the values of a row that could not be completed. */
-  abortRow(): void {
-    this.values.length = this.#rows * this.width;
-  }
-
-  /** Forgets buffered rows (after a failed transaction). */
-  reset(): void {
-    this.values.length = 0;
-    this.#rows = 0;
-  }
-
-  finish(): void {
-    if (this.#rows === 0) return;
-    let statement = this.#statements.get(this.#rows);
-    if (statement === undefined) {
-      statement = this.db.prepare(this.sql(this.#rows));
-      this.#statements.set(this.#rows, statement);
-    }
-    statement.run(this.values);
-    this.values.length = 0;
-    this.#rows = 0;
-  }
-}
-
-function placeholders(width: number, rows: number): string {
-  const row = `(${new Array<string>(width).fill('?').join(', ')})`;
-  return new Array<string>(rows).fill(row).join(', ');
-}
-
-function taskUpsertSql(rows: number): string {
-  // submitted_at keeps its first value: a row is rewritten at every transition.
-  const updates = TASK_COLUMNS.filter((c) => c !== 'id' && c !== 'submitted_at').map((c) => `${c} = excluded.${c}`);
-  return `INSERT INTO tasks (${TASK_COLUMNS.join(', ')}) VALUES ${placeholders(TASK_COLUMNS.length, rows)}
-    ON CONFLICT (id) DO UPDATE SET ${updates.join(', ')}`;
-}
-
-function auditInsertSql(rows: number): string {
-  return `INSERT INTO audit (${AUDIT_COLUMNS.join(', ')}) VALUES ${placeholders(AUDIT_COLUMNS.length, rows)}`;
+function describeOpenFailure(failure: ThreadFailure): string {
+  const { code, message } = failure;
+  if (code !== null && WORDED_FAILURES.has(code)) return message;
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return `is locked by another connection (${message})`;
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return `is corrupt or not a SQLite database (${message})`;
+  return `cannot be opened (${code === null ? '' : `${code}: `}${message})`;
 }
 
 /**
  * A store in one SQLite file (WAL). Writes are queued in memory and committed in one
  * transaction per batch, at most `flushIntervalMs` after the batch's first write or at
- * `flush()`. Task rows are taken (`toRow()`) at commit, so several transitions of a task
- * within one batch cost one upsert. Reads see queued writes.
+ * `flush()`. A batch is encoded here (sqlite-batch.ts: the row of an unfinished task is taken
+ * with `toRow()` then, so several transitions within one batch cost one row) and committed by a
+ * writer thread (sqlite-writer.ts) that owns the connection, so the SQL runs beside the engine.
+ * While the thread is busy the next batch gathers; what can no longer change (finished rows, full
+ * audit chunks) goes out early when enough of it is encoded. Reads are sent after the writes
+ * queued before them, so they see them (read-your-writes). A failed commit is kept by the thread
+ * and retried, in order before later ones, until it lands or the store closes.
  *
- * A value that JSON cannot encode (a BigInt, a cycle) is reported when its write is attempted:
- * `saveCheckpoint` rejects at once; a task row, audit entry or dead letter is skipped at commit and
- * the next `flush()` (or `close()`) rejects with a StoreError naming it.
+ * A value that JSON cannot encode (a BigInt, a cycle) is reported when its write is encoded:
+ * `saveCheckpoint` rejects at once; a task row, audit entry or dead letter is skipped and the
+ * next `flush()` (or `close()`) rejects with a StoreError naming it.
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
@@ -228,153 +125,150 @@ export class SqliteStore implements Store {
   readonly nodeId: string;
 
   readonly #synchronous: SqliteSynchronous;
-  readonly #retainMs: number;
-  readonly #maxEvents: number;
+  readonly #audit: AuditRetention;
   readonly #flushIntervalMs: number;
   readonly #busyTimeoutMs: number;
   readonly #retainFinishedMs: number;
-  #maintenanceTimer: ReturnType<typeof setInterval> | null = null;
-  #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  readonly #onCommitError: ((error: StoreError) => void) | undefined;
 
-  #db: Database | null = null;
-  #statements: Statements | null = null;
-  #taskWriter: RowWriter | null = null;
-  #auditWriter: RowWriter | null = null;
-  #commitBatch: ((now: number) => void) | null = null;
-
-  /** Keyed by the task object (one per live task): no id string is built, and identity hashing is cheap. */
-  readonly #tasks = new Set<PersistableTask>();
-  /** JSON of the state (null for undefined), or DELETE. */
-  readonly #checkpoints = new Map<string, string | null | typeof DELETE>();
-  readonly #deadLetters = new Map<string, DeadLetterRow | typeof DELETE>();
-  #audit: NewAuditEvent[] = [];
-  #batch: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | null = null;
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  /** The writer thread, from open() on. */
+  #worker: Worker | null = null;
+  /** Open: writes are committed and reads answered. */
+  #ready = false;
+  #opening: Promise<void> | null = null;
+  #closing: Promise<void> | null = null;
   /** Set by close(): writes after it fail (before open() they are queued). */
   #closed = false;
-  /** Delay of the next retry after a failed commit; 0 while commits succeed. */
-  #retryMs = 0;
-  readonly #onCommitError: ((error: StoreError) => void) | undefined;
-  /** A failure of a commit nobody was waiting for; the next flush() or close() rejects with it. */
+  /** The thread died: every later request fails with this. */
+  #broken: StoreError | null = null;
+  #nextId = 0;
+  readonly #replies = new Map<number, (reply: Reply) => void>();
+
+  /** Queued writes, encoded into a batch when it is committed. */
+  readonly #pending: PendingWrites;
+  /** Checkpoints of the queued writes waiting for their commit. */
+  #waiter: Deferred | null = null;
+
+  /** Commits posted, oldest first; the thread answers them in this order. */
+  readonly #inFlight: Commit[] = [];
+  /** Commits posted, and (shared with the thread, which counts them as it goes) answered: readable while no message can be. */
+  #posted = 0;
+  readonly #answeredCount = new Int32Array(new SharedArrayBuffer(4));
+  /** The thread holds writes a failed commit left, and retries them: the process stays alive meanwhile. */
+  #backlog = false;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  /** The batch timer fired while a commit was under way: commit once it is answered. */
+  #deferred = false;
+  /** A failure nobody was waiting for; the next flush() or close() rejects with it. */
   #failure: StoreError | null = null;
-  /** Highest audit seq assigned, and every seq up to `#auditFloor` has been deleted by retention. */
-  #lastSeq = 0;
-  #auditFloor = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.path = options.path;
     this.#synchronous = options.synchronous ?? 'normal';
-    this.#retainMs = options.audit.retainMs;
-    this.#maxEvents = options.audit.maxEvents;
+    this.#audit = options.audit;
     this.#flushIntervalMs = options.flushIntervalMs ?? 2;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 1000;
     this.#onCommitError = options.onCommitError;
     this.nodeId = options.nodeId;
     this.#retainFinishedMs = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
+    this.#pending = new PendingWrites(options.nodeId);
   }
 
   /** @throws StoreError when better-sqlite3 is missing, or the file is corrupt, locked, unreadable or from a newer schema */
-  async open(): Promise<void> {
-    if (this.#db !== null) return;
-    if (this.#closed) throw this.#notOpen();
-    let Database: typeof BetterSqlite3;
-    try {
-      Database = (await import('better-sqlite3')).default;
-    } catch (cause) {
-      throw new StoreError(this.path, 'needs the optional dependency better-sqlite3 (npm install better-sqlite3)', { cause });
-    }
-    // close() came while the module loaded: open nothing (what follows is synchronous).
-    if (this.#closed) throw this.#notOpen();
-    let db: Database | null = null;
-    try {
-      db = new Database(this.path, { timeout: this.#busyTimeoutMs });
-      // Each step reads the file, so corrupt or locked files fail here rather than at a later commit.
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${this.#synchronous}`);
-      const check = db.pragma('quick_check', { simple: true });
-      if (check !== 'ok') throw new StoreError(this.path, `is corrupt (quick_check: ${String(check)})`);
-      this.#migrate(db);
-      this.#prepare(db);
-      // Entries that expired while the store was closed.
-      this.#retain(Date.now());
-      this.#statements!.upsertNode.run(this.nodeId, hostname(), process.pid, Date.now(), Date.now());
-      this.#pruneFinished();
-    } catch (cause) {
-      db?.close();
-      this.#statements = null;
-      throw cause instanceof StoreError ? cause : new StoreError(this.path, describeOpenFailure(cause), { cause });
-    }
-    this.#db = db;
-    // Neither timer keeps the process alive.
-    this.#heartbeatTimer = setInterval(() => this.#heartbeat(), HEARTBEAT_MS);
-    this.#heartbeatTimer.unref();
-    this.#maintenanceTimer = setInterval(() => this.#pruneFinished(), PRUNE_EVERY_MS);
-    this.#maintenanceTimer.unref();
-    // Writes queued before open (tasks submitted before start()) go out with the first batch.
-    if (this.#tasks.size > 0 || this.#audit.length > 0 || this.#checkpoints.size > 0 || this.#deadLetters.size > 0) this.#schedule();
+  open(): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#notOpen());
+    return (this.#opening ??= this.#open());
   }
 
-  /** Commits what is queued, then closes the file. Idempotent. Rejects when the last commits failed. */
-  close(): Promise<void> {
-    const db = this.#db;
-    this.#closed = true;
-    if (db === null) {
-      // Never opened: queued writes are dropped, and a checkpoint waiting for its commit is told.
-      this.#batch?.reject(this.#notOpen());
-      this.#batch = null;
-      return RESOLVED;
-    }
-    if (this.#heartbeatTimer !== null) clearInterval(this.#heartbeatTimer);
-    if (this.#maintenanceTimer !== null) clearInterval(this.#maintenanceTimer);
-    this.#heartbeatTimer = this.#maintenanceTimer = null;
-    this.#commit();
-    // Gone from the file: a process starting after this one recovers what this one left at once.
+  async #open(): Promise<void> {
+    this.#broken = null;
+    const worker = new Worker(WRITER_ENTRY);
+    this.#worker = worker;
+    let crash: Error | null = null;
+    worker.on('error', (error) => (crash = error));
+    worker.on('message', (reply: Reply) => this.#onReply(reply));
+    worker.on('exit', () => this.#onExit(worker, crash));
+    const config = {
+      answered: this.#answeredCount,
+      path: this.path,
+      synchronous: this.#synchronous,
+      busyTimeoutMs: this.#busyTimeoutMs,
+      nodeId: this.nodeId,
+      audit: this.#audit,
+      retainFinishedMs: this.#retainFinishedMs,
+      heartbeatMs: HEARTBEAT_MS,
+      staleAfterMs: STALE_AFTER_MS,
+      pruneEveryMs: PRUNE_EVERY_MS,
+      retryFirstMs: RETRY_FIRST_MS,
+      retryMaxMs: RETRY_MAX_MS,
+    };
     try {
-      this.#statements!.deleteNode.run(this.nodeId);
-    } catch (cause) {
-      this.#failure ??= new StoreError(this.path, `could not leave the nodes table: ${messageOf(cause)}`, { cause });
+      await this.#call({ t: 'open', config }, (failure) => new StoreError(this.path, describeOpenFailure(failure)));
+    } catch (error) {
+      this.#worker = null;
+      this.#opening = null;
+      await worker.terminate();
+      throw error;
     }
-    db.close();
-    this.#db = null;
-    this.#statements = null;
-    this.#taskWriter = null;
-    this.#auditWriter = null;
-    this.#commitBatch = null;
-    return this.#takeFailure();
+    this.#ready = true;
+    openHere.add(this.nodeId);
+    // close() came while the file opened: it releases what was opened.
+    if (this.#closed) throw this.#notOpen();
+    // Writes queued before open (tasks submitted before start()) go out with the first batch.
+    if (!this.#pending.empty) this.#schedule();
+  }
+
+  /** Commits what is queued, then closes the file and ends the thread. Idempotent. Rejects when the last commits failed. */
+  close(): Promise<void> {
+    this.#closed = true;
+    return (this.#closing ??= this.#close());
+  }
+
+  async #close(): Promise<void> {
+    await this.#opening?.catch(() => {});
+    const worker = this.#worker;
+    if (worker === null || !this.#ready) {
+      // Never opened: queued writes are dropped, and a checkpoint waiting for its commit is told.
+      this.#waiter?.reject(this.#notOpen());
+      this.#waiter = null;
+      return;
+    }
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#commitNow();
+    try {
+      // The thread makes one last attempt at writes a failed commit left; they are lost if it fails.
+      await this.#call({ t: 'close' }, (failure) => new StoreError(this.path, `${failure.message}`));
+    } catch (error) {
+      this.#failure ??= error as StoreError;
+    }
+    this.#backlog = false;
+    this.#worker = null;
+    this.#ready = false;
+    openHere.delete(this.nodeId);
+    await worker.terminate();
+    const failure = this.#failure;
+    this.#failure = null;
+    if (failure !== null) throw failure;
   }
 
   flush(): Promise<void> {
-    if (this.#db === null) return Promise.reject(this.#notOpen());
-    this.#commit();
-    return this.#takeFailure();
+    if (!this.#ready || this.#closed) return Promise.reject(this.#notOpen());
+    this.#commitNow();
+    // What failed commits left is attempted at once too: flush() reports its outcome.
+    if (this.#backlog && this.#inFlight.length === 0) this.#postCommit(emptyBatch(), []);
+    const last = this.#inFlight.at(-1);
+    return last === undefined ? this.#takeFailure() : last.answered.promise.then(() => this.#takeFailure());
   }
 
   saveTask(task: PersistableTask): void {
     if (this.#closed) throw this.#notOpen();
-    this.#tasks.add(task);
-    this.#schedule();
+    this.#pending.saveTask(task);
+    this.#queued();
   }
 
-  claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
-    const statements = this.#read();
-    const claimed = this.#db!.transaction(() => {
-      const now = Date.now();
-      const host = hostname();
-      const live = new Set<string>([this.nodeId]);
-      for (const node of statements.nodes.all() as NodeRow[]) {
-        if (node.id === this.nodeId) continue;
-        const gone = now - node.heartbeat_at > STALE_AFTER_MS || (node.host === host && !processAlive(node.pid));
-        if (gone) statements.deleteNode.run(node.id);
-        else live.add(node.id);
-      }
-      const rows: UnfinishedRecordRow[] = [];
-      for (const row of statements.unfinished.all() as UnfinishedRecordRow[]) {
-        if (row.owner !== null && live.has(row.owner) && row.owner !== this.nodeId) continue;
-        statements.claim.run(this.nodeId, row.id);
-        rows.push(row);
-      }
-      return rows;
-    }).immediate();
+  async claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
+    const claimed = (await this.#read({ kind: 'claim', openHere: [...openHere] })) as ClaimedRecordRow[];
     const tasks: UnfinishedTask[] = [];
     const unreadable: UnreadableTask[] = [];
     for (const row of claimed) {
@@ -385,50 +279,18 @@ export class SqliteStore implements Store {
         unreadable.push({ id: row.id, type: row.type, priority: row.priority, status: row.status, attempt: row.attempt, error });
       }
     }
-    return Promise.resolve({ tasks, unreadable });
+    return { tasks, unreadable };
   }
 
-  findTask(taskId: string): Promise<TaskRow | undefined> {
-    const row = this.#read().findTask.get(taskId) as TaskRecordRow | undefined;
-    return Promise.resolve(row === undefined ? undefined : this.#readable(row));
+  async findTask(taskId: string): Promise<TaskRow | undefined> {
+    const row = (await this.#read({ kind: 'findTask', taskId })) as TaskRecordRow | undefined;
+    return row === undefined ? undefined : this.#readable(row, toTaskRow, `task ${row.id}`);
   }
 
-  listTasks(query: TaskListQuery): Promise<TaskRow[]> {
+  async listTasks(query: TaskListQuery): Promise<TaskRow[]> {
     const statuses = query.status === undefined || query.status.length === 0 ? null : JSON.stringify(query.status);
-    // Numbered parameters (?1 ?2 ?3) bind by number: better-sqlite3 refuses them as positional values.
-    const rows = this.#read().listTasks.all({ 1: statuses, 2: query.type ?? null, 3: query.limit ?? 100 }) as TaskRecordRow[];
-    const out: TaskRow[] = [];
-    for (const row of rows) {
-      const task = this.#readable(row);
-      if (task !== undefined) out.push(task);
-    }
-    return Promise.resolve(out);
-  }
-
-  /** The row as a TaskRow, or undefined (reported) when it cannot be read. */
-  #readable(row: TaskRecordRow): TaskRow | undefined {
-    try {
-      return toTaskRow(row);
-    } catch (cause) {
-      this.#onCommitError?.(new StoreError(this.path, `task ${row.id} cannot be read back: ${messageOf(cause)}`, { cause }));
-      return undefined;
-    }
-  }
-
-  #pruneFinished(): void {
-    try {
-      this.#statements?.pruneFinished.run(Date.now() - this.#retainFinishedMs);
-    } catch (cause) {
-      this.#onCommitError?.(new StoreError(this.path, `pruning finished tasks failed: ${messageOf(cause)}`, { cause }));
-    }
-  }
-
-  #heartbeat(): void {
-    try {
-      this.#statements?.heartbeat.run(Date.now(), this.nodeId);
-    } catch (cause) {
-      this.#onCommitError?.(new StoreError(this.path, `heartbeat failed: ${messageOf(cause)}`, { cause }));
-    }
+    const rows = (await this.#read({ kind: 'listTasks', statuses, type: query.type ?? null, limit: query.limit ?? 100 })) as TaskRecordRow[];
+    return this.#readAll(rows, toTaskRow, (row) => `task ${row.id}`);
   }
 
   saveCheckpoint(taskId: string, state: unknown): Promise<void> {
@@ -440,25 +302,14 @@ export class SqliteStore implements Store {
     } catch (cause) {
       return Promise.reject(new StoreError(this.path, `checkpoint of task ${taskId} is not JSON-serializable: ${messageOf(cause)}`, { cause }));
     }
-    this.#checkpoints.set(taskId, text);
+    this.#pending.saveCheckpoint(taskId, text);
     this.#schedule();
-    if (this.#batch === null) {
-      let resolve!: () => void;
-      let reject!: (error: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      // Handled here too, so a caller that drops the promise does not crash the process.
-      promise.catch(() => {});
-      this.#batch = { promise, resolve, reject };
-    }
-    return this.#batch.promise;
+    return (this.#waiter ??= deferred()).promise;
   }
 
   deleteCheckpoint(taskId: string): void {
     if (this.#closed) throw this.#notOpen();
-    this.#checkpoints.set(taskId, DELETE);
+    this.#pending.deleteCheckpoint(taskId);
     this.#schedule();
   }
 
@@ -471,77 +322,149 @@ export class SqliteStore implements Store {
     details: Record<string, unknown> | null,
   ): void {
     if (this.#closed) throw this.#notOpen();
-    this.#audit.push({ type, timestamp, task, agentId, attempt, details });
-    this.#schedule();
+    this.#pending.appendAudit(timestamp, type, task, agentId, attempt, details);
+    this.#queued();
   }
 
   history(taskId: string): Promise<AuditEvent[]> {
-    const statements = this.#read();
-    const now = Date.now();
-    this.#retain(now);
-    return Promise.resolve((statements.history.all(taskId, now - this.#retainMs) as AuditRecordRow[]).map(toAuditEvent));
+    return this.#readTrail({ kind: 'history', taskId });
   }
 
   audit(query: AuditQuery): Promise<AuditEvent[]> {
-    const statements = this.#read();
-    const now = Date.now();
-    this.#retain(now);
-    const since = query.since ?? 0;
-    const limit = query.limit ?? 100;
-    // The ts filter catches the few entries retention leaves when a clock stepped back.
-    const cutoff = now - this.#retainMs;
-    const rows =
-      query.type === undefined ? statements.auditSince.all(since, cutoff, limit) : statements.auditSinceOfType.all(query.type, since, cutoff, limit);
-    return Promise.resolve((rows as AuditRecordRow[]).map(toAuditEvent));
+    return this.#readTrail({ kind: 'audit', since: query.since ?? 0, limit: query.limit ?? 100, type: query.type ?? null });
+  }
+
+  /** Entries of the trail; chunks that cannot be read are skipped and reported. */
+  async #readTrail(read: Read): Promise<AuditEvent[]> {
+    const { events, unreadable } = (await this.#read(read)) as TrailRead;
+    for (const description of unreadable) this.#onCommitError?.(new StoreError(this.path, description));
+    return events;
   }
 
   putDeadLetter(entry: DeadLetterRow): void {
     if (this.#closed) throw this.#notOpen();
-    this.#deadLetters.set(entry.taskId, entry);
+    this.#pending.putDeadLetter(entry);
     this.#schedule();
   }
 
   deleteDeadLetter(taskId: string): void {
     if (this.#closed) throw this.#notOpen();
-    this.#deadLetters.set(taskId, DELETE);
+    this.#pending.deleteDeadLetter(taskId);
     this.#schedule();
   }
 
-  listDeadLetters(): Promise<DeadLetterRow[]> {
-    const out: DeadLetterRow[] = [];
-    for (const row of this.#read().listDeadLetters.all() as DeadLetterRecordRow[]) {
-      try {
-        out.push(toDeadLetter(row));
-      } catch (cause) {
-        this.#onCommitError?.(new StoreError(this.path, `dead letter ${row.task_id} cannot be read back: ${messageOf(cause)}`, { cause }));
-      }
-    }
-    return Promise.resolve(out);
+  async listDeadLetters(): Promise<DeadLetterRow[]> {
+    const rows = (await this.#read({ kind: 'deadLetters' })) as DeadLetterRecordRow[];
+    return this.#readAll(rows, toDeadLetter, (row) => `dead letter ${row.task_id}`);
   }
 
   #notOpen(): StoreError {
-    return new StoreError(this.path, this.#closed ? 'is closed' : 'is not open yet (call start() first)');
+    return this.#broken ?? new StoreError(this.path, this.#closed ? 'is closed' : 'is not open yet (call start() first)');
   }
 
-  #open(): Statements {
-    if (this.#statements === null) throw this.#notOpen();
-    return this.#statements;
+  /** Rows turned into values; a row that cannot be read is skipped and reported. */
+  #readAll<R, T>(rows: R[], read: (row: R) => T, name: (row: R) => string): T[] {
+    const out: T[] = [];
+    for (const row of rows) {
+      const value = this.#readable(row, read, name(row));
+      if (value !== undefined) out.push(value);
+    }
+    return out;
   }
 
-  /** Statements for a read that must see every queued write: commits them first. */
-  #read(): Statements {
-    const statements = this.#open();
-    this.#commit();
-    return statements;
+  #readable<R, T>(row: R, read: (row: R) => T, name: string): T | undefined {
+    try {
+      return read(row);
+    } catch (cause) {
+      this.#onCommitError?.(new StoreError(this.path, `${name} cannot be read back: ${messageOf(cause)}`, { cause }));
+      return undefined;
+    }
+  }
+
+  /** A read, sent after the writes queued before it so that it sees them. */
+  #read(read: Read): Promise<unknown> {
+    if (!this.#ready || this.#closed) return Promise.reject(this.#notOpen());
+    this.#commitNow();
+    return this.#call({ t: 'read', read }, (failure) => new StoreError(this.path, `read failed: ${failure.message}`));
+  }
+
+  /** Posts a request; resolves with the thread's answer, rejects with `failed(failure)`. */
+  #call(request: DistributiveOmit<Request, 'id'>, failed: (failure: ThreadFailure) => StoreError): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#post(request, (reply) => {
+        if (reply.t === 'done') resolve(reply.value);
+        else reject(reply.t === 'failed' ? failed(reply.failure) : this.#notOpen());
+      });
+    });
+  }
+
+  #post(request: DistributiveOmit<Request, 'id'>, onReply: (reply: Reply) => void): void {
+    if (this.#broken !== null) {
+      queueMicrotask(() => onReply({ t: 'failed', id: 0, failure: { message: this.#broken!.message, code: null } }));
+      return;
+    }
+    const id = ++this.#nextId;
+    // The process stays alive while the thread has work of ours.
+    if (this.#replies.size === 0) this.#worker!.ref();
+    this.#replies.set(id, onReply);
+    this.#worker!.postMessage({ ...request, id });
+  }
+
+  #onReply(reply: Reply): void {
+    if (reply.t === 'error') {
+      const error = new StoreError(this.path, reply.failure.message);
+      if (reply.commit) this.#failure ??= error;
+      this.#onCommitError?.(error);
+      return;
+    }
+    if (reply.t === 'drained') {
+      this.#backlog = false;
+      if (this.#replies.size === 0) this.#worker?.unref();
+      return;
+    }
+    const onReply = this.#replies.get(reply.id)!;
+    this.#replies.delete(reply.id);
+    onReply(reply);
+    // (After it: a failed commit leaves a backlog the thread retries, which holds the process.)
+    if (this.#replies.size === 0 && !this.#backlog) this.#worker?.unref();
+  }
+
+  /** The thread ended: expected when the store ended it (close, a failed open), else every request in flight fails. */
+  #onExit(worker: Worker, crash: Error | null): void {
+    if (worker !== this.#worker || (this.#closed && this.#replies.size === 0)) return;
+    const error = new StoreError(this.path, `its writer thread died: ${crash?.message ?? 'it exited'}`, { cause: crash });
+    this.#broken = error;
+    this.#failure ??= error;
+    this.#onCommitError?.(error);
+    const pending = [...this.#replies.values()];
+    this.#replies.clear();
+    for (const onReply of pending) onReply({ t: 'failed', id: 0, failure: { message: error.message, code: null } });
+  }
+
+  /** After a write was queued: the batch timer runs, and enough encoded writes go at once if the thread has room. */
+  #queued(): void {
+    this.#schedule();
+    if (this.#pending.encodedCount < EARLY_POST || !this.#ready || this.#outstanding() >= MAX_IN_FLIGHT) return;
+    const skipped: string[] = [];
+    const batch = this.#pending.takeEncoded(skipped);
+    this.#reportSkipped(skipped);
+    if (batch !== null) this.#postCommit(batch, []);
+  }
+
+  /** Commits posted that the thread has not answered yet (it counts in shared memory, so this is known during a burst). */
+  #outstanding(): number {
+    return this.#posted - Atomics.load(this.#answeredCount, 0);
   }
 
   #schedule(): void {
-    if (this.#timer === null && this.#db !== null) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
+    if (this.#timer === null && this.#ready && !this.#closed) this.#timer = setTimeout(this.#onTimer, this.#flushIntervalMs);
   }
 
   readonly #onTimer = (): void => {
     this.#timer = null;
-    this.#commit();
+    // The thread has work enough: the next batch gathers until a commit is answered.
+    if (this.#outstanding() >= MAX_IN_FLIGHT) this.#deferred = true;
+    else this.#commitNow();
   };
 
   #takeFailure(): Promise<void> {
@@ -550,247 +473,56 @@ export class SqliteStore implements Store {
     return failure === null ? RESOLVED : Promise.reject(failure);
   }
 
-  /** Commits every queued write in one transaction. Failures are kept for the next flush(). */
-  #commit(): void {
+  /** Encodes the queued writes and posts them. */
+  #commitNow(): void {
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const batch = this.#batch;
-    this.#batch = null;
-    if (this.#tasks.size === 0 && this.#checkpoints.size === 0 && this.#deadLetters.size === 0 && this.#audit.length === 0) {
-      batch?.resolve();
-      return;
-    }
-    const lastSeq = this.#lastSeq;
-    const auditFloor = this.#auditFloor;
-    try {
-      this.#commitBatch!(Date.now());
-    } catch (cause) {
-      // Rolled back (a lock held too long, a full disk): the writes stay queued and the commit is
-      // retried with a growing delay; tasks are read again then, so nothing is lost meanwhile.
-      this.#lastSeq = lastSeq;
-      this.#auditFloor = auditFloor;
-      this.#taskWriter!.reset();
-      this.#auditWriter!.reset();
-      const error = cause instanceof StoreError ? cause : new StoreError(this.path, `commit failed: ${messageOf(cause)}`, { cause });
-      this.#failure ??= error;
-      batch?.reject(error);
-      this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs === 0 ? RETRY_FIRST_MS : this.#retryMs * 2);
-      if (this.#db !== null && !this.#closed) this.#timer = setTimeout(this.#onTimer, this.#retryMs);
-      this.#onCommitError?.(error);
-      return;
-    }
-    this.#retryMs = 0;
-    batch?.resolve();
-    this.#tasks.clear();
-    this.#checkpoints.clear();
-    this.#deadLetters.clear();
-    this.#audit = [];
-  }
-
-  /** The body of a commit, run inside one transaction. Items JSON cannot encode are skipped and reported. */
-  #write(now: number): void {
-    const statements = this.#statements!;
     const skipped: string[] = [];
-
-    const tasks = this.#taskWriter!;
-    for (const task of this.#tasks.values()) {
-      try {
-        const row = task.toRow();
-        tasks.values.push(
-          row.id, row.type, row.priority, JSON.stringify(row.capabilities), json(row.payload), JSON.stringify(row.metadata),
-          JSON.stringify(row.options), row.status, row.attempt, row.agentId, row.submittedAt, row.updatedAt,
-          row.resultJson ?? json(row.result), row.error == null ? null : JSON.stringify(row.error), this.nodeId,
-        );
-        tasks.endRow();
-      } catch (cause) {
-        tasks.abortRow();
-        skipped.push(`task ${task.id}: ${messageOf(cause)}`);
-      }
-    }
-    tasks.finish();
-
-    for (const [taskId, state] of this.#checkpoints) {
-      if (state === DELETE) statements.deleteCheckpoint.run(taskId);
-      else statements.upsertCheckpoint.run(taskId, state, now);
-    }
-
-    for (const [taskId, entry] of this.#deadLetters) {
-      if (entry === DELETE) {
-        statements.deleteDeadLetter.run(taskId);
-        continue;
-      }
-      try {
-        statements.upsertDeadLetter.run(taskId, JSON.stringify(entry.row), JSON.stringify(entry.error), entry.code, entry.attempts, entry.failedAt);
-      } catch (cause) {
-        skipped.push(`dead letter ${taskId}: ${messageOf(cause)}`);
-      }
-    }
-
-    if (this.#audit.length > 0) {
-      const audit = this.#auditWriter!;
-      for (const event of this.#audit) {
-        try {
-          audit.values.push(this.#lastSeq + 1, event.timestamp, event.type, event.task?.id ?? null, event.agentId, event.attempt, event.details === null ? null : JSON.stringify(event.details));
-          audit.endRow();
-          this.#lastSeq++;
-        } catch (cause) {
-          audit.abortRow();
-          skipped.push(`audit ${event.type} of ${event.task?.id ?? event.agentId ?? '-'}: ${messageOf(cause)}`);
-        }
-      }
-      audit.finish();
-      statements.saveAuditSeq.run(this.#lastSeq);
-      this.#retain(now);
-    }
-
-    if (skipped.length > 0) {
-      this.#failure ??= new StoreError(
-        this.path,
-        `could not write ${skipped.length} item(s) that JSON cannot encode: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`,
-      );
-    }
+    const batch = this.#pending.take(skipped);
+    this.#reportSkipped(skipped);
+    if (batch === null) return;
+    const waiters = this.#waiter === null ? [] : [this.#waiter];
+    this.#waiter = null;
+    this.#postCommit(batch, waiters);
   }
 
-  /** Deletes audit entries beyond the newest `maxEvents` and older than `retainMs`: range deletes on seq, no scan. */
-  #retain(now: number): void {
-    const statements = this.#statements!;
-    let upTo = this.#lastSeq - this.#maxEvents;
-    const cutoff = now - this.#retainMs;
-    const oldest = statements.auditOldest.get() as { seq: number; ts: number } | undefined;
-    if (oldest !== undefined && oldest.ts < cutoff) {
-      // Timestamps grow with seq, so the expired entries are a prefix of the trail.
-      const fresh = statements.auditFirstFresh.get(cutoff) as { seq: number } | undefined;
-      upTo = Math.max(upTo, fresh === undefined ? this.#lastSeq : fresh.seq - 1);
-    }
-    if (upTo > this.#auditFloor) {
-      statements.auditDeleteUpTo.run(upTo);
-      this.#auditFloor = upTo;
-    }
+  /** What JSON could not encode: the next flush() (or close()) rejects naming it. */
+  #reportSkipped(skipped: string[]): void {
+    if (skipped.length === 0) return;
+    this.#failure ??= new StoreError(
+      this.path,
+      `could not write ${skipped.length} item(s) that JSON cannot encode: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; ...' : ''}`,
+    );
   }
 
-  #migrate(db: Database): void {
-    db.transaction(() => {
-      db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-      const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
-      const version = row?.version ?? 0;
-      if (version > SCHEMA_VERSION) {
-        throw new StoreError(this.path, `has schema version ${version}, written by a newer version of this library (this one reads up to ${SCHEMA_VERSION})`);
-      }
-      for (let v = version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
-      if (row === undefined) db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(SCHEMA_VERSION);
-      else if (version !== SCHEMA_VERSION) db.prepare('UPDATE schema_version SET version = ?').run(SCHEMA_VERSION);
-      // BEGIN IMMEDIATE takes the write lock: a database another connection holds locked fails here.
-    }).immediate();
+  #postCommit(batch: Batch, waiters: Deferred[]): void {
+    const commit: Commit = { waiters, answered: deferred() };
+    this.#posted++;
+    this.#inFlight.push(commit);
+    this.#post({ t: 'commit', batch }, (reply) => this.#answered(commit, reply));
   }
 
-  #prepare(db: Database): void {
-    this.#statements = {
-      upsertCheckpoint: db.prepare(
-        'INSERT INTO checkpoints (task_id, state, saved_at) VALUES (?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at',
-      ),
-      deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE task_id = ?'),
-      upsertDeadLetter: db.prepare(
-        `INSERT INTO dead_letters (task_id, row, error, code, attempts, failed_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (task_id) DO UPDATE SET row = excluded.row, error = excluded.error, code = excluded.code, attempts = excluded.attempts, failed_at = excluded.failed_at`,
-      ),
-      deleteDeadLetter: db.prepare('DELETE FROM dead_letters WHERE task_id = ?'),
-      listDeadLetters: db.prepare('SELECT * FROM dead_letters ORDER BY rowid'),
-      unfinished: db.prepare(
-        `SELECT tasks.*, checkpoints.state AS checkpoint, checkpoints.task_id IS NOT NULL AS has_checkpoint
-         FROM tasks LEFT JOIN checkpoints ON checkpoints.task_id = tasks.id WHERE status IN ${UNFINISHED_STATUSES} ORDER BY tasks.rowid`,
-      ),
-      claim: db.prepare('UPDATE tasks SET owner = ? WHERE id = ?'),
-      findTask: db.prepare('SELECT * FROM tasks WHERE id = ?'),
-      // Newest first by insertion (rowid): no index on update time, which every row write would pay for.
-      listTasks: db.prepare(
-        `SELECT * FROM tasks WHERE (?1 IS NULL OR status IN (SELECT value FROM json_each(?1))) AND (?2 IS NULL OR type = ?2) ORDER BY rowid DESC LIMIT ?3`,
-      ),
-      nodes: db.prepare('SELECT id, host, pid, heartbeat_at FROM nodes'),
-      deleteNode: db.prepare('DELETE FROM nodes WHERE id = ?'),
-      upsertNode: db.prepare(
-        'INSERT INTO nodes (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at',
-      ),
-      heartbeat: db.prepare('UPDATE nodes SET heartbeat_at = ? WHERE id = ?'),
-      pruneFinished: db.prepare(`DELETE FROM tasks WHERE status IN ${FINISHED_STATUSES} AND updated_at < ?`),
-      history: db.prepare('SELECT * FROM audit WHERE task_id = ? AND ts >= ? ORDER BY seq'),
-      auditSince: db.prepare('SELECT * FROM audit WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?'),
-      auditSinceOfType: db.prepare('SELECT * FROM audit WHERE type = ? AND seq > ? AND ts >= ? ORDER BY seq LIMIT ?'),
-      auditOldest: db.prepare('SELECT seq, ts FROM audit ORDER BY seq LIMIT 1'),
-      auditFirstFresh: db.prepare('SELECT seq FROM audit WHERE ts >= ? ORDER BY seq LIMIT 1'),
-      auditDeleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
-      saveAuditSeq: db.prepare("UPDATE meta SET value = ? WHERE key = 'audit_seq'"),
-    };
-    this.#taskWriter = new RowWriter(db, taskUpsertSql, TASK_COLUMNS.length, TASK_ROWS_PER_INSERT);
-    this.#auditWriter = new RowWriter(db, auditInsertSql, AUDIT_COLUMNS.length, AUDIT_ROWS_PER_INSERT);
-    const write = db.transaction((now: number) => this.#write(now));
-    this.#commitBatch = (now) => write.immediate(now);
-    const last = db.prepare("SELECT value FROM meta WHERE key = 'audit_seq'").get() as { value: number };
-    const first = db.prepare('SELECT min(seq) AS seq FROM audit').get() as { seq: number | null };
-    this.#lastSeq = last.value;
-    this.#auditFloor = first.seq === null ? this.#lastSeq : first.seq - 1;
+  #answered(commit: Commit, reply: Reply): void {
+    this.#inFlight.shift();
+    if (reply.t === 'done') {
+      for (const waiter of commit.waiters) waiter.resolve();
+    } else {
+      // Rolled back (a lock held too long, a full disk): the thread keeps the writes, with those
+      // posted after them, and commits them in order on its next attempt (it retries on its own).
+      const error = new StoreError(this.path, reply.t === 'failed' ? reply.failure.message : 'commit failed');
+      this.#failure ??= error;
+      this.#backlog = this.#broken === null;
+      for (const waiter of commit.waiters) waiter.reject(error);
+      this.#onCommitError?.(error);
+    }
+    commit.answered.resolve();
+    if (this.#deferred && this.#outstanding() < MAX_IN_FLIGHT) {
+      this.#deferred = false;
+      this.#commitNow();
+    }
   }
 }
 
-/** True when a process with this pid exists on this host (it may be another one that reused the pid: staleness then decides). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: string }).code === 'EPERM';
-  }
-}
-
-function describeOpenFailure(cause: unknown): string {
-  const code = (cause as { code?: unknown } | null)?.code;
-  const message = messageOf(cause);
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return `is locked by another connection (${message})`;
-  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return `is corrupt or not a SQLite database (${message})`;
-  return `cannot be opened (${typeof code === 'string' ? `${code}: ` : ''}${message})`;
-}
-
-function toTaskRow(r: TaskRecordRow): TaskRow {
-  const row: TaskRow = {
-    id: r.id,
-    type: r.type,
-    priority: r.priority,
-    capabilities: JSON.parse(r.capabilities) as string[],
-    payload: parse(r.payload),
-    metadata: JSON.parse(r.metadata) as Record<string, unknown>,
-    options: JSON.parse(r.options) as Record<string, unknown>,
-    status: r.status,
-    attempt: r.attempt,
-    agentId: r.agent_id,
-    submittedAt: r.submitted_at,
-    updatedAt: r.updated_at,
-    error: r.error === null ? null : (JSON.parse(r.error) as SerializedError),
-    owner: r.owner,
-  };
-  if (r.result !== null) row.result = JSON.parse(r.result);
-  return row;
-}
-
-function toAuditEvent(r: AuditRecordRow): AuditEvent {
-  return {
-    seq: r.seq,
-    timestamp: r.ts,
-    type: r.type,
-    taskId: r.task_id,
-    agentId: r.agent_id,
-    attempt: r.attempt,
-    details: r.details === null ? null : (JSON.parse(r.details) as Record<string, unknown>),
-  };
-}
-
-function toDeadLetter(r: DeadLetterRecordRow): DeadLetterRow {
-  return {
-    taskId: r.task_id,
-    row: JSON.parse(r.row) as TaskRow,
-    error: JSON.parse(r.error) as SerializedError,
-    code: r.code,
-    attempts: r.attempts,
-    failedAt: r.failed_at,
-  };
-}
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -24,6 +24,8 @@ export interface TaskRow {
   error?: SerializedError | null;
   /** The result already encoded as JSON (checked when the task completed), so a store need not encode it again. */
   resultJson?: string | undefined;
+  /** The payload already encoded as JSON (when it was checked at submit), so a store need not encode it again. */
+  payloadJson?: string | null | undefined;
   /** The process that holds the task (as read back from a durable store). */
   owner?: string | null;
 }
@@ -31,6 +33,8 @@ export interface TaskRow {
 /** Something the store can turn into a row when it writes (late, so one write carries the latest state). */
 export interface PersistableTask {
   readonly id: string;
+  /** Its status now, if known: a store may encode the row of a task in a final status at once (no later transition rewrites it). */
+  readonly status?: string;
   toRow(): TaskRow;
 }
 
