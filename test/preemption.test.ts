@@ -42,8 +42,8 @@ function stepper(log: string[], gate?: Gate) {
   };
 }
 
-async function single(options: OrchestratorOptions, log: string[], gate?: Gate): Promise<ParallelOrchestrator> {
-  const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 1 }, ...options });
+async function single(options: OrchestratorOptions, log: string[], gate?: Gate, create = make): Promise<ParallelOrchestrator> {
+  const o = await create({ workerPool: { minWorkers: 1, maxWorkers: 1 }, ...options });
   o.registerAgent({ agentId: 'solo', role: AgentRole.EXECUTOR, capabilities: ['work'], maxConcurrent: 1, handler: stepper(log, gate) as never });
   return o;
 }
@@ -232,7 +232,8 @@ describe('priority preemption', () => {
         if (type !== 'background' || ++backgroundSteps !== 2) return Promise.resolve();
         return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
       };
-      o = await single({ store }, log, gate);
+      // The built orchestrator: the SQLite store commits from a worker thread that loads dist/.
+      o = await single({ store }, log, gate, makeBuilt);
       await o.flush();
       const background = o.submit({ type: 'background', priority: TaskPriority.BACKGROUND, capabilities: ['work'], payload: { steps: 3 }, preemptible: true });
       await nextEvent(o, 'task:started', (e) => e.taskId === background.taskId);
