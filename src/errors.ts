@@ -167,8 +167,8 @@ export class TaskNotFoundError extends OrchestratorError {
 /** The orchestrator has been shut down and accepts no more work. */
 export class OrchestratorShutdownError extends OrchestratorError {
   override readonly name = 'OrchestratorShutdownError';
-  constructor() {
-    super('SHUTDOWN', 'the orchestrator has been shut down');
+  constructor(options?: { cause?: unknown }) {
+    super('SHUTDOWN', 'the orchestrator has been shut down', options);
   }
 }
 

@@ -288,6 +288,8 @@ export class Engine {
       await this.#store.open();
     } catch (error) {
       this.#opening = null;
+      // shutdown() closed the store while it opened: that, not the store, is why start() failed.
+      if (this.#state !== 'created') throw new OrchestratorShutdownError({ cause: error });
       throw error;
     }
     this.#opened = true;
@@ -357,13 +359,15 @@ export class Engine {
     if (graceful && wasRunning && this.#table.liveCount > 0) await this.#drainedOrTimeout(timeoutMs);
     this.#checkpoints.stop();
     // A durable store keeps what did not finish here, for the next start() or (shared) for the
-    // other nodes: the tasks end in this process only.
-    const keepInStore = this.#store.durable;
-    const reason = this.#source.shared
-      ? 'the orchestrator shut down; the task stays with the cluster'
-      : keepInStore
-        ? 'the orchestrator shut down; the task stays in the store for the next start()'
-        : 'the orchestrator shut down';
+    // other nodes: the tasks end in this process only. Before the store opened, nothing is kept.
+    const keepInStore = this.#store.durable && this.#opened;
+    const reason = !keepInStore
+      ? this.#store.durable
+        ? 'the orchestrator shut down before start() opened its store; the task was not kept'
+        : 'the orchestrator shut down'
+      : this.#source.shared
+        ? 'the orchestrator shut down; the task stays with the cluster'
+        : 'the orchestrator shut down; the task stays in the store for the next start()';
     // Rows are taken when a batch commits: commit the unfinished states (flush() commits at once,
     // its promise only reports) before they turn to cancelled here.
     const committed = keepInStore && this.#opened ? this.#store.flush() : COMMITTED;
@@ -477,8 +481,10 @@ export class Engine {
   #newRecord(spec: TaskSpec, asyncScope: AsyncResource | null): TaskRecord {
     const lane = this.#source.lane(signatureKey(spec.capabilities ?? NO_CAPABILITIES));
     if (spec.payload !== undefined && lane.key.threadAgents > 0) assertCloneable(spec);
-    if (this.#store.durable) assertStorable(spec);
-    return new TaskRecord(this.#runHost, spec, this.#defaults, lane, this.#table.nextSeq(), asyncScope);
+    const payloadJson = this.#store.durable ? storableJson(spec) : undefined;
+    const record = new TaskRecord(this.#runHost, spec, this.#defaults, lane, this.#table.nextSeq(), asyncScope);
+    record.payloadJson = payloadJson;
+    return record;
   }
 
   /**
@@ -642,15 +648,15 @@ export class Engine {
   }
 }
 
-
 /** A durable store keeps the task as JSON: a payload or metadata JSON cannot carry is refused now, not lost at commit. @throws InvalidTaskError */
-function assertStorable(spec: TaskSpec): void {
-  for (const field of ['payload', 'metadata'] as const) {
-    try {
-      JSON.stringify(spec[field]);
-    } catch (error) {
-      throw new InvalidTaskError(field, `of task ${spec.id ?? spec.type} cannot be stored as JSON: ${(error as Error).message}`, { cause: error });
-    }
+function storableJson(spec: TaskSpec): string | null {
+  let field: 'payload' | 'metadata' = 'metadata';
+  try {
+    JSON.stringify(spec.metadata);
+    field = 'payload';
+    return JSON.stringify(spec.payload) ?? null;
+  } catch (error) {
+    throw new InvalidTaskError(field, `of task ${spec.id ?? spec.type} cannot be stored as JSON: ${(error as Error).message}`, { cause: error });
   }
 }
 

@@ -97,6 +97,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   readonly scope: AsyncResource | null;
   readonly type: string;
   readonly payload: unknown;
+  /** The payload as JSON, from the check at submit on a durable store, until its row is first encoded (no second stringify). */
+  payloadJson: string | null | undefined = undefined;
   readonly priority: TaskPriority;
   readonly metadata: Readonly<Record<string, unknown>>;
   readonly options: TaskOptions;
@@ -258,6 +260,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
       priority: this.priority,
       capabilities: this.capabilities,
       payload: this.payload,
+      payloadJson: this.#takePayloadJson(),
       metadata: this.metadata,
       options,
       status: this.status,
@@ -273,6 +276,12 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
             ? serializeError(this.outcome)
             : null,
     };
+  }
+
+  #takePayloadJson(): string | null | undefined {
+    const json = this.payloadJson;
+    this.payloadJson = undefined;
+    return json;
   }
 
   /** The task as it was submitted, for dead letters and requeueing. */

@@ -18,6 +18,7 @@ import type {
   UnfinishedTask,
   UnreadableTask,
 } from './store.js';
+import { threadEntry } from '../util/thread-entry.js';
 
 export interface SqliteStoreOptions {
   /** The database file; created when missing. */
@@ -59,7 +60,7 @@ const MAX_IN_FLIGHT = 2;
  */
 const EARLY_POST = 2048;
 
-const WRITER_ENTRY = new URL('./sqlite-writer.js', import.meta.url);
+const WRITER_ENTRY = threadEntry('./sqlite-writer.js', import.meta.url);
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Node ids of the SQLite stores open in this process (the writer tells a previous process's node by them). */

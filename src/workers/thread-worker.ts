@@ -23,6 +23,7 @@ import {
   type ThreadJob,
   type ThreadToMain,
 } from './protocol.js';
+import { threadEntry } from '../util/thread-entry.js';
 
 /** What a thread worker reports to; implemented by the engine. */
 export interface ThreadHost<Run> {
@@ -43,7 +44,7 @@ export interface ThreadHost<Run> {
 /** Where a job stands in its thread. */
 export type JobProgress = { state: 'waiting' } | { state: 'running'; startedAt: number } | { state: 'done' };
 
-const THREAD_ENTRY = new URL('./thread-main.js', import.meta.url);
+const THREAD_ENTRY = threadEntry('./thread-main.js', import.meta.url);
 
 /**
  * About how much work (ms, by its jobs' average run time) a thread is handed ahead: enough to
