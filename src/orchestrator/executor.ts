@@ -31,6 +31,8 @@ export interface ExecutorOptions {
   stuckGrace: number;
   /** The store keeps results as JSON: a result JSON cannot carry fails its attempt rather than being lost at commit. */
   storesResults: boolean;
+  /** Calls an in-process handler (telemetry makes its attempt's span active); null: the handler is called as is. */
+  enter: ((handler: AgentHandler, run: TaskRun) => unknown) | null;
 }
 
 /**
@@ -48,6 +50,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   /** Runs whose handler has not returned yet (in-process or in a thread). */
   readonly #unsettled = new Set<TaskRun>();
   readonly #storesResults: boolean;
+  readonly #enter: ExecutorOptions['enter'];
   #stopped = false;
 
   constructor(
@@ -63,6 +66,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   ) {
     this.#health = new HealthMonitor(options.healthCheckInterval, options.stuckGrace, (run) => this.#onStuck(run));
     this.#storesResults = options.storesResults;
+    this.#enter = options.enter;
   }
 
   /** Starts the next attempt of `record` on `agent`, on a worker the pool gave for it. */
@@ -90,7 +94,8 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     let ok = true;
     let value: unknown;
     try {
-      value = await runInScope(scope, handler, run.task, run);
+      const enter = this.#enter;
+      value = await (enter === null ? runInScope(scope, handler, run.task, run) : runInScope(scope, enter, handler, run));
     } catch (error) {
       ok = false;
       value = error;
