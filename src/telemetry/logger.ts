@@ -25,7 +25,7 @@ export interface Logger {
 export function attachLogger(events: Emitter<OrchestratorEvents>, logger: Logger, nodeId: string): void {
   const log = typeof logger.child === 'function' ? logger.child({ name: 'parallel-orchestrator', nodeId }) : logger;
   // Errors: something failed that the orchestrator works around, and an operator should know.
-  events.on('store:error', ({ error }) => log.error({ err: error }, `store error, the commit will be retried: ${error.message}`));
+  events.on('store:error', ({ error }) => log.error({ err: error }, `store error: ${error.message}`));
   events.on('listener:error', ({ event, error }) => log.error({ err: error, event }, `a listener of '${event}' threw`));
   events.on('worker:failed', ({ workerId, error, taskId }) =>
     log.error({ err: error, workerId, taskId }, `worker thread ${workerId} died${taskId === undefined ? '' : ` running task ${taskId}`}: ${error.message}`),
