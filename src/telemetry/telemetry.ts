@@ -105,17 +105,13 @@ export class Telemetry implements TransitionSink {
       {
         kind: SpanKind.CONSUMER,
         startTime: run.startedAt,
-        // Given at creation, so that samplers see them. (Literal keys: an object literal with computed
-        // keys is built property by property.)
+        // The messaging conventions' sampling-relevant attributes, given at creation so that
+        // samplers see them. The SDK validates these three times, the ones set later once.
         attributes: {
           'messaging.system': SYSTEM,
           'messaging.operation.type': 'process',
           'messaging.operation.name': 'process',
           'messaging.destination.name': record.type,
-          'messaging.message.id': record.id,
-          'parallel_orchestrator.task.priority': record.priority,
-          'parallel_orchestrator.task.attempt': run.attempt,
-          'parallel_orchestrator.agent.id': run.agent.agentId,
         },
       },
       // Never the context active at dispatch: that may be another task's handler.
@@ -123,6 +119,13 @@ export class Telemetry implements TransitionSink {
     );
     // Sampled out: the span does nothing, and nothing needs to keep it.
     if (!span.isRecording()) return;
+    // Literal keys: an object literal with computed keys is built property by property.
+    span.setAttributes({
+      'messaging.message.id': record.id,
+      'parallel_orchestrator.task.priority': record.priority,
+      'parallel_orchestrator.task.attempt': run.attempt,
+      'parallel_orchestrator.agent.id': run.agent.agentId,
+    });
     (state ?? (record.telemetry = new TaskTelemetry(null))).span = span;
   }
 
