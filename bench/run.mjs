@@ -4,7 +4,7 @@
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
 //   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence,
-//                                      workflow, preemption, adaptive
+//                                      workflow, preemption, adaptive, telemetry
 //                                      (comma-separated)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
@@ -24,8 +24,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'preemption', 'adaptive'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_PREEMPT_CRITICAL', 'BENCH_ADAPTIVE_TASKS', 'BENCH_ADAPTIVE_RUNS'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'preemption', 'adaptive', 'telemetry'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_PREEMPT_CRITICAL', 'BENCH_ADAPTIVE_TASKS', 'BENCH_ADAPTIVE_RUNS', 'BENCH_TELEMETRY_RUNS'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -354,6 +354,33 @@ function renderPreemption(p) {
   ].join('\n');
 }
 
+function renderTelemetry(t) {
+  const pct = (x) => `${fmt(100 * x, 1)}%`;
+  const rows = Object.values(t.results).map((e) => [
+    e.label,
+    `**${fmtInt(e.median)}**`,
+    `${fmtInt(Math.min(...e.tasksPerSec))} – ${fmtInt(Math.max(...e.tasksPerSec))}`,
+    e === t.results.off ? '' : pct(e.overhead),
+    e === t.results.off ? '' : pct(e.cpuOverhead),
+    e === t.results.off ? '' : fmt(e.cpuMicrosPerTask, 2),
+    e.spansExportedMedian ? fmtInt(e.spansExportedMedian) : '',
+  ]);
+  const sdk = t.results.sdk;
+  return [
+    `### 12. Telemetry overhead: ${fmtInt(t.tasks)} no-op tasks, OpenTelemetry off, on without an SDK, and on with the SDK`,
+    '',
+    `Ours as in benchmark 1 (${t.agents} agents, concurrency ${t.concurrency}, random priorities, all submitted at once, steady state), no span active around the submits (so task spans are roots). The SDK modes get fresh providers per run, shut down untimed after it: a \`BasicTracerProvider\` with a \`BatchSpanProcessor\` (default sizes) before an exporter that drops the spans it counts, and a \`MeterProvider\` with a periodic reader. No context manager is registered. ${plural(t.runs, 'round')} of one run per mode after a ${fmtInt(t.warmupTasks)}-task warm-up, the order rotating every round. Overheads are against off; CPU is \`process.cpuUsage\` of the run (GC threads included), steadier than wall time on a shared machine.`,
+    '',
+    table(['mode', 'tasks/s (median)', 'tasks/s range', 'overhead (tasks/s)', 'overhead (CPU)', 'CPU µs added per task', 'spans exported'], rows),
+    '',
+    table(['goal', 'value', 'goal', 'met'], [
+      ['on without an SDK (the default), 1 − tasks/s / off', pct(t.results.noSdk.overhead), '≈ 0', ''],
+      ['on with the SDK, every span recorded, 1 − tasks/s / off', pct(sdk.overhead), `< ${pct(t.goals.sdkOverhead)}`, mark(sdk.overhead < t.goals.sdkOverhead)],
+      ['same, median over rounds of the ratio within the round', pct(sdk.pairedOverheadMedian), '(for information)', ''],
+    ]),
+  ].join('\n');
+}
+
 function renderAdaptive(a) {
   const scenarios = Object.values(a.results);
   const rows = scenarios.flatMap((s) =>
@@ -427,6 +454,10 @@ if (only.includes('adaptive')) {
   console.error('adaptive (child process)…');
   results.adaptive = await runChild('adaptive');
 }
+if (only.includes('telemetry')) {
+  console.error('telemetry (child process)…');
+  results.telemetry = await runChild('telemetry');
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
@@ -440,6 +471,7 @@ if (results.persistence) sections.push(renderPersistence(results.persistence));
 if (results.workflow) sections.push(renderWorkflow(results.workflow));
 if (results.preemption) sections.push(renderPreemption(results.preemption));
 if (results.adaptive) sections.push(renderAdaptive(results.adaptive));
+if (results.telemetry) sections.push(renderTelemetry(results.telemetry));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 

@@ -2,6 +2,7 @@ export { createParallelOrchestrator, ParallelOrchestrator, type RequeueOptions, 
 export { defineAgent } from './orchestrator/define-agent.js';
 export type { OrchestratorStats, TaskDetails, TaskInfo } from './orchestrator/stats.js';
 export type { OrchestratorOptions, StoreOptions, ThreadResourceLimits } from './options.js';
+export type { Logger } from './telemetry/logger.js';
 export type { AuditEvent, AuditEventType, AuditQuery } from './persistence/store.js';
 export { AgentRole, CircuitState, TaskPriority, TaskStatus, type AssignmentStrategy } from './enums.js';
 export { TaskObservable } from './streaming/task-observable.js';

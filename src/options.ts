@@ -1,9 +1,11 @@
+import type { MeterProvider, TracerProvider } from '@opentelemetry/api';
 import { z } from 'zod';
 import { AgentRole, PRIORITY_LEVELS, TaskPriority, type AssignmentStrategy } from './enums.js';
 import { InvalidOptionsError } from './errors.js';
 import { BREAKER_DEFAULTS, circuitBreakerSchema, type ResolvedBreakerOptions } from './resilience/breaker-options.js';
-import { count, ms } from './util/schema.js';
+import type { Logger } from './telemetry/logger.js';
 import type { RetryPolicy } from './types.js';
+import { count, ms } from './util/schema.js';
 import { describeIssue } from './util/validation.js';
 
 
@@ -25,6 +27,16 @@ export const retrySchema = z.strictObject({
 });
 
 const flag = z.boolean({ error: 'must be true or false' });
+/** An object with these methods (a provider or logger from another library: checked by shape, not class). */
+const withMethods = <T>(methods: readonly string[], optional: readonly string[], error: string) =>
+  z.custom<T>(
+    (value) =>
+      typeof value === 'object' &&
+      value !== null &&
+      methods.every((name) => typeof (value as Record<string, unknown>)[name] === 'function') &&
+      optional.every((name) => (value as Record<string, unknown>)[name] === undefined || typeof (value as Record<string, unknown>)[name] === 'function'),
+    { error },
+  );
 const megabytes = z.number({ error: 'must be a number of MB' }).positive({ error: 'must be a number of MB > 0' });
 
 const optionsSchema = z.strictObject({
@@ -128,6 +140,14 @@ const optionsSchema = z.strictObject({
       maxEvents: count(0).optional(),
     })
     .optional(),
+  telemetry: z
+    .strictObject({
+      enabled: flag.optional(),
+      tracerProvider: withMethods<TracerProvider>(['getTracer'], [], 'must be an OpenTelemetry TracerProvider (an object with getTracer())').optional(),
+      meterProvider: withMethods<MeterProvider>(['getMeter'], [], 'must be an OpenTelemetry MeterProvider (an object with getMeter())').optional(),
+    })
+    .optional(),
+  logger: withMethods<Logger>(['debug', 'info', 'warn', 'error'], ['child'], 'must be a logger with debug, info, warn and error methods (a pino logger, say)').optional(),
 });
 
 /** Limits of each worker thread, as node:worker_threads `resourceLimits` takes them (declared here so users' types need no @types/node). */
@@ -263,6 +283,24 @@ export interface OrchestratorOptions {
      */
     maxEvents?: number;
   };
+  /**
+   * OpenTelemetry spans (one per task attempt) and metrics, through `@opentelemetry/api`: they go
+   * nowhere until an SDK is registered. See docs/telemetry.md.
+   */
+  telemetry?: {
+    /** @default true */
+    enabled?: boolean;
+    /** Where spans go. @default the global provider (`trace.setGlobalTracerProvider`), even one registered later */
+    tracerProvider?: TracerProvider;
+    /** Where metrics go. @default the global provider (`metrics.setGlobalMeterProvider`), which must be registered before the orchestrator is created */
+    meterProvider?: MeterProvider;
+  };
+  /**
+   * A pino-compatible logger (`debug`, `info`, `warn`, `error`, optional `child`) for what the
+   * orchestrator reports: store errors, worker crashes, stuck workers, circuit changes, lost
+   * claims... (docs/telemetry.md lists them by level). Silent without one.
+   */
+  logger?: Logger;
 }
 
 /** The store option. */
@@ -340,6 +378,8 @@ export interface ResolvedOptions {
   circuitBreaker: ResolvedBreakerOptions & { enabled: boolean };
   store: StoreOptions;
   audit: { enabled: boolean; retainMs: number; maxEvents: number };
+  telemetry: { enabled: boolean; tracerProvider: TracerProvider | undefined; meterProvider: MeterProvider | undefined };
+  logger: Logger | undefined;
 }
 
 export const DEFAULT_RETRY = {
@@ -377,6 +417,8 @@ const DEFAULTS = {
   circuitBreaker: { enabled: true, ...BREAKER_DEFAULTS },
   store: { type: 'memory' },
   audit: { enabled: true, retainMs: 7 * 24 * 3600 * 1000, maxEvents: 10_000 },
+  telemetry: { enabled: true, tracerProvider: undefined, meterProvider: undefined },
+  logger: undefined,
 } as const satisfies ResolvedOptions;
 
 /** Validates options and fills defaults. @throws InvalidOptionsError naming the field. */
@@ -402,6 +444,8 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
     circuitBreaker: { ...DEFAULTS.circuitBreaker, ...o.circuitBreaker },
     store: o.store ?? DEFAULTS.store,
     audit: { ...DEFAULTS.audit, ...(o.store !== undefined && o.store.type !== 'memory' ? { maxEvents: DURABLE_AUDIT_EVENTS } : {}), ...o.audit },
+    telemetry: { ...DEFAULTS.telemetry, ...o.telemetry },
+    logger: o.logger,
   };
   const pool = resolved.workerPool;
   if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);

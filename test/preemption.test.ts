@@ -245,6 +245,8 @@ describe('priority preemption', () => {
       const history = await o.history(background.taskId);
       expect(history.filter((entry) => entry.type === 'preempted')).toHaveLength(1);
       expect(history.find((entry) => entry.type === 'preempted')!.details).toMatchObject({ by: critical.taskId, preemptions: 1 });
+      // The entry names the attempt it ended; the resumed run has the same number.
+      expect(history.filter((entry) => ['started', 'preempted'].includes(entry.type)).map((entry) => `${entry.type}/${entry.attempt}`)).toEqual(['started/1', 'preempted/1', 'started/1']);
       expect(o.getStats().totalPreemptions).toBe(1);
       expect(log).toContain('background starts at step 1 (attempt 1)');
       if (name === 'postgres') expect(await rows(background.taskId)).toEqual([]);

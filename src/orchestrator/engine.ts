@@ -23,6 +23,8 @@ import { ClusterRelay } from './cluster-relay.js';
 import { AgentDirectory } from '../routing/agent-directory.js';
 import { signatureKey } from '../routing/capability-signature.js';
 import { EventLog } from '../streaming/event-log.js';
+import { attachLogger } from '../telemetry/logger.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import { Emitter } from '../util/emitter.js';
 import { deserializeError } from '../workers/protocol.js';
@@ -76,6 +78,7 @@ export class Engine {
   /** The work source when it is shared with other processes (PostgreSQL), else null. */
   readonly #shared: PostgresWorkSource<TaskRecord> | null;
   readonly #relay: ClusterRelay | null;
+  readonly #telemetry: Telemetry | null;
   readonly #dispatcher: Dispatcher;
   readonly #executor: Executor;
   readonly #progress: ProgressFanout;
@@ -145,8 +148,14 @@ export class Engine {
     this.#journal = new Journal(this.#store, options.audit.enabled);
     this.#checkpoints = new Checkpoints(this.#store, this.#journal, options.checkpointing, onStoreError);
     this.#relay = this.#shared === null ? null : new ClusterRelay(this.#shared, this.nodeId, onStoreError);
-    const sinks = this.#relay === null ? [this.#counters, events, this.#journal] : [this.#counters, events, this.#journal, this.#relay];
-    this.#lifecycle = new TaskLifecycle(this.#table, sinks, events, this.#checkpoints, () => this.#state === 'stopped', now, (record, reason) => events.claimLost(record, reason));
+    this.#telemetry = options.telemetry.enabled ? new Telemetry(options.telemetry, { nodeId: this.nodeId, propagate: this.#shared !== null, stats: () => this.getStats(), clock: now }) : null;
+    if (options.logger !== undefined) attachLogger(this.events, options.logger, this.nodeId);
+    // Telemetry first: a listener of an event sent by a later sink may cancel the task, and the span must exist by then.
+    const sinks = [this.#telemetry, this.#counters, events, this.#journal, this.#relay].filter((sink) => sink !== null);
+    this.#lifecycle = new TaskLifecycle(this.#table, sinks, events, this.#checkpoints, () => this.#state === 'stopped', now, (record, reason) => {
+      events.claimLost(record, reason);
+      this.#telemetry?.claimLost(record);
+    });
     this.#dispatcher = new Dispatcher(this.#source, this.#directory, this.#pool, () => this.#executor, options.preemption);
     this.#executor = new Executor(
       this.#pool,
@@ -154,7 +163,7 @@ export class Engine {
       this.#lifecycle,
       this.#checkpoints,
       this.events,
-      { healthCheckInterval: options.workerPool.healthCheckInterval, stuckGrace: options.workerPool.stuckGrace, storesResults: this.#store.durable },
+      { healthCheckInterval: options.workerPool.healthCheckInterval, stuckGrace: options.workerPool.stuckGrace, storesResults: this.#store.durable, enter: this.#telemetry?.enter ?? null },
       () => this.#dispatcher.pump(),
       (error) => this.reportListenerError(error, 'progress'),
     );
@@ -222,6 +231,7 @@ export class Engine {
     } else {
       const spec = { ...(claim.options as Partial<TaskSpec>), id: claim.id, type: claim.type, priority: claim.priority as TaskPriority, capabilities: claim.capabilities, payload: claim.payload, metadata: claim.metadata, waitForAgent: true };
       record = new TaskRecord(this.#runHost, spec, this.#defaults, this.#source.lane(signatureKey(claim.capabilities)), this.#table.nextSeq(), null);
+      record.traceContext = claim.trace;
       this.#table.add(record, true);
     }
     // The claim counted the attempt it starts; the executor counts it again when it starts the run.
@@ -358,6 +368,7 @@ export class Engine {
     this.#source.rejectWaiters();
     if (graceful && wasRunning && this.#table.liveCount > 0) await this.#drainedOrTimeout(timeoutMs);
     this.#checkpoints.stop();
+    this.#telemetry?.close();
     // A durable store keeps what did not finish here, for the next start() or (shared) for the
     // other nodes: the tasks end in this process only. Before the store opened, nothing is kept.
     const keepInStore = this.#store.durable && this.#opened;

@@ -31,6 +31,8 @@ export interface ExecutorOptions {
   stuckGrace: number;
   /** The store keeps results as JSON: a result JSON cannot carry fails its attempt rather than being lost at commit. */
   storesResults: boolean;
+  /** Calls an in-process handler (telemetry makes its attempt's span active); null: the handler is called as is. */
+  enter: ((handler: AgentHandler, run: TaskRun) => unknown) | null;
 }
 
 /**
@@ -52,6 +54,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   /** Preempted runs whose handler has not given its slot back yet, with the timer that takes it. */
   readonly #preempting = new Map<TaskRun, NodeJS.Timeout>();
   readonly #storesResults: boolean;
+  readonly #enter: ExecutorOptions['enter'];
   #stopped = false;
 
   constructor(
@@ -67,6 +70,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   ) {
     this.#health = new HealthMonitor(options.healthCheckInterval, options.stuckGrace, (run) => this.#onStuck(run));
     this.#storesResults = options.storesResults;
+    this.#enter = options.enter;
   }
 
   /** Starts the next attempt of `record` on `agent`, on a worker the pool gave for it. */
@@ -132,7 +136,8 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     let ok = true;
     let value: unknown;
     try {
-      value = await runInScope(scope, handler, run.task, run);
+      const enter = this.#enter;
+      value = await (enter === null ? runInScope(scope, handler, run.task, run) : runInScope(scope, enter, handler, run));
     } catch (error) {
       ok = false;
       value = error;

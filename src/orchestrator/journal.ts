@@ -93,7 +93,8 @@ export class Journal implements TransitionSink {
 
   preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('preempted', clock(), record, run.agent.agentId, { by: by.id, preemptions: record.preemptions });
+    // The attempt the preemption ended (the task's count went back by one: it was not used up).
+    if (this.auditEnabled) this.store.appendAudit('preempted', clock(), record, run.agent.agentId, run.attempt, { by: by.id, preemptions: record.preemptions });
   }
 
   /** A dead letter was submitted again. */

@@ -8,6 +8,7 @@ import type { Agent } from '../routing/agent.js';
 import type { CapabilitySignature } from '../routing/capability-signature.js';
 import type { PersistableTask, TaskRow } from '../persistence/store.js';
 import type { ProgressStream } from '../streaming/progress-stream.js';
+import type { TaskTelemetry } from '../telemetry/task-telemetry.js';
 import { TaskObservable } from '../streaming/task-observable.js';
 import type { Emitter } from '../util/emitter.js';
 import type { ThreadWorker } from '../workers/thread-worker.js';
@@ -190,6 +191,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
 
   /** The submitter's tracing context, carried with the task to another process (set by telemetry). */
   traceContext: Record<string, string> | null = null;
+  /** What telemetry keeps of the task between transitions (its parent context, wait start, running span); null while it keeps nothing. */
+  telemetry: TaskTelemetry | null = null;
 
   terminalEvent(): TaskEvents<unknown, unknown>['complete' | 'error' | 'cancelled'] | null {
     switch (this.status) {
