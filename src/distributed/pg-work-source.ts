@@ -47,6 +47,10 @@ interface SettleItem {
   delay: number | null;
   attempt: number | null;
   dead: { row: TaskRow; error: SerializedError; code: string; attempts: number } | null;
+  /** The attempt of the run that ended (outcomes only): after a lost connection, the row proves the write was ours. Not sent. */
+  runAttempt: number | null;
+  /** A hand-back of a claim this node knew nothing of (see `#heartbeat`). Not sent. */
+  orphan: boolean;
 }
 
 export interface SharedSourceOptions {
@@ -56,7 +60,7 @@ export interface SharedSourceOptions {
 
 const STALE_FACTOR = 3;
 /** A settle item that writes nothing: it makes a batch go, carrying the pending audit entries and messages. */
-const CARRY_ONLY: SettleItem = { id: '', token: '0', status: 'queued', result: null, error: null, agent: null, delay: null, attempt: null, dead: null };
+const CARRY_ONLY: SettleItem = { id: '', token: '0', status: 'queued', result: null, error: null, agent: null, delay: null, attempt: null, dead: null, runAttempt: null, orphan: false };
 const RETRY_FIRST_MS = 20;
 const RETRY_MAX_MS = 2_000;
 const AUDIT_MAINTENANCE_MS = 600_000;
@@ -470,6 +474,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       delay: null,
       attempt: null,
       dead: settlement.kind === 'failed' ? { row, error: serializeError(settlement.deadLetter.error), code: settlement.deadLetter.code, attempts: settlement.deadLetter.attempts } : null,
+      runAttempt: row.attempt,
+      orphan: false,
     };
     return this.#settles.push(item).then(
       (settled) => {
@@ -497,6 +503,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       delay: delayMs,
       attempt: unstarted ? Math.max(0, task.attempt) : null,
       dead: null,
+      runAttempt: null,
+      orphan: false,
     };
     void this.#settles.push(item).then(
       (settled) => {
@@ -521,7 +529,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   async #writeSettles(items: SettleItem[]): Promise<boolean[]> {
-    const batch = `[${items.filter((item) => item !== CARRY_ONLY).map(encodeSettle).join(',')}]`;
+    const shadowed = shadowedOrphans(items);
+    const sent = shadowed === null ? items : items.filter((item) => !shadowed.has(item));
+    const batch = `[${sent.filter((item) => item !== CARRY_ONLY).map(encodeSettle).join(',')}]`;
     // The audit entries and node messages waiting to go ride along: one statement, one commit.
     const audit = JSON.stringify(this.#backend.takeAudit());
     const { channels, payloads } = this.#takeOutbox();
@@ -529,10 +539,14 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     await this.#retrying('recording outcomes', async (again) => {
       const { rows } = await this.#backend.pool.query<{ ids: string[] }>(this.#backend.sql.settle(batch, audit, this.#backend.nodeId, this.#backend.workChannel, channels, payloads));
       for (const id of rows[0]?.ids ?? []) settled.add(id);
-      // After a connection was lost at commit, the first try may have committed: the rows say so.
-      if (again) await this.#confirm(items.filter((item) => item !== CARRY_ONLY && !settled.has(item.id)), (item, row) => row.status === item.status, settled);
+      // After a connection was lost at commit, the first try may have committed: the rows say so
+      // (an outcome only if the row ended in the attempt that this node ran).
+      if (again) {
+        const unsure = sent.filter((item) => item !== CARRY_ONLY && !settled.has(item.id));
+        await this.#confirm(unsure, (item, row) => row.status === item.status && (item.runAttempt === null || row.attempt === item.runAttempt), settled);
+      }
     });
-    return items.map((item) => settled.has(item.id));
+    return items.map((item) => shadowed?.has(item) !== true && settled.has(item.id));
   }
 
   /** Adds to `done` the items whose rows show what they were meant to write. */
@@ -815,7 +829,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       for (const [id, token] of extended) {
         if (heldIds.has(id)) continue;
         void this.#settles
-          .push({ id, token, status: 'queued', result: null, error: null, agent: null, delay: 0, attempt: null, dead: null })
+          .push({ id, token, status: 'queued', result: null, error: null, agent: null, delay: 0, attempt: null, dead: null, runAttempt: null, orphan: true })
           .catch((error: unknown) => this.#failed(`handing back task ${id}`, error));
       }
     }
@@ -1060,6 +1074,20 @@ interface StatusRow {
   agent_id: string | null;
   result: unknown;
   error: SerializedError | null;
+}
+
+/**
+ * A heartbeat sees the lease of a task whose outcome is still on its way to the table (the task
+ * left `#held` when it ended) and hands it back as an orphan. One statement must not carry both:
+ * `update … from` would apply either row. The outcome wins; the orphan is not sent (answered false).
+ */
+function shadowedOrphans(items: SettleItem[]): Set<SettleItem> | null {
+  if (!items.some((item) => item.orphan)) return null;
+  const outcomes = new Set<string>();
+  for (const item of items) if (!item.orphan) outcomes.add(item.id);
+  const shadowed = new Set<SettleItem>();
+  for (const item of items) if (item.orphan && outcomes.has(item.id)) shadowed.add(item);
+  return shadowed;
 }
 
 function encodeSettle(item: SettleItem): string {
