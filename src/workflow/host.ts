@@ -72,7 +72,7 @@ export class WorkflowHost {
 
   /** Registers workflows (and the coordinator agent that runs them). Idempotent per workflow. */
   register(workflows: readonly Workflow[], options: RegisterWorkflowsOptions = {}): void {
-    if (!isRecord(options)) throw new InvalidArgumentError('options', 'must be an object');
+    checkKeys(options, ['maxConcurrentRuns']);
     const limit: unknown = options.maxConcurrentRuns;
     if (limit !== undefined && !(typeof limit === 'number' && Number.isInteger(limit) && limit >= 1)) throw new InvalidArgumentError('maxConcurrentRuns', `must be an integer ≥ 1 (received ${String(limit)})`);
     const plans = workflows.map((workflow) => ({ workflow, plan: planOf(workflow) }));
@@ -139,7 +139,7 @@ export class WorkflowHost {
   /** Starts a run: submits its coordinator task. */
   run(workflow: Workflow, input: unknown, options: RunWorkflowOptions = {}): WorkflowRun {
     const plan = planOf(workflow);
-    if (!isRecord(options)) throw new InvalidArgumentError('options', 'must be an object');
+    checkKeys(options, ['runId', 'priority']);
     const { runId = `${plan.id}-${randomUUID()}`, priority = 2 }: { runId?: unknown; priority?: unknown } = options;
     if (typeof runId !== 'string' || runId.length === 0) throw new InvalidArgumentError('runId', `must be a non-empty string (received ${String(runId)})`);
     if (!(typeof priority === 'number' && Number.isInteger(priority) && priority >= 0 && priority <= 4)) throw new InvalidArgumentError('priority', `must be a TaskPriority, 0..4 (received ${String(priority)})`);
@@ -320,4 +320,11 @@ export function observeWorkflow<R extends WorkflowResults = WorkflowResults>(orc
  */
 export function cancelWorkflow(orchestrator: ParallelOrchestrator, runId: string, reason = 'cancelled by caller'): Promise<boolean> {
   return hostOf(orchestrator).cancel(runId, reason);
+}
+
+/** @throws InvalidArgumentError when `options` is not an object or has a key not in `known` */
+function checkKeys(options: unknown, known: readonly string[]): void {
+  if (!isRecord(options)) throw new InvalidArgumentError('options', 'must be an object');
+  const unknown = Object.keys(options).find((key) => !known.includes(key));
+  if (unknown !== undefined) throw new InvalidArgumentError(`options.${unknown}`, 'is not a known option (check its spelling)');
 }
