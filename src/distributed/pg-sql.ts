@@ -160,7 +160,11 @@ export function statements(schema: string): Statements {
         on conflict (task_id) do update set row = excluded.row, error = excluded.error, code = excluded.code,
           attempts = excluded.attempts, failed_at = excluded.failed_at
       ), a as (
+        -- A task whose last attempt died ends as any failed task does: 'failed', then 'dead-lettered'.
         insert into ${s}.audit (ts, type, task_id, agent_id, attempt, details, node)
+        select ${NOW}, 'failed', id, null, attempt, jsonb_build_object('error', error ->> 'message', 'code', 'WORKER_CRASHED'), $3
+        from r where status = 'failed'
+        union all
         select ${NOW}, case when status = 'failed' then 'dead-lettered' else 'recovered' end, id, null, attempt,
           jsonb_build_object('previousStatus', 'running', 'node', owner), $3 from r
       ), gone as (

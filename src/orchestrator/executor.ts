@@ -135,6 +135,15 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   async #execute(run: TaskRun, handler: AgentHandler, scope: TaskRecord['scope']): Promise<void> {
     let ok = true;
     let value: unknown;
+    if (run.startCommitted !== null) {
+      // A recovered task that crashed its process must have this attempt counted if it does again.
+      await run.startCommitted;
+      // Cancelled (or timed out) meanwhile: the handler never runs.
+      if (run.finished) {
+        this.#settle(run, false, undefined);
+        return;
+      }
+    }
     try {
       const enter = this.#enter;
       value = await (enter === null ? runInScope(scope, handler, run.task, run) : runInScope(scope, enter, handler, run));

@@ -45,7 +45,7 @@ export class Journal implements TransitionSink {
     if (this.durable) this.store.saveTask(record);
     if (this.auditEnabled) this.#append('started', epoch(run.startedAt), record, run.agent.agentId, null);
     // (A failed commit is reported as store:error and retried by the store.)
-    if (this.#recoveredUnstarted.size > 0 && this.#recoveredUnstarted.delete(record)) this.store.flush().catch(() => {});
+    if (this.#recoveredUnstarted.size > 0 && this.#recoveredUnstarted.delete(record)) run.startCommitted = this.store.flush().catch(() => {});
   }
 
   completed(record: TaskRecord, run: TaskRun): void {

@@ -328,6 +328,8 @@ export class TaskRun implements TaskContext, DeadlineNode {
   duration = 0;
   /** The more urgent task this run gives its slot to, once preempted; null otherwise. */
   preemptedBy: TaskRecord | null = null;
+  /** Resolves once the start of this run is committed, when its handler must wait for that (a recovered task); else null. */
+  startCommitted: Promise<void> | null = null;
   readonly task: Task;
   #controller: AbortController | null = null;
   #abortReason: Error | null = null;
