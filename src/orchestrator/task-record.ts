@@ -326,6 +326,9 @@ export class TaskRun implements TaskContext, DeadlineNode {
   /** Worker and agent capacity given back (at settle, or reclaimed from a stuck handler). */
   released = false;
   duration = 0;
+  /** Links of the executor's list of runs whose handler has not returned. */
+  unsettledPrev: TaskRun | null = null;
+  unsettledNext: TaskRun | null = null;
   /** The more urgent task this run gives its slot to, once preempted; null otherwise. */
   preemptedBy: TaskRecord | null = null;
   /** Resolves once the start of this run is committed, when its handler must wait for that (a recovered task); else null. */
