@@ -50,7 +50,7 @@ export class Journal implements TransitionSink {
 
   completed(record: TaskRecord, run: TaskRun): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('completed', epoch(run.startedAt + run.duration), record, run.agent.agentId, null);
+    if (this.auditEnabled && !record.outcomeAudited) this.#append('completed', epoch(run.startedAt + run.duration), record, run.agent.agentId, null);
   }
 
   attemptFailed(): void {}
@@ -77,7 +77,7 @@ export class Journal implements TransitionSink {
         failedAt: deadLetter.failedAt,
       });
     }
-    if (this.auditEnabled) {
+    if (this.auditEnabled && !record.outcomeAudited) {
       const at = clock();
       this.#append(status === 'timeout' ? 'timed-out' : 'failed', at, record, record.agent?.agentId ?? null, { error: error.message, code: deadLetter.code });
       this.#append('dead-lettered', at, record, null, { attempts: record.attempt });

@@ -86,6 +86,8 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   updateCount = 0;
   /** The result once completed; the last error once failed, retrying or timed out; the reason (a string) once cancelled. */
   outcome: unknown = undefined;
+  /** On PostgreSQL: the statement recording the outcome carried its terminal audit entries (the journal writes none). */
+  outcomeAudited = false;
   /** The result as JSON, when a durable store keeps it (encoded once, when the task completed). */
   resultJson: string | undefined = undefined;
   /** Agent and worker of the last attempt when it ran in another process (shared store). */

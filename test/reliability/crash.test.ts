@@ -157,7 +157,7 @@ async function killRound(env: Record<string, string>, plan: Plan, fallbackMs: nu
 const TERMINAL_AUDIT = new Set(['completed', 'failed', 'timed-out', 'cancelled']);
 
 interface Outcome {
-  rows: { id: string; status: string; result: unknown; agent_id: string | null }[];
+  rows: { id: string; status: string; result: unknown }[];
   audit: { task_id: string; type: string }[];
   /** Tasks with a checkpoint row. */
   checkpoints: string[];
@@ -165,7 +165,7 @@ interface Outcome {
 }
 
 /** What every process printed and the database holds, checked against the guarantees. */
-function checkMatrix(lines: Line[], outcome: Outcome, killed: ReadonlySet<string>, auditMayTrail: boolean): void {
+function checkMatrix(lines: Line[], outcome: Outcome): void {
   const committed = new Set(lines.filter((l) => l.e === 'committed').map((l) => l.id!));
   expect(committed.size).toBeGreaterThan(0);
   const rows = new Map(outcome.rows.map((r) => [r.id, r]));
@@ -178,20 +178,10 @@ function checkMatrix(lines: Line[], outcome: Outcome, killed: ReadonlySet<string
   }
   // Exactly one terminal audit entry per task.
   const terminal = new Map<string, string[]>();
-  const trailing = new Set<string>();
   for (const { task_id, type } of outcome.audit) if (TERMINAL_AUDIT.has(type)) terminal.set(task_id, [...(terminal.get(task_id) ?? []), type]);
-  for (const row of outcome.rows) {
-    const entries = terminal.get(row.id);
-    // Known fault (PostgreSQL): the terminal audit entry is written after the outcome commits, in
-    // a later statement, so a node killed in between leaves a completed row without it. Allowed
-    // only there: the node that completed the task (its 'done' line) was then SIGKILLed.
-    if (entries === undefined && auditMayTrail) {
-      expect(killed.has(row.agent_id ?? ''), `${row.id} has no terminal audit entry, and its agent ${row.agent_id} was not on a killed node`).toBe(true);
-      trailing.add(row.id);
-      continue;
-    }
-    expect(entries, row.id).toEqual(['completed']);
-  }
+  // (On PostgreSQL this entry used to be written after the outcome committed: a node killed in
+  // between left a completed row without it. It now goes in the outcome's own statement.)
+  for (const row of outcome.rows) expect(terminal.get(row.id), row.id).toEqual(['completed']);
   expect([...terminal.keys()].filter((id) => !rows.has(id)), 'terminal entries of tasks without a row').toEqual([]);
   // Checkpoints never go backwards: a run resumes from at least every checkpoint committed
   // before it began, and successive runs of a task resume from non-decreasing steps.
@@ -214,29 +204,22 @@ function checkMatrix(lines: Line[], outcome: Outcome, killed: ReadonlySet<string
     }
     expect(committedStep, id).toBeLessThanOrEqual(STEPS);
   }
-  // Completed tasks release their checkpoints (the same known fault leaves the checkpoint of such a task).
-  expect(outcome.checkpoints.filter((id) => !trailing.has(id))).toEqual([]);
+  // Completed tasks release their checkpoints (on PostgreSQL in the outcome's statement as well).
+  expect(outcome.checkpoints).toEqual([]);
 }
 
-function summary(store: string, plans: { plan: Plan; reached: boolean; exit: Exit }[], lines: Line[], outcome: Outcome): void {
-  const audited = new Set(outcome.audit.filter((a) => TERMINAL_AUDIT.has(a.type)).map((a) => a.task_id));
-  const trailing = outcome.rows.filter((r) => !audited.has(r.id)).map((r) => r.id);
+function summary(store: string, plans: { plan: Plan; reached: boolean; exit: Exit }[], lines: Line[]): void {
   const kills = plans.map(({ plan, reached, exit }) => `${plan.point}${plan.point === 'submit' || plan.point === 'checkpoint' || plan.point === 'complete' || plan.point === 'shutdown' ? `#${plan.nth}` : `+${plan.delay}ms`}${reached ? '' : '(fallback)'}${exit.signal === 'SIGKILL' ? '' : `(exited ${exit.code})`}`);
   const runs = lines.filter((l) => l.e === 'run').length;
   const resumed = lines.filter((l) => l.e === 'run' && l.resume !== null).length;
-  console.log(`crash.test.ts ${store}: seed ${SEED}; kills: ${kills.join(', ')}; ${lines.filter((l) => l.e === 'committed').length} committed, ${runs} runs, ${resumed} resumed from a checkpoint${trailing.length > 0 ? `; completed without a terminal audit entry (known fault): ${trailing.join(', ')}` : ''}`);
-}
-
-/** The agent ids of the nodes that were SIGKILLed (the fixture names its agent `<node>-steps`). */
-function killedAgents(plans: { child: Child; exit: Exit }[]): Set<string> {
-  return new Set(plans.filter((p) => p.exit.signal === 'SIGKILL').flatMap((p) => p.child.lines.slice(0, 1).map((l) => `${l.node}-steps`)));
+  console.log(`crash.test.ts ${store}: seed ${SEED}; kills: ${kills.join(', ')}; ${lines.filter((l) => l.e === 'committed').length} committed, ${runs} runs, ${resumed} resumed from a checkpoint`);
 }
 
 function readSqlite(path: string): Outcome {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
     return {
-      rows: (db.prepare('SELECT id, status, result, agent_id FROM tasks').all() as { id: string; status: string; result: string | null; agent_id: string | null }[]).map((r) => ({
+      rows: (db.prepare('SELECT id, status, result FROM tasks').all() as { id: string; status: string; result: string | null }[]).map((r) => ({
         ...r,
         result: r.result === null ? null : JSON.parse(r.result),
       })),
@@ -251,7 +234,7 @@ function readSqlite(path: string): Outcome {
 
 async function readPostgres(schema: string): Promise<Outcome> {
   return {
-    rows: await sql<{ id: string; status: string; result: unknown; agent_id: string | null }>(`select id, status, result, agent_id from ${schema}.tasks`),
+    rows: await sql<{ id: string; status: string; result: unknown }>(`select id, status, result from ${schema}.tasks`),
     audit: await sql<{ task_id: string; type: string }>(`select task_id, type from ${schema}.audit where task_id is not null order by seq`),
     checkpoints: (await sql<{ task_id: string }>(`select task_id from ${schema}.checkpoints`)).map((r) => r.task_id),
     deadLetters: await sql<{ task_id: string; attempts: number; code: string }>(`select task_id, attempts, code from ${schema}.dead_letters`),
@@ -294,11 +277,11 @@ describe('crash matrix: SQLite', () => {
     const db = join(dir, 'matrix.db');
     const matrix = plansOf(random(SEED));
     const lines: Line[] = [];
-    const plans: { plan: Plan; reached: boolean; exit: Exit; child: Child }[] = [];
+    const plans: { plan: Plan; reached: boolean; exit: Exit }[] = [];
     for (const [round, plan] of matrix.entries()) {
       const { child, reached, exit } = await killRound({ STORE: 'sqlite', DB: db, NODE: `r${round}`, MODE: 'work', ROUND: `r${round}`, TASKS: String(TASKS_PER_ROUND) }, plan, 1_500);
       lines.push(...child.lines);
-      plans.push({ plan, reached, exit, child });
+      plans.push({ plan, reached, exit });
       // Killed, or (the point never came) finished on its own; never a crash of its own.
       expect(exit.signal === 'SIGKILL' || exit.code === 0, exit.stderr).toBe(true);
     }
@@ -309,8 +292,8 @@ describe('crash matrix: SQLite', () => {
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
     expect(last.lines.filter((l) => l.e === 'store-error')).toEqual([]);
     const outcome = readSqlite(db);
-    summary('SQLite', plans, lines, outcome);
-    checkMatrix(lines, outcome, killedAgents(plans), false);
+    summary('SQLite', plans, lines);
+    checkMatrix(lines, outcome);
   });
 
   it('a task that SIGKILLs its process on every run ends dead-lettered after maxAttempts', async () => {
@@ -336,11 +319,11 @@ describe.skipIf(!available)('crash matrix: PostgreSQL', () => {
     await new Promise<void>((resolve) => survivor.onLine((l) => l.e === 'ready' && resolve()));
     const matrix = plansOf(random(SEED ^ 0x5eed));
     const lines: Line[] = [];
-    const plans: { plan: Plan; reached: boolean; exit: Exit; child: Child }[] = [];
+    const plans: { plan: Plan; reached: boolean; exit: Exit }[] = [];
     for (const [round, plan] of matrix.entries()) {
       const { child, reached, exit } = await killRound({ ...env, NODE: `victim-${round}`, MODE: 'work', ROUND: `p${round}`, TASKS: String(TASKS_PER_ROUND) }, plan, 1_000);
       lines.push(...child.lines);
-      plans.push({ plan, reached, exit, child });
+      plans.push({ plan, reached, exit });
       expect(exit.signal === 'SIGKILL' || exit.code === 0, exit.stderr).toBe(true);
     }
     // The survivor finishes everything: the victims' leases expire and it takes their tasks over.
@@ -357,8 +340,8 @@ describe.skipIf(!available)('crash matrix: PostgreSQL', () => {
     lines.push(...survivor.lines);
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
     const outcome = await readPostgres(schema);
-    summary('PostgreSQL', plans, lines, outcome);
-    checkMatrix(lines, outcome, killedAgents(plans), true);
+    summary('PostgreSQL', plans, lines);
+    checkMatrix(lines, outcome);
   });
 
   it('a task that SIGKILLs every node that runs it ends dead-lettered after maxAttempts', async () => {
