@@ -425,7 +425,9 @@ const DEFAULTS = {
 export function resolveOptions(input: OrchestratorOptions | undefined): ResolvedOptions {
   const parsed = optionsSchema.safeParse(input ?? {});
   if (!parsed.success) {
-    const { field, detail } = describeIssue(parsed.error, input);
+    // Named 'options' when the whole argument is not an object (zod's path is then empty).
+    const root = parsed.error.issues[0]!;
+    const { field, detail } = describeIssue(parsed.error, input, root.path.length === 0 && root.code !== 'unrecognized_keys' ? 'options' : '');
     throw new InvalidOptionsError(field, detail);
   }
   const o = parsed.data;
