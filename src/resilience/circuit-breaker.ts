@@ -85,7 +85,7 @@ export class CircuitBreaker {
     return ticket === this.#halfOpenPeriod;
   }
 
-  onSuccess(ticket = 0): void {
+  onSuccess(ticket: number): void {
     if (this.#state === CircuitState.CLOSED) {
       this.#failures = 0;
     } else if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) {
@@ -98,11 +98,11 @@ export class CircuitBreaker {
   }
 
   /** A started call ended with no verdict (cancelled): frees its half-open probe place. */
-  onAbandon(ticket = 0): void {
+  onAbandon(ticket: number): void {
     if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) this.#probes = Math.max(0, this.#probes - 1);
   }
 
-  onFailure(ticket = 0): void {
+  onFailure(ticket: number): void {
     if (this.#state === CircuitState.CLOSED) {
       if (++this.#failures >= this.#options.failureThreshold) this.#open();
     } else if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) {
@@ -199,7 +199,8 @@ export interface StandaloneCircuitBreaker {
 }
 
 /** Validates breaker options and fills defaults. @throws InvalidOptionsError naming the field. */
-export function resolveBreakerOptions(options: CircuitBreakerOptions = {}, path = 'circuitBreaker'): ResolvedBreakerOptions {
+export function resolveBreakerOptions(options: CircuitBreakerOptions = {}): ResolvedBreakerOptions {
+  const path = 'circuitBreaker';
   const checked = circuitBreakerSchema.safeParse(options);
   if (!checked.success) {
     const { field, detail } = describeIssue(checked.error, options, path);
