@@ -150,7 +150,6 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     expect(delta.data).toEqual(big);
     await task.result();
   });
-
   it('records each outcome once while heartbeats extend leases of tasks whose outcome is still being written', async () => {
     // With a short lease the heartbeat often sees the lease of a task that already ended here but
     // whose outcome was not committed yet; that lease must not be handed back over the outcome.
