@@ -145,6 +145,21 @@ describe('SqliteStore: commits', () => {
     await expect(store.flush()).resolves.toBeUndefined();
   });
 
+  it('reports a failed periodic prune of finished rows through onCommitError, naming what failed', async () => {
+    const failed = deferred<StoreError>();
+    const store = await open({ retainFinishedMs: 1, pruneEveryMs: 5, onCommitError: (error) => failed.resolve(error) });
+    raw((db) => db.exec("CREATE TRIGGER refuse_prune BEFORE DELETE ON tasks BEGIN SELECT RAISE(ABORT, 'pruning refused'); END"));
+    const task = new FakeTask('done');
+    task.status = TaskStatus.COMPLETED;
+    task.updatedAt = Date.now() - 1_000;
+    store.saveTask(task);
+    await store.flush();
+    const error = await failed.promise;
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error.message).toMatch(/pruning finished tasks failed: pruning refused/);
+    expect(await store.findTask('done')).toMatchObject({ status: 'completed' });
+  });
+
   it('rejects reads before open, naming the file', async () => {
     const store = sqliteStore();
     store.saveTask(new FakeTask('early'));
