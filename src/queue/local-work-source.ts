@@ -198,11 +198,6 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
     return Promise.resolve(this.#deadLetters.has(taskId));
   }
 
-  /** Loads dead letters a previous process left in a durable store. */
-  loadDeadLetter(entry: DeadLetter): void {
-    this.#deadLetters.add(entry);
-  }
-
   get deadLetterCount(): number {
     return this.#deadLetters.size;
   }

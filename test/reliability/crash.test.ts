@@ -329,7 +329,7 @@ describe.skipIf(!available)('crash matrix: PostgreSQL', () => {
     // The survivor finishes everything: the victims' leases expire and it takes their tasks over.
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const [{ n }] = await sql<{ n: string }>(`select count(*) as n from ${schema}.tasks where status not in ('completed', 'failed', 'timeout', 'cancelled')`);
+      const n = (await sql<{ n: string }>(`select count(*) as n from ${schema}.tasks where status not in ('completed', 'failed', 'timeout', 'cancelled')`))[0]?.n;
       if (Number(n) === 0) break;
       expect(Date.now(), `${n} tasks still unfinished`).toBeLessThan(deadline);
       await new Promise((resolve) => setTimeout(resolve, 100));
