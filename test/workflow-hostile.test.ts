@@ -143,6 +143,27 @@ describe('throwing, hanging and odd steps', () => {
     expect(o.getStats().totalSubmitted).toBe(1); // the coordinator only: b never became a task
   });
 
+  it('a task step, a function step and a compensation that throw values that cannot be read fail or are reported; nothing hangs', async () => {
+    // None has a string form or a readable message: an object without prototype, a Proxy whose
+    // prototype cannot be read, an object whose message getter throws.
+    const unreadable = [
+      () => Object.create(null) as unknown,
+      () => new Proxy({}, { getPrototypeOf: () => { throw new Error('no prototype'); } }),
+      () => Object.defineProperty({}, 'message', { get: () => { throw new Error('no message'); } }),
+    ];
+    const o = await create({ taskQueue: { retry: { maxAttempts: 1 } } });
+    o.registerAgent({ agentId: 'x', role: AgentRole.EXECUTOR, capabilities: ['x'], handler: (task) => { throw unreadable[task.payload as number]!(); } });
+    for (let i = 0; i < unreadable.length; i++) {
+      for (const kind of ['task', 'function']) {
+        const failing: StepDefinition = kind === 'task' ? { dependsOn: ['a'], capabilities: ['x'], input: () => i } : { dependsOn: ['a'], run: () => { throw unreadable[i]!(); } };
+        const steps = { a: { run: () => 1, compensate: () => { throw unreadable[i]!(); } }, b: failing };
+        const result = await runWorkflow(o, defineWorkflow({ id: `unreadable-${kind}-${i}`, steps }), null).result();
+        expect(result).toMatchObject({ status: 'failed', failedStep: 'b', error: { name: 'Error', message: expect.stringMatching(/^non-error thrown: /) } });
+        expect(result.compensationFailures).toEqual([{ step: 'a', error: { name: 'Error', message: expect.stringMatching(/^non-error thrown: /), code: 'TASK_FAILED' } }]);
+      }
+    }
+  });
+
   it('a function step that ignores its signal is abandoned after cancelGrace', async () => {
     const o = await create();
     const hung = deferred();

@@ -1,11 +1,15 @@
-import { isOrchestratorError } from '../errors.js';
+import { describeThrown, isOrchestratorError } from '../errors.js';
 import type { RetryPolicy } from '../index.js';
 import type { WorkflowErrorInfo } from './types.js';
 
-/** Turns anything thrown into an Error (the original kept as `cause` when it was not one). */
+/** Turns anything thrown into an Error (the original kept as `cause` when it was not one); never throws. */
 export function toError(thrown: unknown): Error {
-  if (thrown instanceof Error) return thrown;
-  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${String(thrown)}`, { cause: thrown });
+  try {
+    if (thrown instanceof Error) return thrown;
+  } catch {
+    // A Proxy whose prototype cannot be read: described below.
+  }
+  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${describeThrown(thrown)}`, { cause: thrown });
 }
 
 /** The code reported for an error: its own string `code`, or TASK_FAILED. */
