@@ -84,6 +84,32 @@ describe('priority preemption', () => {
     expect(types).toEqual(['submitted', 'started', 'preempted', 'started', 'completed']);
   });
 
+  it('a preempted in-process handler that returns a result past its timeout, within graceMs, completes the task (its deadline stopped at the preemption)', async () => {
+    const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 1 }, preemption: { graceMs: 10_000 } });
+    const aborted = deferred();
+    o.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['work'],
+      maxConcurrent: 1,
+      handler: async (task, ctx) => {
+        if (task.type !== 'stubborn') return 'urgent done';
+        const started = performance.now();
+        ctx.signal.addEventListener('abort', () => aborted.resolve(), { once: true });
+        await aborted.promise;
+        // Finishes its work anyway, past its timeout: the run must outlast it, so it waits for that time.
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, 600 - (performance.now() - started))));
+        return 'stubborn done';
+      },
+    });
+    const stubborn = o.submit({ type: 'stubborn', priority: TaskPriority.BACKGROUND, capabilities: ['work'], preemptible: true, timeout: 500, retry: { maxAttempts: 2 } });
+    await nextEvent(o, 'task:started', (e) => e.taskId === stubborn.taskId);
+    const urgent = o.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['work'] });
+    expect(await stubborn.result()).toMatchObject({ result: 'stubborn done', attempts: 1 });
+    expect((await urgent.result()).result).toBe('urgent done');
+    expect(o.getStats()).toMatchObject({ totalPreemptions: 0, totalRetries: 0, totalFailed: 0 });
+  });
+
   it('leaves alone a task that is not preemptible, and one whose priority is too close', async () => {
     for (const [low, preemptible] of [
       [TaskPriority.BACKGROUND, false],

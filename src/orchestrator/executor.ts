@@ -168,8 +168,9 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
       run.duration = now() - run.startedAt;
       // A late event loop can run the handler's continuation before the deadline timer that
       // was due first: a result past the timeout is still a timeout. (Threads time their runs
-      // in shared memory, and their deadline handler sees that.)
-      if (ok && record.timeout > 0 && run.duration >= record.timeout && run.worker.kind === 'inline') {
+      // in shared memory, and their deadline handler sees that.) Not after a preemption: it
+      // stopped the deadline, and a handler that completes within graceMs completes the task.
+      if (ok && record.timeout > 0 && run.preemptedBy === null && run.duration >= record.timeout && run.worker.kind === 'inline') {
         const error = new TaskTimeoutError(record.id, record.timeout);
         run.abort(error);
         this.#failed(run, error, TaskStatus.TIMEOUT);
