@@ -110,6 +110,32 @@ describe('priority preemption', () => {
     expect(o.getStats()).toMatchObject({ totalPreemptions: 0, totalRetries: 0, totalFailed: 0 });
   });
 
+  it('a preempted run cancelled while it gives way still frees its slot after graceMs, not stuckGrace', async () => {
+    const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 1, stuckGrace: 60_000 }, preemption: { graceMs: 20 } });
+    const never = deferred();
+    o.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['work'],
+      maxConcurrent: 1,
+      // The stubborn handler ignores its signal and returns only when the test ends.
+      handler: (task) => (task.type === 'stubborn' ? never.promise : 'urgent done'),
+    });
+    try {
+      const stubborn = o.submit({ type: 'stubborn', priority: TaskPriority.BACKGROUND, capabilities: ['work'], preemptible: true });
+      await nextEvent(o, 'task:started', (e) => e.taskId === stubborn.taskId);
+      const urgent = o.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['work'] });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(await o.cancel(stubborn.taskId)).toBe(true);
+      // Before the fix the urgent task waited for stuckGrace (a minute) once its victim was cancelled.
+      expect((await urgent.result()).result).toBe('urgent done');
+      expect(stubborn.state).toBe('cancelled');
+      expect(o.getStats().totalPreemptions).toBe(0);
+    } finally {
+      never.resolve();
+    }
+  });
+
   it('leaves alone a task that is not preemptible, and one whose priority is too close', async () => {
     for (const [low, preemptible] of [
       [TaskPriority.BACKGROUND, false],

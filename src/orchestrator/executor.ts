@@ -119,16 +119,23 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
 
   #preemptionOverdue(run: TaskRun): void {
     this.#preempting.delete(run);
-    if (run.settled || run.finished) return;
-    run.finished = true;
-    run.duration = now() - run.startedAt;
-    this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
+    if (run.settled) return;
+    // A run cancelled while it gave way is not queued again, but its slot still goes to the
+    // waiting task now rather than after stuckGrace.
+    const requeue = !run.finished;
+    if (requeue) {
+      run.finished = true;
+      run.duration = now() - run.startedAt;
+      this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
+    } else if (run.overdueSince !== 0) {
+      this.#health.forget(run);
+    }
     if (run.worker.kind === 'inline') {
       if (!run.released) this.#release(run);
     } else {
       void (run.worker as ThreadWorker<TaskRun>).terminate();
     }
-    this.lifecycle.preempted(run.record, run, run.preemptedBy!);
+    if (requeue) this.lifecycle.preempted(run.record, run, run.preemptedBy!);
     this.pump();
   }
 
