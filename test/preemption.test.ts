@@ -136,6 +136,40 @@ describe('priority preemption', () => {
     }
   });
 
+  it('aging never makes a task preempt a run of its own priority (no churn among BACKGROUND tasks)', async () => {
+    const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 2 }, taskQueue: { agingMs: 2, preemptibleFrom: TaskPriority.BACKGROUND } });
+    const hold = deferred();
+    const log: string[] = [];
+    o.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['work'],
+      maxConcurrent: 1,
+      handler: async (task, ctx) => {
+        if (task.type === 'first') {
+          await Promise.race([hold.promise, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }))]);
+          if (ctx.signal.aborted) {
+            log.push('first gives way');
+            throw ctx.signal.reason;
+          }
+        }
+        return task.type;
+      },
+    });
+    o.registerAgent({ agentId: 'ticker', role: AgentRole.EXECUTOR, capabilities: ['tick'], maxConcurrent: 1, handler: () => 'tick' });
+    const first = o.submit({ type: 'first', priority: TaskPriority.BACKGROUND, capabilities: ['work'] });
+    await nextEvent(o, 'task:started', (e) => e.taskId === first.taskId);
+    const second = o.submit({ type: 'second', priority: TaskPriority.BACKGROUND, capabilities: ['work'] });
+    // Each tick is a dispatch pass: it ages the waiting task and looks for a run it may preempt.
+    while (second.state === 'queued' && o.getStats().taskQueue.byPriority.CRITICAL === 0) await o.submit({ type: 'tick', capabilities: ['tick'] }).result();
+    await o.submit({ type: 'tick', capabilities: ['tick'] }).result();
+    hold.resolve();
+    expect((await first.result()).result).toBe('first');
+    expect((await second.result()).result).toBe('second');
+    expect(log).toEqual([]);
+    expect(o.getStats().totalPreemptions).toBe(0);
+  });
+
   it('leaves alone a task that is not preemptible, and one whose priority is too close', async () => {
     for (const [low, preemptible] of [
       [TaskPriority.BACKGROUND, false],
