@@ -11,6 +11,7 @@ import {
   InvalidTaskError,
   MisroutedTaskError,
   TaskCancelledError,
+  TaskPriority,
   WorkflowDefinitionChangedError,
   cancelWorkflow,
   defineWorkflow,
@@ -21,7 +22,7 @@ import {
   type StepContext,
   type StepDefinition,
 } from '../src/index.js';
-import { deferred, settle, useOrchestrators } from './helpers.js';
+import { deferred, nextEvent, settle, useOrchestrators } from './helpers.js';
 
 const create = useOrchestrators();
 
@@ -366,6 +367,44 @@ describe('cancels at awkward moments', () => {
 });
 
 describe('worker slots and the coordinator agent', () => {
+  it('a run whose coordinator is preempted by a more urgent run leaves its task steps running and takes their results when it resumes', async () => {
+    const o = await create({ workerPool: { maxWorkers: 4 }, taskQueue: { preemptibleFrom: TaskPriority.LOW } });
+    const release = deferred();
+    const starts = new Map<string, number>();
+    const cancelled: string[] = [];
+    o.on('task:started', (e) => starts.set(e.taskId, (starts.get(e.taskId) ?? 0) + 1));
+    o.on('task:cancelled', (e) => cancelled.push(e.taskId));
+    const lowStepDone = nextEvent(o, 'task:completed', (e) => e.taskId === 'low/a');
+    o.registerAgent({
+      agentId: 'w',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['w'],
+      maxConcurrent: 2,
+      handler: async (task) => {
+        if (task.id === 'low/a') await release.promise;
+        // The low run's step ends while the high run holds the only coordinator slot.
+        if (task.id === 'high/a') {
+          release.resolve();
+          await lowStepDone;
+        }
+        return task.id;
+      },
+    });
+    const workflow = defineWorkflow({ id: 'two', steps: { a: { capabilities: ['w'] }, b: { dependsOn: ['a'], capabilities: ['w'] } } });
+    // One run coordinated at a time: the CRITICAL run can only start in the BACKGROUND run's place.
+    registerWorkflows(o, [workflow], { maxConcurrentRuns: 1 });
+    const low = runWorkflow(o, workflow, null, { runId: 'low', priority: TaskPriority.BACKGROUND });
+    await nextEvent(o, 'task:started', (e) => e.taskId === 'low/a');
+    const preempted = nextEvent(o, 'task:preempted', (e) => e.taskId === 'low');
+    const high = runWorkflow(o, workflow, null, { runId: 'high', priority: TaskPriority.CRITICAL });
+    expect(await preempted).toMatchObject({ by: 'high' });
+    expect(await high.result()).toMatchObject({ status: 'completed', results: { a: 'high/a', b: 'high/b' } });
+    expect(await low.result()).toMatchObject({ status: 'completed', results: { a: 'low/a', b: 'low/b' } });
+    // The step that ran (and ended) while its coordinator gave way was neither cancelled nor run again.
+    expect(cancelled).toEqual([]);
+    expect(starts.get('low/a')).toBe(1);
+  });
+
   it('many runs of several workflows on few worker slots all finish (no deadlock)', async () => {
     const o = await create({ workerPool: { maxWorkers: 3 } });
     o.registerAgent({ agentId: 'w', role: AgentRole.EXECUTOR, capabilities: ['w'], maxConcurrent: 3, handler: async (task) => task.type });
