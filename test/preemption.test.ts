@@ -119,7 +119,10 @@ describe('priority preemption', () => {
       capabilities: ['work'],
       maxConcurrent: 1,
       // The stubborn handler ignores its signal and returns only when the test ends.
-      handler: (task) => (task.type === 'stubborn' ? never.promise : 'urgent done'),
+      handler: async (task) => {
+        if (task.type === 'stubborn') await never.promise;
+        return 'urgent done';
+      },
     });
     try {
       const stubborn = o.submit({ type: 'stubborn', priority: TaskPriority.BACKGROUND, capabilities: ['work'], preemptible: true });
