@@ -405,6 +405,43 @@ describe('worker slots and the coordinator agent', () => {
     expect(starts.get('low/a')).toBe(1);
   });
 
+  it('cancelWorkflow on a run whose coordinator gave way to a more urgent run rolls it back when it resumes', async () => {
+    const o = await create({ workerPool: { maxWorkers: 4 }, taskQueue: { preemptibleFrom: TaskPriority.LOW } });
+    const release = deferred();
+    const compensated: string[] = [];
+    const lowStepDone = nextEvent(o, 'task:completed', (e) => e.taskId === 'low/a');
+    let cancelled: boolean | undefined;
+    o.registerAgent({
+      agentId: 'w',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['w'],
+      maxConcurrent: 2,
+      handler: async (task) => {
+        if (task.id === 'low/a') await release.promise;
+        // While the high run holds the only coordinator slot, the low run's step ends and the low run is cancelled.
+        if (task.id === 'high/a') {
+          release.resolve();
+          await lowStepDone;
+          cancelled = await cancelWorkflow(o, 'low', 'no longer wanted');
+        }
+        return task.id;
+      },
+    });
+    const workflow = defineWorkflow({
+      id: 'undoable',
+      steps: { a: { capabilities: ['w'], compensate: (ctx) => void compensated.push(ctx.step) }, b: { dependsOn: ['a'], capabilities: ['w'] } },
+    });
+    registerWorkflows(o, [workflow], { maxConcurrentRuns: 1 });
+    const low = runWorkflow(o, workflow, null, { runId: 'low', priority: TaskPriority.BACKGROUND });
+    await nextEvent(o, 'task:started', (e) => e.taskId === 'low/a');
+    const high = runWorkflow(o, workflow, null, { runId: 'high', priority: TaskPriority.CRITICAL });
+    expect(await high.result()).toMatchObject({ status: 'completed' });
+    expect(cancelled).toBe(true);
+    // Not ended as if it had never started: its completed step is undone.
+    expect(await low.result()).toMatchObject({ status: 'cancelled', rolledBack: true, compensated: ['a'] });
+    expect(compensated).toEqual(['a']);
+  });
+
   it('many runs of several workflows on few worker slots all finish (no deadlock)', async () => {
     const o = await create({ workerPool: { maxWorkers: 3 } });
     o.registerAgent({ agentId: 'w', role: AgentRole.EXECUTOR, capabilities: ['w'], maxConcurrent: 3, handler: async (task) => task.type });
