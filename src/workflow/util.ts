@@ -1,4 +1,4 @@
-import { describeThrown, isOrchestratorError } from '../errors.js';
+import { isOrchestratorError } from '../errors.js';
 import type { RetryPolicy } from '../index.js';
 import type { WorkflowErrorInfo } from './types.js';
 
@@ -9,7 +9,13 @@ export function toError(thrown: unknown): Error {
   } catch {
     // A Proxy whose prototype cannot be read: described below.
   }
-  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${describeThrown(thrown)}`, { cause: thrown });
+  let described: string;
+  try {
+    described = String(thrown);
+  } catch {
+    described = `a value that cannot be converted to a string (${typeof thrown})`;
+  }
+  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${described}`, { cause: thrown });
 }
 
 /** The code reported for an error: its own string `code`, or TASK_FAILED. */
