@@ -1,5 +1,6 @@
 // The workflow layer attacked: huge and cyclic DAGs, long chains, throwing and hanging code,
 // cancels at awkward moments, reused ids, changed definitions, too few worker slots.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import {
   type StepDefinition,
 } from '../src/index.js';
 import { deferred, nextEvent, settle, useOrchestrators } from './helpers.js';
+import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const create = useOrchestrators();
 
@@ -573,5 +575,56 @@ describe('durable stores (SQLite, in one process)', () => {
     expect(result.results.a).toEqual({ unserializableResult: expect.stringContaining('BigInt') });
     await o.flush();
     expect((await getWorkflow(o, 'bigint-1'))?.status).toBe('completed');
+  });
+});
+
+const pgAvailable = await postgresAvailable();
+
+describe.skipIf(!pgAvailable)('PostgreSQL: a coordinator that lost its claim', () => {
+  it('a node frozen past its lease does not cancel the steps of the run another node took over', { timeout: 30_000 }, async () => {
+    const schema = uniqueSchema('po_wf_claim');
+    const store = { type: 'postgres' as const, connectionString: DATABASE_URL, schema, leaseMs: 600, pollIntervalMs: 100 };
+    const o = await create({ workerPool: { minWorkers: 1, maxWorkers: 4 }, store });
+    const child = spawn(process.execPath, [new URL('./fixtures/workflow-claim-node.mjs', import.meta.url).pathname], {
+      env: { ...process.env, DATABASE_URL, SCHEMA: schema },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      // The frozen node, woken, finds it lost the run, and whatever it does about that is done.
+      const settled = new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => String(chunk).includes('"settled"') && resolve()));
+      const release = deferred();
+      const starts: string[] = [];
+      o.on('task:started', (e) => starts.push(e.taskId));
+      // This node has the only agent for the steps: step a runs here until the old node knows it lost the run.
+      o.registerAgent({
+        agentId: 'w',
+        role: AgentRole.EXECUTOR,
+        capabilities: ['w'],
+        maxConcurrent: 2,
+        handler: async (task) => {
+          if (task.id === 'claimed-run/a') await release.promise;
+          return task.id;
+        },
+      });
+      await nextEvent(o, 'task:started', (e) => e.taskId === 'claimed-run/a');
+      child.kill('SIGSTOP');
+      // This node takes the run over once the frozen node's lease ran out.
+      const workflow = defineWorkflow({ id: 'claimed', steps: { a: { capabilities: ['w'] }, b: { dependsOn: ['a'], capabilities: ['w'] } } });
+      registerWorkflows(o, [workflow]);
+      await nextEvent(o, 'task:started', (e) => e.taskId === 'claimed-run');
+      const run = (await observeWorkflow(o, 'claimed-run'))!;
+      child.kill('SIGCONT');
+      await settled;
+      // It asked for no cancel of the step this node's coordinator follows now.
+      expect(await sql(`select cancel_requested from ${schema}.tasks where id = 'claimed-run/a'`)).toEqual([{ cancel_requested: null }]);
+      release.resolve();
+      expect(await run.result()).toMatchObject({ status: 'completed', results: { a: 'claimed-run/a', b: 'claimed-run/b' } });
+      expect(starts.filter((id) => id === 'claimed-run/a')).toHaveLength(1);
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+      await o.shutdown({ graceful: false });
+      await dropSchema(schema);
+    }
   });
 });

@@ -605,8 +605,9 @@ export class Coordinator {
     if (!this.#stopped.signal.aborted) this.#stopped.abort(reason);
     this.#ended.abort(reason);
     this.#compensation?.abort(reason);
-    // A shutdown cancels the task steps itself; a preempted run resumes and takes their results then.
-    const keepSteps = isShutdownReason(reason) || hasCode(reason, 'PREEMPTED');
+    // A shutdown cancels the task steps itself; a preempted run resumes and takes their results
+    // then; a run whose claim was lost is carried on by another node, which follows them now.
+    const keepSteps = isShutdownReason(reason) || hasCode(reason, 'PREEMPTED') || hasCode(reason, 'CLAIM_LOST');
     for (const i of this.#runningSteps()) {
       const step = this.#plan.steps[i]!;
       if (step.kind === 'run') this.#controllers.get(i)?.abort(reason);
