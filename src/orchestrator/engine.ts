@@ -658,7 +658,7 @@ export class Engine {
   }
 
   #reportStoreError(error: unknown): void {
-    const failure = error instanceof Error ? error : coerceError(error);
+    const failure = coerceError(error);
     if (this.events.has('store:error')) this.events.emit('store:error', { error: failure });
     else process.emitWarning(failure.message, 'ParallelOrchestratorWarning');
   }

@@ -49,6 +49,8 @@ export class WorkflowHost {
   readonly #coordinators = new Map<string, Coordinator>();
   /** Cancels asked for coordinators not started yet (a recovered run): applied when they start. */
   readonly #pendingCancels = new Map<string, string>();
+  /** Runs whose coordinator gave its slot to a more urgent task: they started, though their task's attempt count (not used up) is 0. */
+  readonly #gaveWay = new Set<string>();
   #agentId: string | null = null;
   #agentWorkflows = new Set<string>();
   #generation = 0;
@@ -180,6 +182,7 @@ export class WorkflowHost {
       for (const off of offs) off();
       if (this.#channels.get(runId)?.channel === channel) this.#channels.delete(runId);
       this.#pendingCancels.delete(runId);
+      this.#gaveWay.delete(runId);
     };
     offs.push(
       observable.on('complete', (event) => {
@@ -233,9 +236,9 @@ export class WorkflowHost {
     }
     if (this.#pendingCancels.has(runId)) return false;
     this.#pendingCancels.set(runId, reason);
-    // Never started: no step can exist, so it just ends. Started before (a recovered or retried
-    // coordinator): its steps may live, so it rolls back when it starts.
-    if (info.attempt === 0) return this.orchestrator.cancel(runId, reason);
+    // Never started: no step can exist, so it just ends. Started before (a recovered, retried or
+    // preempted coordinator): its steps may live, so it rolls back when it starts.
+    if (info.attempt === 0 && !this.#gaveWay.has(runId)) return this.orchestrator.cancel(runId, reason);
     return true;
   }
 
@@ -254,7 +257,13 @@ export class WorkflowHost {
     const pendingCancel = this.#pendingCancels.get(task.id);
     this.#pendingCancels.delete(task.id);
     try {
-      return await coordinator.execute(pendingCancel);
+      const result = await coordinator.execute(pendingCancel);
+      this.#gaveWay.delete(task.id);
+      return result;
+    } catch (error) {
+      if (hasCode(error, 'PREEMPTED')) this.#gaveWay.add(task.id);
+      else this.#gaveWay.delete(task.id);
+      throw error;
     } finally {
       if (this.#coordinators.get(task.id) === coordinator) this.#coordinators.delete(task.id);
     }
