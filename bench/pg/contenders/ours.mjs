@@ -59,3 +59,6 @@ export const recovery = {
   note: 'default lease (5 s): a dead node’s claims are re-queued by a live node’s reaper once they expire',
   expectedMs: 9_000,
 };
+
+// the scale-out phase runs this on 1, 2 and 3 worker processes
+export const scaleOut = true;
