@@ -1,5 +1,6 @@
 // The PostgreSQL backend through several orchestrators in one process: migration, registry,
 // capability checks, commits, hand-back at shutdown, retries and dead letters across nodes.
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AgentRole,
@@ -147,6 +148,30 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     expect(delta.data).toEqual(big);
     await task.result();
   });
+  it('sends one heartbeat at a time: a heartbeat the server is slow to answer does not pile copies of itself onto the pool', async () => {
+    // Overlapping heartbeats of one node took every pooled connection (claims and outcomes then
+    // waited for a connection) and deadlocked with each other on the node's task rows.
+    const worker = await node({ store: { leaseMs: 150 } as StoreOptions });
+    const blocker = new pg.Client({ connectionString: DATABASE_URL });
+    await blocker.connect();
+    const heartbeats = () =>
+      sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity where application_name = $1 and state = 'active' and query like '%heartbeat_at%'`, [
+        `parallel-orchestrator ${worker.nodeId}`,
+      ]);
+    try {
+      await blocker.query('begin');
+      await blocker.query(`select 1 from ${schema}.nodes where id = $1 for update`, [worker.nodeId]);
+      // Ten heartbeat intervals (lease / 3) with the node's registry row locked: each heartbeat sent waits on it.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await heartbeats()).toEqual([{ n: 1 }]);
+    } finally {
+      await blocker.query('rollback');
+      await blocker.end();
+    }
+    await agent(worker, 'quick', ['q'], () => 7);
+    expect((await worker.submit({ type: 'q', capabilities: ['q'] }).result()).result).toBe(7);
+  });
+
   it('records each outcome once while heartbeats extend leases of tasks whose outcome is still being written', async () => {
     // With a short lease the heartbeat often sees the lease of a task that already ended here but
     // whose outcome was not committed yet; that lease must not be handed back over the outcome.

@@ -156,8 +156,16 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   #every(ms: number, run: () => unknown): void {
+    // One at a time: copies of a statement the server is slow to answer would take every pooled
+    // connection, and two heartbeats deadlock on the node's task rows.
+    let inFlight = false;
     const timer = setInterval(() => {
-      if (this.#open) void Promise.resolve(run()).catch((error: unknown) => this.#failed('a periodic statement', error));
+      if (!this.#open || inFlight) return;
+      inFlight = true;
+      void Promise.resolve()
+        .then(run)
+        .catch((error: unknown) => this.#failed('a periodic statement', error))
+        .finally(() => (inFlight = false));
     }, ms);
     // The engine holds the process while tasks are live; these timers never do.
     timer.unref();
