@@ -1,6 +1,6 @@
 // Runs every benchmark and prints their figures and ratios as markdown tables.
 //
-//   npm run bench                      build, then run everything (about 2.5 minutes on 2 cores)
+//   npm run bench                      build, then run everything (about 8 minutes on 2 cores, plus 10-12 for pg)
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
 //   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence,
