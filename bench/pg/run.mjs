@@ -3,8 +3,9 @@
 //   node bench/pg/run.mjs                     every contender in bench/pg/contenders/, all phases
 //   node bench/pg/run.mjs --quick             smaller counts: a smoke run in well under a minute
 //   node bench/pg/run.mjs --only=graphile-tuned,plain-sql   some contenders (file names)
-//   node bench/pg/run.mjs --phases=throughput,latency       some of throughput, latency, recovery
-//   node bench/pg/run.mjs --rounds=5          throughput rounds (default 3, --quick 1; median shown)
+//   node bench/pg/run.mjs --phases=throughput,latency       some of throughput, latency, scaleout, recovery
+//   node bench/pg/run.mjs --rounds=5          throughput and scale-out rounds (default 3, --quick 1; median shown)
+//   node bench/pg/run.mjs --nodes=1,2,3       worker process counts of the scale-out phase (default 1,2,3)
 //   node bench/pg/run.mjs --same-database     see "Database" below
 //   DATABASE_URL=postgres://… REDIS_URL=redis://… node bench/pg/run.mjs
 //   BENCH_PG_JOBS=20000 BENCH_PG_LATENCY_JOBS=200 BENCH_PG_GAP_MS=20 BENCH_PG_CONCURRENCY=10
@@ -33,8 +34,15 @@
 //   latency     The worker process is started and idle; then a producer process submits 200 jobs one
 //               by one, 20 ms apart. Latency = handler start − submit time, both read as
 //               performance.timeOrigin + performance.now() (same machine clock); p50, p99, max.
+//   scaleout    Rounds over the contenders that declare `scaleOut`: for each process count (--nodes),
+//               N jobs committed by a producer, then that many worker processes started at once
+//               (concurrency 10 each) share them, stopped by the runner once their reported counts
+//               add up to N. jobs/s over all workers, speed-up over one process in the same round,
+//               the rate while all were busy, statements, commits and CPU per job (see scaleOut()).
 //   recovery    See bench/pg/recovery.mjs: SIGKILL a worker holding jobs, time until they run in
 //               another worker process. Only for contenders that declare `recovery`.
+// Server CPU: with a database of its own, the runner samples the CPU time of that database's
+// backends from /proc while workers run (serverCpuUs per job; the server must be on this machine).
 //
 // Contender interface (one file per system in bench/pg/contenders/; ours is added as ours.mjs and
 // picked up without touching this runner). Every function gets a context
@@ -57,6 +65,7 @@
 //       established etc.); when the promise `until` resolves, stop cleanly (commit pending
 //       completions, close connections) and return (optionally an object of facts to print).
 //   export const recovery = { supported, options, note, probeMs, expectedMs }   optional, see recovery.mjs
+//   export const scaleOut = true | [label, …]         optional: run the scale-out phase (all variants, or these)
 // Producer and worker always run in separate child processes (bench/pg/child.mjs).
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
