@@ -1,5 +1,6 @@
 // The PostgreSQL backend through several orchestrators in one process: migration, registry,
 // capability checks, commits, hand-back at shutdown, retries and dead letters across nodes.
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -170,6 +171,42 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     }
     await agent(worker, 'quick', ['q'], () => 7);
     expect((await worker.submit({ type: 'q', capabilities: ['q'] }).result()).result).toBe(7);
+  });
+
+  it('tells a submitter that has left the registry nothing about its tasks, and one still there everything', async () => {
+    const worker = await node();
+    const gone = await node();
+    const present = await node();
+    // Node messages go to a channel per node (see PgBackend.nodeChannel): listen on both submitters' channels.
+    const prefix = `po_${createHash('sha1').update(schema).digest('hex').slice(0, 10)}`;
+    const listener = new pg.Client({ connectionString: DATABASE_URL });
+    await listener.connect();
+    const heard = new Map<string, number>();
+    listener.on('notification', (n) => heard.set(n.channel, (heard.get(n.channel) ?? 0) + 1));
+    try {
+      for (const o of [gone, present]) await listener.query(`listen "${prefix}_n_${o.nodeId}"`);
+      const left = gone.submit({ type: 'q', capabilities: ['q'], waitForAgent: true });
+      const stayed = present.submit({ type: 'q', capabilities: ['q'], waitForAgent: true });
+      await Promise.all([gone.flush(), present.flush()]);
+      await gone.shutdown();
+      const completed = new Set<string>();
+      const bothDone = new Promise<void>((resolve) =>
+        worker.on('task:completed', ({ taskId }) => {
+          completed.add(taskId);
+          if (completed.has(left.taskId) && completed.has(stayed.taskId)) resolve();
+        }),
+      );
+      await agent(worker, 'quick', ['q'], () => 1);
+      await bothDone;
+      // Committed with the outcomes, and delivered to the listener before the answer to its next query.
+      await worker.flush();
+      await listener.query('select 1');
+      expect(heard.get(`${prefix}_n_${gone.nodeId}`)).toBeUndefined();
+      expect(heard.get(`${prefix}_n_${present.nodeId}`)).toBeGreaterThan(0);
+      expect((await stayed.result()).result).toBe(1);
+    } finally {
+      await listener.end();
+    }
   });
 
   it('records each outcome once while heartbeats extend leases of tasks whose outcome is still being written', async () => {
