@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AgentRole,
   InvalidOptionsError,
+  TaskPriority,
   NoCapableAgentError,
   StoreError,
   createParallelOrchestrator,
@@ -11,7 +12,7 @@ import {
   type ParallelOrchestrator,
   type StoreOptions,
 } from '../dist/index.js';
-import { deferred, settle } from './helpers.js';
+import { deferred, nextEvent, settle } from './helpers.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const available = await postgresAvailable();
@@ -146,6 +147,40 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     const delta = await new Promise<{ data: unknown }>((resolve) => task.once('delta', resolve));
     expect(delta.data).toEqual(big);
     await task.result();
+  });
+  it('tells the submitter on another node of a preemption, as in one process, and of the agent that runs and ran its task', async () => {
+    const producer = await node();
+    const worker = await node();
+    worker.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['p'],
+      maxConcurrent: 1,
+      handler: async (task, ctx) => {
+        if (task.type === 'urgent' || ctx.resumeState !== undefined) return `${task.type} done`;
+        await ctx.checkpoint({ half: true });
+        // Holds the only slot until a more urgent task takes it.
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        throw ctx.signal.reason;
+      },
+    });
+    await worker.flush();
+    const background = producer.submit({ type: 'background', priority: TaskPriority.BACKGROUND, capabilities: ['p'], preemptible: true });
+    await new Promise((resolve) => background.once('start', resolve));
+    expect(producer.getTask(background.taskId)).toMatchObject({ status: 'running', agentId: 'solo' });
+    const preempted = new Promise((resolve) => background.once('preempted', resolve));
+    const announced = nextEvent(producer, 'task:preempted');
+    const urgent = producer.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['p'] });
+    expect(await preempted).toMatchObject({ type: 'preempted', taskId: background.taskId, by: urgent.taskId, agentId: 'solo', preemptions: 1 });
+    expect(await announced).toEqual({ taskId: background.taskId, by: urgent.taskId, agentId: 'solo' });
+    expect((await background.result()).result).toBe('background done');
+    expect(producer.getTask(background.taskId)).toMatchObject({ status: 'completed', attempt: 1, agentId: 'solo' });
+    expect(producer.getTask(urgent.taskId)).toMatchObject({ status: 'completed', agentId: 'solo' });
+    expect(await producer.findTask(background.taskId)).toMatchObject({ agentId: 'solo', result: 'background done' });
+    expect((await producer.listTasks({ type: 'background' })).map((task) => task.agentId)).toEqual(['solo']);
+    // A node that neither submitted nor watched the task reads the agent from its row.
+    const third = await node();
+    expect(await third.findTask(background.taskId)).toMatchObject({ status: 'completed', agentId: 'solo' });
   });
   it('records each outcome once while heartbeats extend leases of tasks whose outcome is still being written', async () => {
     // With a short lease the heartbeat often sees the lease of a task that already ended here but

@@ -758,6 +758,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       case 'q':
         this.#host.remote({ kind: 'requeued', taskId: message.i, attempt: message.t });
         return;
+      case 'v':
+        this.#host.remote({ kind: 'preempted', taskId: message.i, attempt: message.t, by: message.b, agentId: message.a, preemptions: message.c });
+        return;
       case 'e':
         if (message.f === 1) {
           void this.#refetch(message.i);

@@ -261,6 +261,9 @@ export class Engine {
       case 'requeued':
         this.#lifecycle.remoteRequeued(record, update.attempt);
         return;
+      case 'preempted':
+        this.#lifecycle.remotePreempted(record, update.attempt, update.by, update.agentId, update.preemptions);
+        return;
       case 'ended': {
         const outcome = update.status === TaskStatus.COMPLETED ? update.result : update.status === TaskStatus.CANCELLED ? (update.error?.message ?? 'cancelled') : deserializeError(update.error ?? { name: 'Error', message: 'failed', stack: undefined, props: {} });
         this.#lifecycle.remoteEnded(record, update.status, outcome, update);

@@ -245,6 +245,13 @@ export class TaskLifecycle {
     record.attempt = attempt;
   }
 
+  remotePreempted(record: TaskRecord, attempt: number, by: string, agentId: string, preemptions: number): void {
+    record.status = TaskStatus.QUEUED;
+    record.attempt = attempt;
+    record.preemptions = preemptions;
+    this.events.preemptedAs(record, by, agentId);
+  }
+
   remoteEnded(record: TaskRecord, status: TaskStatus, outcome: unknown, end: { attempts: number; agentId: string | null; workerId: string | null; duration: number }): void {
     if (record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING && record.status !== TaskStatus.RUNNING) return;
     record.status = status;

@@ -57,6 +57,7 @@ export type RemoteUpdate =
   | { kind: 'progress'; taskId: string; sequence: number; agentId: string; timestamp: number; delta: JsonPatchOperation[] | null; state: unknown }
   | { kind: 'retrying'; taskId: string; attempt: number; delay: number; error: SerializedError }
   | { kind: 'requeued'; taskId: string; attempt: number }
+  | { kind: 'preempted'; taskId: string; attempt: number; by: string; agentId: string; preemptions: number }
   | {
       kind: 'ended';
       taskId: string;
