@@ -43,7 +43,9 @@ export interface TaskSpec<P = unknown> {
   /**
    * A more urgent task may take this one's slot while it runs (see docs/preemption.md): its
    * signal aborts with `PreemptedError`, and it goes back to the front of its priority lane,
-   * resuming from its latest checkpoint. @default taskQueue.preemptibleFrom decides, else false
+   * resuming from its latest checkpoint. Preempted `preemption.maxPerTask` times without a
+   * checkpoint in between, it is not preempted again until it checkpoints.
+   * @default taskQueue.preemptibleFrom decides, else false
    */
   preemptible?: boolean;
 }
@@ -259,7 +261,7 @@ export interface PreemptedEvent {
   /** The task that took the slot. */
   by: string;
   agentId: string;
-  /** Times this task has been preempted so far. */
+  /** Times this task has been preempted so far, counted in memory by the process that runs it (from 0 after a recovery or a takeover). */
   preemptions: number;
 }
 
