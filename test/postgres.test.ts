@@ -6,6 +6,7 @@ import {
   InvalidOptionsError,
   TaskPriority,
   NoCapableAgentError,
+  OrchestratorShutdownError,
   StoreError,
   createParallelOrchestrator,
   type OrchestratorOptions,
@@ -59,6 +60,19 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     const started = await settle(later.start());
     expect(started.ok ? null : started.error).toBeInstanceOf(StoreError);
     expect((started as { error: Error }).error.message).toMatch(/version 99.*newer version/);
+  });
+
+  it('releases its connections and leaves the registry when shut down while start() connects', async () => {
+    const o = await node({}, false);
+    const starting = settle(o.start());
+    await o.shutdown();
+    const started = await starting;
+    expect(started.ok ? null : started.error).toBeInstanceOf(OrchestratorShutdownError);
+    // Connections end asynchronously on the server: their backends are gone once pg_stat_activity says so.
+    const connections = async () => sql(`select pid from pg_stat_activity where application_name like $1`, [`%${o.nodeId}%`]);
+    for (let tries = 0; (await connections()).length > 0 && tries < 50; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await connections()).toEqual([]);
+    expect(await sql(`select id from ${schema}.nodes where id = $1`, [o.nodeId])).toEqual([]);
   });
 
   it('checks capabilities against the agents of every live node', async () => {
