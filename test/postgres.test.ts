@@ -196,6 +196,51 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     const third = await node();
     expect(await third.findTask(background.taskId)).toMatchObject({ status: 'completed', agentId: 'solo' });
   });
+
+  it('settles the observable of a task submitted on the node whose claim was taken over, with the outcome recorded', async () => {
+    const o = await node();
+    let runs = 0;
+    o.registerAgent({
+      agentId: 'a',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['l'],
+      handler: async (_task, ctx) => {
+        if (++runs > 1) return 'second run';
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        throw ctx.signal.reason;
+      },
+    });
+    await o.flush();
+    const task = o.submit({ type: 'l', capabilities: ['l'] });
+    await new Promise((resolve) => task.once('start', resolve));
+    const lost = nextEvent(o, 'task:claim-lost');
+    // As a reaper does once the lease expired (the node froze): the claim is gone, the task queued again.
+    await sql(`update ${schema}.tasks set status = 'queued', owner = null, claim_token = null, lease_until = null where id = $1`, [task.taskId]);
+    expect((await lost).taskId).toBe(task.taskId);
+    expect((await task.result()).result).toBe('second run');
+    expect(o.getTask(task.taskId)).toMatchObject({ status: 'completed', agentId: 'a' });
+  });
+
+  it('settles the observable of a task submitted on a node whose outcome was refused, with the outcome of the node that took over', async () => {
+    const o = await node();
+    const gate = deferred();
+    await agent(o, 'a', ['r'], async () => {
+      await gate.promise;
+      return 'refused';
+    });
+    const task = o.submit({ type: 'r', capabilities: ['r'] });
+    await new Promise((resolve) => task.once('start', resolve));
+    const lost = nextEvent(o, 'task:claim-lost');
+    // Another node took the claim over (this one froze past its lease)…
+    await sql(`update ${schema}.tasks set owner = 'elsewhere', claim_token = claim_token + 1000 where id = $1`, [task.taskId]);
+    gate.resolve();
+    expect((await lost).taskId).toBe(task.taskId);
+    // …and records its outcome: the one the submitter sees.
+    await sql(`update ${schema}.tasks set status = 'completed', result = '"taken over"', owner = null, claim_token = null, agent_id = 'b' where id = $1`, [task.taskId]);
+    expect((await task.result()).result).toBe('taken over');
+    expect(o.getTask(task.taskId)).toMatchObject({ status: 'completed', agentId: 'b' });
+  });
+
   it('records each outcome once while heartbeats extend leases of tasks whose outcome is still being written', async () => {
     // With a short lease the heartbeat often sees the lease of a task that already ended here but
     // whose outcome was not committed yet; that lease must not be handed back over the outcome.

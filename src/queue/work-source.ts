@@ -137,6 +137,11 @@ export interface WorkSource<T extends SourcedTask<T>> {
   settle(task: T, settlement: Settlement): boolean | Promise<boolean>;
   /** True while this process holds the task (claimed here: waiting to start or running). */
   holds(task: T): boolean;
+  /**
+   * True when the task runs or waits in another process and this one follows it (a shared
+   * source: a task submitted here that another process holds, its claim here lost among others).
+   */
+  watches(task: T): boolean;
   /** True for a source shared by several processes (tasks are recovered by leases, not at start()). */
   readonly shared: boolean;
   /** Resolves once no task this process holds waits or runs (graceful shutdown waits for it). */
