@@ -325,7 +325,7 @@ export interface OrchestratorEvents {
   /** `delta` is the JSON Patch from the previous state (absent with delta compression off). */
   'task:progress': { taskId: string; agentId: string; sequence: number; data: unknown; delta?: JsonPatchOperation[] };
   'task:retry': { taskId: string; attempt: number; delay: number; error: Error };
-  /** A running task gave its slot to the more urgent task `by`; it is queued again at the front of its lane. */
+  /** A running task gave its slot to the more urgent task `by`; it is queued again at the front of its lane. On PostgreSQL, also on the nodes that watch the task. */
   'task:preempted': { taskId: string; by: string; agentId: string };
   'task:completed': { taskId: string; type: string; agentId: string; workerId: string; duration: number; attempts: number; result: unknown };
   'task:failed': { taskId: string; type: string; error: Error; code: string; attempts: number; status: TaskStatus };
