@@ -386,7 +386,7 @@ export interface ResolvedOptions {
   logger: Logger | undefined;
 }
 
-export const DEFAULT_RETRY = {
+const DEFAULT_RETRY = {
   maxAttempts: 3,
   initialDelay: 100,
   factor: 2,

@@ -145,9 +145,14 @@ describe("assignmentStrategy: 'adaptive'", () => {
         return 'trying';
       },
     });
+    let starts = 0;
+    const allStarted = deferred();
+    o.on('task:started', () => {
+      if (++starts === 6) allStarted.resolve();
+    });
     const tasks = Array.from({ length: 6 }, () => o.submit({ type: 'work', capabilities: CAPS }));
     const results = Promise.all(tasks.map((task) => task.result()));
-    await delay(5);
+    await allStarted.promise;
     // The new agent got the first task; the others went to the agent known to be fast.
     expect(trying).toBe(1);
     release.resolve();

@@ -184,14 +184,13 @@ describe('half-open', () => {
     expect(o.getAgentState('svc')).toMatchObject({ circuitState: CircuitState.OPEN, circuitTrips: 2 });
   });
 
-  it('repeated trips lengthen the open time (resetTimeout doubling) and closing resets the trips', async () => {
-    const resetTimeout = 25;
-    const o = await started({ circuitBreaker: { failureThreshold: 1, successThreshold: 1, resetTimeout, maxResetTimeout: 10_000 } });
+  // How long each trip stays open is the breaker's own logic, tested on an injected clock in
+  // standalone-breaker.test.ts; here, that the orchestrator counts trips and closing resets them.
+  it('repeated trips are counted and closing resets the trips', async () => {
+    const o = await started({ circuitBreaker: { failureThreshold: 1, successThreshold: 1, resetTimeout: 5, maxResetTimeout: 10_000 } });
+    const seen = transitions(o);
     const agent = switchable();
     o.registerAgent({ agentId: 'svc', role: AgentRole.EXECUTOR, capabilities: ['x'], handler: agent.handler });
-    // Stamped in the listener, as close to each transition as the test can see it.
-    const stamps: { to: CircuitState; at: number }[] = [];
-    o.on('agent:circuit-state', ({ to }) => stamps.push({ to, at: performance.now() }));
     const trips: number[] = [];
     for (let trip = 1; trip <= 3; trip++) {
       const halfOpen = circuitTo(o, 'svc', CircuitState.HALF_OPEN);
@@ -199,13 +198,8 @@ describe('half-open', () => {
       trips.push(o.getAgentState('svc').circuitTrips);
       await halfOpen;
     }
-    expect(stamps.map((s) => s.to)).toEqual(['open', 'half-open', 'open', 'half-open', 'open', 'half-open']);
-    const openFor = [0, 2, 4].map((i) => stamps[i + 1]!.at - stamps[i]!.at);
+    expect(seen).toEqual(['svc: closed→open', 'svc: open→half-open', 'svc: half-open→open', 'svc: open→half-open', 'svc: half-open→open', 'svc: open→half-open']);
     expect(trips).toEqual([1, 2, 3]);
-    // Timers never fire early; allow a millisecond of clock rounding.
-    expect(openFor[0]).toBeGreaterThanOrEqual(resetTimeout - 1);
-    expect(openFor[1]).toBeGreaterThanOrEqual(2 * resetTimeout - 1);
-    expect(openFor[2]).toBeGreaterThanOrEqual(4 * resetTimeout - 1);
     agent.healthy = true;
     await o.submit({ type: 'x', capabilities: ['x'], retry: once }).result();
     expect(o.getAgentState('svc')).toMatchObject({ circuitState: CircuitState.CLOSED, circuitTrips: 0 });

@@ -164,6 +164,30 @@ describe('the submitter’s async context', () => {
     const outside = o.submit({ type: 'c', capabilities: ['c'] });
     expect([(await first.result()).result, (await second.result()).result, (await outside.result()).result]).toEqual(['request-1', 'request-2', undefined]);
   });
+
+  it('runs a task submitted in no context in an empty one, also after a handler there called enterWith()', async () => {
+    const o = await make();
+    const requests = new AsyncLocalStorage<string>();
+    o.registerAgent({
+      agentId: 'ctx',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['c'],
+      handler: async (task) => {
+        const seen = requests.getStore();
+        if (task.payload === 'enter') requests.enterWith('entered');
+        return seen;
+      },
+    });
+    const batch = async (request: string, payload: string) => {
+      // The dispatch pass runs in the context of the first submit of its tick: here a request's.
+      const tasks = [requests.run(request, () => o.submit({ type: 'c', capabilities: ['c'] })), o.submit({ type: 'c', capabilities: ['c'], payload })];
+      return Promise.all(tasks.map(async (task) => (await task.result()).result));
+    };
+    expect(await batch('request-1', 'enter')).toEqual(['request-1', undefined]);
+    expect(await batch('request-2', 'enter')).toEqual(['request-2', undefined]);
+    expect(await batch('request-3', 'look')).toEqual(['request-3', undefined]);
+    expect(requests.getStore()).toBeUndefined();
+  });
 });
 
 describe('routing', () => {

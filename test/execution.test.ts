@@ -472,7 +472,9 @@ describe('subscribing right after submit', () => {
 
 describe('getStats', () => {
   it('reports consistent totals, queue depth per priority, pool and router state', async () => {
+    const makeFrom = Date.now();
     const o = await make({ workerPool: { minWorkers: 2, maxWorkers: 3 }, circuitBreaker: { enabled: false } });
+    const startedBy = Date.now();
     const gate = deferred();
     const handler: AgentHandler = async (task, ctx) => {
       if (task.type === 'blocker') await gate.promise;
@@ -502,10 +504,12 @@ describe('getStats', () => {
       o.submit({ type: 'save', capabilities: ['e'] }),
     ];
     gate.resolve();
-    await Promise.all([blocker, ...queued, ...others].map((t) => settle(t.result())));
+    const outcomes = await Promise.all([blocker, ...queued, ...others].map((t) => settle(t.result())));
     await o.onIdle();
 
+    const before = Date.now();
     const stats = o.getStats();
+    const after = Date.now();
     expect(stats).toMatchObject({
       totalSubmitted: 16,
       totalCompleted: 13,
@@ -517,8 +521,12 @@ describe('getStats', () => {
       checkpoints: 1,
       running: 0,
     });
-    expect(stats.uptime).toBeGreaterThanOrEqual(0);
-    expect(stats.averageDuration).toBeGreaterThanOrEqual(0);
+    // Since start(), which came after `make` began and before this test's first submit.
+    expect(stats.uptime).toBeGreaterThanOrEqual(before - startedBy);
+    expect(stats.uptime).toBeLessThanOrEqual(after - makeFrom);
+    const durations = outcomes.flatMap((outcome) => (outcome.ok ? [outcome.value.duration] : []));
+    expect(durations).toHaveLength(13);
+    expect(stats.averageDuration).toBeCloseTo(durations.reduce((sum, d) => sum + d, 0) / durations.length, 6);
     expect(stats.taskQueue).toEqual({
       size: 0,
       maxSize: Infinity,

@@ -191,6 +191,7 @@ describe.each(initializers)('persistence on the $name store', (init) => {
         ctx.progress({ n: 1 });
         ctx.progress({ n: 2 });
         ctx.progress({ n: 3, done: ['a', 'b'] });
+        // No event marks an automatic checkpoint: read until the timer's pass has saved it.
         await vi.waitFor(() => expect(o.resumeFromCheckpoint(task.id)).toEqual({ n: 3, done: ['a', 'b'] }), { timeout: 5_000, interval: 5 });
         // No progress for several intervals: an unchanged state must not be saved again.
         await delay(interval * 6);

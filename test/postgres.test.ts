@@ -146,19 +146,22 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     const producer = await node();
     const worker = await node();
     const big = { rows: Array.from({ length: 2_000 }, (_, i) => `row ${i}`) };
+    const release = deferred();
     worker.registerAgent({
       agentId: 'big',
       role: AgentRole.EXECUTOR,
       capabilities: ['b'],
       handler: async (_task, ctx) => {
         ctx.progress(big);
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        // Still running when the submitter gets the update: it is not read back from the finished row.
+        await release.promise;
         return 'done';
       },
     });
     await worker.flush();
     const task = producer.submit({ type: 'b', capabilities: ['b'] });
     const delta = await new Promise<{ data: unknown }>((resolve) => task.once('delta', resolve));
+    release.resolve();
     expect(delta.data).toEqual(big);
     await task.result();
   });
@@ -253,5 +256,37 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     expect(twice).toEqual([]);
     const rerun = await sql(`select id, attempt from ${schema}.tasks where attempt <> 1 or status <> 'completed'`);
     expect(rerun).toEqual([]);
+  });
+
+  it('reports a failed automatic checkpoint write as store:error (a failure of the store, not of a listener)', async () => {
+    const o = await node({ checkpointing: { enabled: true, interval: 5 } });
+    const listenerErrors: unknown[] = [];
+    o.on('listener:error', (event) => listenerErrors.push(event));
+    const storeError = new Promise<Error>((resolve) => {
+      const off = o.on('store:error', ({ error }) => {
+        off();
+        resolve(error);
+      });
+    });
+    // Every checkpoint write now fails; claims still read the table, so the task itself runs.
+    await sql(`alter table ${schema}.checkpoints add constraint refuse_writes check (false) not valid`);
+    const release = deferred();
+    o.registerAgent({
+      agentId: 'streamer',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['s'],
+      handler: async (_task, ctx) => {
+        ctx.progress({ step: 1 });
+        await release.promise;
+        return 'done';
+      },
+    });
+    const task = o.submit({ type: 's', capabilities: ['s'] });
+    const error = await storeError;
+    release.resolve();
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error.message).toMatch(/refuse_writes/);
+    expect((await task.result()).result).toBe('done');
+    expect(listenerErrors).toEqual([]);
   });
 });

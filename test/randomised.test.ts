@@ -1,4 +1,4 @@
-import { setTimeout as delay, setImmediate as tick } from 'node:timers/promises';
+import { setImmediate as tick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { AgentRole, NonRetryableError, TaskStatus, TaskTimeoutError, type AgentHandler, type TaskPriority } from '../src/index.js';
 import { deferred, useOrchestrators } from './helpers.js';
@@ -119,7 +119,7 @@ describe('randomised mixed workload', () => {
           case 'timeoutIgnoring':
             // Goes on after the abort and returns a result, which must be discarded.
             await aborted(ctx.signal);
-            await delay(2);
+            await tick();
             break;
           case 'timeoutThenOk':
             if (ctx.attempt === 1) await aborted(ctx.signal);

@@ -19,29 +19,28 @@ function busiestWindow(starts: readonly number[], windowMs: number): { count: nu
 }
 
 describe('rateLimit { max, perMs }', () => {
+  // The limiter's guarantee is about the engine's start times, which the audit trail records
+  // (the reading the limiter counted, in whole ms); times taken in the handler drift under load.
   it('no window of perMs holds more than max starts, and every task completes', async () => {
     const limit = { max: 3, perMs: 200 };
-    // Timers may fire a little early on the performance.now() clock; a couple of ms of slack.
-    const slack = 2;
     const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 10 } });
-    const starts: number[] = [];
     o.registerAgent({
       agentId: 'api',
       role: AgentRole.OBSERVER,
       capabilities: ['search'],
       maxConcurrent: 10,
       rateLimit: limit,
-      handler: async (task) => {
-        starts.push(performance.now());
-        return task.payload;
-      },
+      handler: async (task) => task.payload,
     });
     const tasks = Array.from({ length: 10 }, (_, i) => o.submit<number>({ type: 'search', capabilities: ['search'], payload: i, retry: { maxAttempts: 1 } }));
     const done = await Promise.all(tasks.map((task) => task.result()));
     expect(done.map((d) => d.result)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const starts = (await o.audit({ type: 'started' })).map((entry) => entry.timestamp);
     expect(starts).toHaveLength(10);
-    const busiest = busiestWindow(starts, limit.perMs - slack);
-    expect(busiest.count, `${busiest.count} starts within ${limit.perMs - slack} ms from +${busiest.from.toFixed(1)} ms; starts at ${starts.map((t) => (t - starts[0]!).toFixed(1)).join(', ')}`).toBeLessThanOrEqual(limit.max);
+    const busiest = busiestWindow(starts, limit.perMs);
+    expect(busiest.count, `${busiest.count} starts within ${limit.perMs} ms from +${busiest.from} ms; starts at ${starts.map((t) => t - starts[0]!).join(', ')}`).toBeLessThanOrEqual(limit.max);
+    // The limit was reached, not merely respected by a slow run: some window is full.
+    expect(busiest.count).toBe(limit.max);
     expect(o.getStats().totalFailed).toBe(0);
   });
 

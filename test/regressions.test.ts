@@ -36,23 +36,31 @@ afterEach(() => {
 
 describe('a thread that dies holding finished results', () => {
   it('fails the run whose result went down with it, frees the agent and lets onIdle resolve', async () => {
-    const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1, threadBatchSize: 8 }, taskQueue: { retry: { maxAttempts: 1 } } });
-    o.registerAgent({ agentId: 't', role: AgentRole.EXECUTOR, capabilities: ['x'], maxConcurrent: 8, module: moduleUrl('result-then-exit') });
-    // Submitted together: both go to the thread in one batch, job 2 runs right after job 1.
-    const first = o.submit<number>({ type: 'value', capabilities: ['x'], payload: { value: 1 } });
-    const second = o.submit({ type: 'exit', capabilities: ['x'], payload: { exit: true } });
-    const [a, b] = await Promise.all([settle(first.result()), settle(second.result())]);
-    await o.onIdle();
-    expect(b.ok).toBe(false);
-    expect(!b.ok && b.error).toBeInstanceOf(WorkerCrashedError);
-    // Its result is almost always still queued in the thread; should it have been sent, it counts.
-    if (a.ok) expect(a.value.result).toBe(1);
-    else {
-      expect(a.error).toBeInstanceOf(WorkerCrashedError);
-      expect((a.error as Error).message).toMatch(/died before sending the result/);
+    // Job 1's result waits in the thread unless job 1 took a millisecond or more (a stall of the
+    // host): then it was sent and this try did not test the path; try again, a few times at most.
+    let heldResult = 0;
+    for (let attempt = 1; attempt <= 5 && heldResult === 0; attempt++) {
+      const o = await started({ workerPool: { minWorkers: 1, maxWorkers: 1, threadBatchSize: 8 }, taskQueue: { retry: { maxAttempts: 1 } } });
+      o.registerAgent({ agentId: 't', role: AgentRole.EXECUTOR, capabilities: ['x'], maxConcurrent: 8, module: moduleUrl('result-then-exit') });
+      // Submitted together: both go to the thread in one batch, job 2 runs right after job 1.
+      const first = o.submit<number>({ type: 'value', capabilities: ['x'], payload: { value: 1 } });
+      const second = o.submit({ type: 'exit', capabilities: ['x'], payload: { exit: true } });
+      const [a, b] = await Promise.all([settle(first.result()), settle(second.result())]);
+      await o.onIdle();
+      expect(b.ok).toBe(false);
+      expect(!b.ok && b.error).toBeInstanceOf(WorkerCrashedError);
+      expect(o.getAgent('t')!.active).toBe(0);
+      if (a.ok) {
+        expect(a.value.result).toBe(1);
+      } else {
+        expect(a.error).toBeInstanceOf(WorkerCrashedError);
+        expect((a.error as Error).message).toMatch(/died before sending the result/);
+        heldResult = attempt;
+      }
+      await o.shutdown({ graceful: false });
     }
-    expect(o.getAgent('t')!.active).toBe(0);
-  }, 15_000);
+    expect(heldResult, 'in no try did the thread die holding a finished result').toBeGreaterThan(0);
+  }, 30_000);
 });
 
 describe('SQLite commits blocked by another connection', () => {
@@ -136,7 +144,9 @@ describe('submitAsync with a full queue', () => {
     gates.shift()!();
     const outcome = await first;
     expect(!outcome.ok && outcome.error).toBeInstanceOf(DuplicateTaskError);
-    expect((await second).taskId).toBeTruthy();
+    // The room went on to the second waiter: it is the one task queued.
+    const admitted = await second;
+    expect(o.getTask(admitted.taskId)).toMatchObject({ type: 'w2', status: 'queued' });
     expect(o.getStats().taskQueue.size).toBe(1);
   }, 10_000);
 });

@@ -10,6 +10,7 @@ import { StoreError, TaskStatus } from '../dist/index.js';
 import { createStore, MemoryStore, SqliteStore, type SqliteStoreOptions, type Store } from '../dist/persistence/index.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../dist/persistence/sqlite-schema.js';
 import { append, event, FakeTask, KEEP_ALL } from './store-spec.js';
+import { deferred } from './helpers.js';
 
 let dir = '';
 const opened: Store[] = [];
@@ -124,24 +125,39 @@ describe('SqliteStore: commits', () => {
   });
 
   it('retries a failed commit on its own, and answers reads meanwhile from what is committed', async () => {
-    const errors: StoreError[] = [];
-    const store = await open({ busyTimeoutMs: 20, flushIntervalMs: 1, onCommitError: (error) => errors.push(error) });
+    const failed = deferred<StoreError>();
+    const store = await open({ busyTimeoutMs: 20, flushIntervalMs: 1, onCommitError: (error) => failed.resolve(error) });
     const lock = new Database(file());
     lock.exec('BEGIN EXCLUSIVE');
     store.saveTask(new FakeTask('t1'));
     append(store, event('submitted', 't1'));
-    while (errors.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect((await failed.promise).message).toMatch(/commit failed/);
     // A read does not wait for the retry (WAL: the lock holder's writes are not visible anyway).
     lock.exec('ROLLBACK');
     lock.exec('BEGIN IMMEDIATE');
     expect(await store.findTask('t1')).toBeUndefined();
     lock.exec('ROLLBACK');
     lock.close();
-    // No flush(): the retry timer commits.
+    // No flush(): the retry timer commits. Nothing outside the store marks that commit, so read until it shows.
     while ((await store.history('t1')).length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     expect((await store.findTask('t1'))?.status).toBe('queued');
     await expect(store.flush()).rejects.toThrow(/commit failed/);
     await expect(store.flush()).resolves.toBeUndefined();
+  });
+
+  it('reports a failed periodic prune of finished rows through onCommitError, naming what failed', async () => {
+    const failed = deferred<StoreError>();
+    const store = await open({ retainFinishedMs: 1, pruneEveryMs: 5, onCommitError: (error) => failed.resolve(error) });
+    raw((db) => db.exec("CREATE TRIGGER refuse_prune BEFORE DELETE ON tasks BEGIN SELECT RAISE(ABORT, 'pruning refused'); END"));
+    const task = new FakeTask('done');
+    task.status = TaskStatus.COMPLETED;
+    task.updatedAt = Date.now() - 1_000;
+    store.saveTask(task);
+    await store.flush();
+    const error = await failed.promise;
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error.message).toMatch(/pruning finished tasks failed: pruning refused/);
+    expect(await store.findTask('done')).toMatchObject({ status: 'completed' });
   });
 
   it('rejects reads before open, naming the file', async () => {

@@ -1,4 +1,6 @@
 // The standalone breaker exported from the index: createCircuitBreaker and withCircuitBreaker.
+// Its open time is driven by an injected clock (standaloneBreaker, what createCircuitBreaker
+// wraps), so no test waits for it; one test per wrapper lets the real timer half-open it.
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   BrokenCircuitError,
@@ -7,9 +9,11 @@ import {
   createCircuitBreaker,
   isOrchestratorError,
   withCircuitBreaker,
+  type CircuitBreakerOptions,
   type CircuitTransition,
   type StandaloneCircuitBreaker,
 } from '../src/index.js';
+import { resolveBreakerOptions, standaloneBreaker } from '../src/resilience/circuit-breaker.js';
 
 const breakers: StandaloneCircuitBreaker[] = [];
 
@@ -17,6 +21,14 @@ function breaker(options: Parameters<typeof createCircuitBreaker>[0]): Standalon
   const created = createCircuitBreaker(options);
   breakers.push(created);
   return created;
+}
+
+/** A breaker on a clock the test moves by hand (ms). */
+function clocked(options: CircuitBreakerOptions): { b: StandaloneCircuitBreaker; clock: { now: number } } {
+  const clock = { now: 0 };
+  const b = standaloneBreaker(resolveBreakerOptions(options), () => clock.now);
+  breakers.push(b);
+  return { b, clock };
 }
 
 afterEach(() => {
@@ -35,20 +47,21 @@ function nextState(b: StandaloneCircuitBreaker, to: CircuitState): Promise<Circu
 }
 
 const fail = (message = 'upstream down') => () => Promise.reject(new Error(message));
+const ok = async () => 'ok';
 
 describe('createCircuitBreaker', () => {
-  it('opens after failureThreshold failures, rejects with BrokenCircuitError while open without calling, half-opens after resetTimeout and closes on success', async () => {
-    const b = breaker({ failureThreshold: 2, successThreshold: 1, resetTimeout: 30 });
+  it('opens after failureThreshold failures, rejects with BrokenCircuitError while open without calling, half-opens at resetTimeout and closes on success', async () => {
+    const { b, clock } = clocked({ failureThreshold: 2, successThreshold: 1, resetTimeout: 30 });
     const seen: string[] = [];
     b.onStateChange(({ from, to }) => seen.push(`${from}→${to}`));
     expect(b.state).toBe(CircuitState.CLOSED);
     await expect(b.execute(fail())).rejects.toThrow('upstream down');
     expect(b.state).toBe(CircuitState.CLOSED);
-    const halfOpen = nextState(b, CircuitState.HALF_OPEN);
     await expect(b.execute(fail())).rejects.toThrow('upstream down');
     expect(b.state).toBe(CircuitState.OPEN);
 
     let called = false;
+    clock.now = 29.9;
     const refused = await b
       .execute(() => {
         called = true;
@@ -59,36 +72,60 @@ describe('createCircuitBreaker', () => {
     expect(refused).toMatchObject({ name: 'BrokenCircuitError', code: 'CIRCUIT_OPEN' });
     expect(isOrchestratorError(refused)).toBe(true);
     expect(called).toBe(false);
+    expect(b.state).toBe(CircuitState.OPEN);
 
-    expect(await halfOpen).toEqual({ from: CircuitState.OPEN, to: CircuitState.HALF_OPEN });
+    clock.now = 30;
     await expect(b.execute(async () => 'fresh')).resolves.toBe('fresh');
     expect(b.state).toBe(CircuitState.CLOSED);
     expect(seen).toEqual(['closed→open', 'open→half-open', 'half-open→closed']);
   });
 
-  it('needs successThreshold successes to close; one failure while half-open reopens', async () => {
-    const b = breaker({ failureThreshold: 1, successThreshold: 2, resetTimeout: 20 });
-    let halfOpen = nextState(b, CircuitState.HALF_OPEN);
+  it('needs successThreshold successes to close; one failure while half-open reopens for twice as long', async () => {
+    const { b, clock } = clocked({ failureThreshold: 1, successThreshold: 2, resetTimeout: 20 });
     await b.execute(fail()).catch(() => undefined);
-    await halfOpen;
-    await b.execute(async () => 1);
+    clock.now = 20;
+    await b.execute(ok);
     expect(b.state).toBe(CircuitState.HALF_OPEN);
-    halfOpen = nextState(b, CircuitState.HALF_OPEN);
     await expect(b.execute(fail('again'))).rejects.toThrow('again');
     expect(b.state).toBe(CircuitState.OPEN);
-    await halfOpen;
-    await b.execute(async () => 1);
-    await b.execute(async () => 2);
+    clock.now = 59;
+    await expect(b.execute(ok)).rejects.toBeInstanceOf(BrokenCircuitError);
+    clock.now = 60;
+    await b.execute(ok);
+    expect(b.state).toBe(CircuitState.HALF_OPEN);
+    await b.execute(ok);
     expect(b.state).toBe(CircuitState.CLOSED);
   });
 
-  it('admits only halfOpenMaxConcurrent calls at once while half-open', async () => {
-    const b = breaker({ failureThreshold: 1, successThreshold: 1, resetTimeout: 20, halfOpenMaxConcurrent: 1 });
-    const halfOpen = nextState(b, CircuitState.HALF_OPEN);
+  it('doubles the open time with each trip up to maxResetTimeout; closing starts again at resetTimeout', async () => {
+    const { b, clock } = clocked({ failureThreshold: 1, successThreshold: 1, resetTimeout: 10, maxResetTimeout: 50 });
+    /** Moves the clock 1 ms at a time until a failing call is let through (and trips it again); returns the ms that took. */
+    const openFor = async (): Promise<number> => {
+      const openedAt = clock.now;
+      for (;;) {
+        clock.now++;
+        const outcome = await b.execute(fail()).catch((e: unknown) => e);
+        if (!(outcome instanceof BrokenCircuitError)) return clock.now - openedAt;
+      }
+    };
     await b.execute(fail()).catch(() => undefined);
-    await halfOpen;
+    const waits = [];
+    for (let trip = 1; trip <= 5; trip++) waits.push(await openFor());
+    expect(waits).toEqual([10, 20, 40, 50, 50]);
+    clock.now += 50;
+    await expect(b.execute(ok)).resolves.toBe('ok');
+    expect(b.state).toBe(CircuitState.CLOSED);
+    await b.execute(fail()).catch(() => undefined);
+    expect(await openFor()).toBe(10);
+  });
+
+  it('admits only halfOpenMaxConcurrent calls at once while half-open', async () => {
+    const { b, clock } = clocked({ failureThreshold: 1, successThreshold: 1, resetTimeout: 20, halfOpenMaxConcurrent: 1 });
+    await b.execute(fail()).catch(() => undefined);
+    clock.now = 20;
     let release!: (value: string) => void;
     const probe = b.execute(() => new Promise<string>((resolve) => (release = resolve)));
+    expect(b.state).toBe(CircuitState.HALF_OPEN);
     await expect(b.execute(async () => 'second')).rejects.toBeInstanceOf(BrokenCircuitError);
     release('probe');
     await expect(probe).resolves.toBe('probe');
@@ -109,19 +146,42 @@ describe('createCircuitBreaker', () => {
   });
 
   it('isolate holds it open past resetTimeout; reset closes it', async () => {
-    const b = breaker({ failureThreshold: 1, resetTimeout: 20 });
-    // A second breaker tripped after the first one is isolated: when it half-opens, the first would have too.
-    const clock = breaker({ failureThreshold: 1, resetTimeout: 20 });
+    const { b, clock } = clocked({ failureThreshold: 1, resetTimeout: 20 });
     await b.execute(fail()).catch(() => undefined);
     b.isolate();
-    const clockHalfOpen = nextState(clock, CircuitState.HALF_OPEN);
-    await clock.execute(fail()).catch(() => undefined);
-    await clockHalfOpen;
-    expect(b.state).toBe(CircuitState.OPEN);
+    clock.now = 1_000_000;
     await expect(b.execute(async () => 1)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(b.state).toBe(CircuitState.OPEN);
     b.reset();
     expect(b.state).toBe(CircuitState.CLOSED);
     await expect(b.execute(async () => 2)).resolves.toBe(2);
+  });
+
+  it('half-opens by its timer with no call, and not before the clock says the time is up', async () => {
+    const clock = { now: 0, reads: 0, onRead: (): void => undefined };
+    const b = standaloneBreaker(resolveBreakerOptions({ failureThreshold: 1, resetTimeout: 5 }), () => {
+      clock.reads++;
+      clock.onRead();
+      return clock.now;
+    });
+    breakers.push(b);
+    await b.execute(fail()).catch(() => undefined);
+    expect(b.state).toBe(CircuitState.OPEN);
+    // The timer fires after 5 real ms but this clock has not moved: it must re-arm, not half-open.
+    const timerRead = new Promise<void>((resolve) => (clock.onRead = resolve));
+    await timerRead;
+    expect(b.state).toBe(CircuitState.OPEN);
+    const halfOpen = nextState(b, CircuitState.HALF_OPEN);
+    clock.now = 5;
+    await halfOpen;
+    expect(b.state).toBe(CircuitState.HALF_OPEN);
+  });
+
+  it('with the real clock, its timer half-opens it', async () => {
+    const b = breaker({ failureThreshold: 1, resetTimeout: 5 });
+    const halfOpen = nextState(b, CircuitState.HALF_OPEN);
+    await b.execute(fail()).catch(() => undefined);
+    expect(await halfOpen).toEqual({ from: CircuitState.OPEN, to: CircuitState.HALF_OPEN });
   });
 
   it('onStateChange returns a function that removes the listener', async () => {

@@ -240,7 +240,7 @@ export function storeContract(init: StoreTestInitializer): void {
         // Tasks whose entries interleave (as concurrent runs' do), some within one commit, some across.
         for (let round = 0; round < 6; round++) {
           for (let t = 0; t < 7; t++) {
-            const type = (['submitted', 'started', 'checkpoint', 'completed'] as const)[(round + t) % 4];
+            const type = (['submitted', 'started', 'checkpoint', 'completed'] as const)[(round + t) % 4]!;
             append(store, event(type, `t${(t * 3 + round) % 7}`, { attempt: round, details: round % 2 === 0 ? null : { round, t } }));
             appended.push(`${type}:t${(t * 3 + round) % 7}:${round}`);
           }

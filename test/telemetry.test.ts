@@ -271,6 +271,7 @@ describe('metrics', () => {
 
   it('counts tasks, times their waits and runs, and reads queue depth, running tasks and circuit states', async () => {
     const o = await started(traced({ taskQueue: { retry: { initialDelay: 1, jitter: 0 } }, circuitBreaker: { failureThreshold: 2, resetTimeout: 60_000 } }, meterProvider));
+    const from = performance.now();
     const hold = deferred();
     const holding = deferred();
     executor(o, 'work', async (task) => {
@@ -307,7 +308,11 @@ describe('metrics', () => {
     // Attempts: a, b, retry and broken twice each, and the held one, still running.
     const waits = value(metrics, 'parallel_orchestrator.task.wait.duration') as Histogram;
     expect(waits.count).toBe(7);
+    // In seconds, and no wait longer than the test so far: a wait in ms, or from the wrong clock, fails.
+    const elapsedSeconds = (performance.now() - from) / 1000;
     expect(waits.min).toBeGreaterThanOrEqual(0);
+    expect(waits.max).toBeLessThanOrEqual(elapsedSeconds);
+    expect(waits.sum).toBeLessThanOrEqual(7 * elapsedSeconds);
     const runs = value(metrics, 'parallel_orchestrator.task.run.duration') as Histogram;
     expect(runs.count).toBe(6);
     expect(runs.sum).toBeLessThan(60);

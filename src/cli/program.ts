@@ -13,17 +13,17 @@ import { processTerminal, type Terminal } from './terminal.js';
 import { EXIT, UsageError } from './usage-error.js';
 
 /** Adds a command to porch: each lives in its own module under `commands/` and returns a `Command`. */
-export type CommandFactory = (ctx: CliContext) => Command;
+type CommandFactory = (ctx: CliContext) => Command;
 
 /** The commands of porch, in the order `--help` lists them. */
-export const COMMANDS: readonly CommandFactory[] = [demoCommand, runCommand, serveCommand, workerCommand, inspectCommand, requeueCommand, cancelCommand, impactCommand];
+const COMMANDS: readonly CommandFactory[] = [demoCommand, runCommand, serveCommand, workerCommand, inspectCommand, requeueCommand, cancelCommand, impactCommand];
 
 export function version(): string {
   return (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 }
 
 /** The `porch` program with every command; `exit` records the exit code. */
-export function createProgram(ctx: CliContext, commands: readonly CommandFactory[] = COMMANDS): Command {
+function createProgram(ctx: CliContext): Command {
   const program = new Command('porch')
     .description('Run agents in parallel, watch them live, and steer them: the parallel-orchestrator command.')
     .version(version(), '-V, --version', 'print the version')
@@ -40,7 +40,7 @@ Examples:
 Exit codes: 0 success, 1 a task failed (or an error), 2 a bad flag or value, 130 interrupted.
 Docs: docs/cli.md (commands), docs/server.md (HTTP API and dashboard).`,
     );
-  for (const factory of commands) program.addCommand(factory(ctx));
+  for (const factory of COMMANDS) program.addCommand(factory(ctx));
   return program;
 }
 

@@ -12,7 +12,7 @@ export type { ClusterNode } from './pg-backend.js';
 export type { Message } from './pg-messages.js';
 export { fits } from './pg-messages.js';
 
-export const PG_DEFAULTS = {
+const PG_DEFAULTS = {
   schema: 'parallel_orchestrator',
   leaseMs: 5_000,
   pollIntervalMs: 2_000,

@@ -14,7 +14,7 @@ import type { PgModule, PgPool } from './pg-types.js';
 // queue index in order (~2 ms).
 const SESSION_OPTIONS = '-c jit=off -c enable_bitmapscan=off';
 /** How long an audit entry or a message to another node waits for a batched write to ride with (ms). */
-export const RIDE_ALONG_MS = 5;
+const RIDE_ALONG_MS = 5;
 
 /** Options of the PostgreSQL store, with defaults filled. */
 export interface PgBackendOptions {

@@ -99,7 +99,7 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
-export const PG_SCHEMA_VERSION = MIGRATIONS.length;
+const PG_SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
  * Creates or migrates the schema. Ten nodes starting at once migrate once: the work runs in one

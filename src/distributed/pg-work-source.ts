@@ -681,11 +681,6 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     this.#applyStatus(row);
   }
 
-  /** Stops watching (the task ended here). */
-  unwatch(taskId: string): void {
-    this.#watched.delete(taskId);
-  }
-
   // Telling other nodes
 
   /** Nodes to tell about a held task's transitions. */

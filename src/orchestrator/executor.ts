@@ -47,8 +47,8 @@ export interface ExecutorOptions {
 export class Executor implements ThreadHost<TaskRun>, RunControl {
   readonly #deadlines = new DeadlineScheduler(now);
   readonly #health: HealthMonitor<TaskRun>;
-  /** Runs whose handler has not returned yet (in-process or in a thread). */
-  readonly #unsettled = new Set<TaskRun>();
+  /** Runs whose handler has not returned yet (in-process or in a thread): a list through the runs (a Set churned its table once per task). */
+  #unsettled: TaskRun | null = null;
   /** Running tasks a more urgent one could preempt; dispatch looks for victims only while there are some. */
   preemptibleRunning = 0;
   /** Preempted runs whose handler has not given its slot back yet, with the timer that takes it. */
@@ -80,7 +80,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     record.agent = agent;
     const run = new TaskRun(record, agent, worker, ++record.attempt, this.checkpoints.resumeState(record), startedAt);
     run.probeTicket = ticket;
-    this.#unsettled.add(run);
+    this.#linkUnsettled(run);
     if (record.preemptible) this.preemptibleRunning++;
     if (record.timeout > 0) this.#deadlines.add(run, record.timeout);
     const execution = agent.execution;
@@ -96,8 +96,28 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
   }
 
   /** Runs whose handler has not returned yet. */
-  runs(): IterableIterator<TaskRun> {
-    return this.#unsettled.values();
+  *runs(): IterableIterator<TaskRun> {
+    for (let run = this.#unsettled; run !== null; ) {
+      const next = run.unsettledNext;
+      yield run;
+      run = next;
+    }
+  }
+
+  #linkUnsettled(run: TaskRun): void {
+    const first = this.#unsettled;
+    run.unsettledNext = first;
+    if (first !== null) first.unsettledPrev = run;
+    this.#unsettled = run;
+  }
+
+  #unlinkUnsettled(run: TaskRun): void {
+    const { unsettledPrev: prev, unsettledNext: next } = run;
+    if (prev !== null) prev.unsettledNext = next;
+    else if (this.#unsettled === run) this.#unsettled = next;
+    else return;
+    if (next !== null) next.unsettledPrev = prev;
+    run.unsettledPrev = run.unsettledNext = null;
   }
 
   /**
@@ -124,7 +144,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     run.duration = now() - run.startedAt;
     this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
     if (run.worker.kind === 'inline') {
-      if (!run.released) this.#release(run);
+      if (!run.released) this.#release(run, now());
     } else {
       void (run.worker as ThreadWorker<TaskRun>).terminate();
     }
@@ -147,11 +167,12 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
 
   /** The one way a run ends: its handler returned (or its thread said so). */
   #settle(run: TaskRun, ok: boolean, value: unknown): void {
+    const at = now();
     run.settled = true;
-    this.#unsettled.delete(run);
+    this.#unlinkUnsettled(run);
     if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
     if (run.overdueSince !== 0) this.#health.forget(run);
-    if (!run.released) this.#release(run);
+    if (!run.released) this.#release(run, at);
     if (run.preemptedBy !== null && this.#preempting.size > 0) {
       clearTimeout(this.#preempting.get(run));
       this.#preempting.delete(run);
@@ -159,13 +180,13 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     if (run.preemptedBy !== null && !run.finished && !ok) {
       // Gave way to a more urgent task: queued again, no verdict on the agent, no attempt used.
       run.finished = true;
-      run.duration = now() - run.startedAt;
+      run.duration = at - run.startedAt;
       this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
       this.lifecycle.preempted(run.record, run, run.preemptedBy);
     } else if (!run.finished) {
       run.finished = true;
       const record = run.record;
-      run.duration = now() - run.startedAt;
+      run.duration = at - run.startedAt;
       // A late event loop can run the handler's continuation before the deadline timer that
       // was due first: a result past the timeout is still a timeout. (Threads time their runs
       // in shared memory, and their deadline handler sees that.)
@@ -193,10 +214,11 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     this.lifecycle.attemptFailed(run.record, run, error, status);
   }
 
-  #release(run: TaskRun): void {
+  /** Gives back the run's worker (idle since `at`) and its agent slot. */
+  #release(run: TaskRun, at: number): void {
     run.released = true;
     if (run.record.preemptible) this.preemptibleRunning--;
-    if (run.worker.kind === 'inline') this.pool.releaseInline(run.worker as InlineWorker);
+    if (run.worker.kind === 'inline') this.pool.releaseInline(run.worker as InlineWorker, at);
     this.directory.runReleased(run.agent);
   }
 
@@ -246,7 +268,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
       this.events.emit('worker:stuck', { workerId: run.worker.workerId, taskId: run.record.id, agentId: run.agent.agentId });
     }
     if (run.worker.kind === 'inline') {
-      if (!run.released) this.#release(run);
+      if (!run.released) this.#release(run, now());
       this.pump();
     } else {
       void (run.worker as ThreadWorker<TaskRun>).terminate();
@@ -307,8 +329,8 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     this.#health.forget(run);
     if (run.deadlineBucket !== null) this.#deadlines.cancel(run);
     run.settled = true;
-    this.#unsettled.delete(run);
-    if (!run.released) this.#release(run);
+    this.#unlinkUnsettled(run);
+    if (!run.released) this.#release(run, now());
     if (run.finished) return;
     run.finished = true;
     // Not a verdict on the agent: a probe's place is freed.
@@ -326,7 +348,7 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
     this.#health.stop();
     for (const timer of this.#preempting.values()) clearTimeout(timer);
     this.#preempting.clear();
-    for (const run of this.#unsettled) if (!run.released) this.#release(run);
-    this.#unsettled.clear();
+    for (const run of this.runs()) if (!run.released) this.#release(run, now());
+    this.#unsettled = null;
   }
 }

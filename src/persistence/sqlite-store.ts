@@ -34,8 +34,10 @@ export interface SqliteStoreOptions {
   onCommitError?: (error: StoreError) => void;
   /** This process's id: the rows it writes are its own, and no other live process recovers them. */
   nodeId: string;
-  /** Rows of finished tasks older than this are deleted, at open and hourly (ms). @default 7 days */
+  /** Rows of finished tasks older than this are deleted, at open and every `pruneEveryMs`. @default 7 days */
   retainFinishedMs?: number;
+  /** How often finished rows are pruned after open (ms; tests shorten it). @default 1 hour */
+  pruneEveryMs?: number;
 }
 
 /** How often a live process marks itself alive in the file (ms). */
@@ -130,6 +132,7 @@ export class SqliteStore implements Store {
   readonly #flushIntervalMs: number;
   readonly #busyTimeoutMs: number;
   readonly #retainFinishedMs: number;
+  readonly #pruneEveryMs: number;
   readonly #onCommitError: ((error: StoreError) => void) | undefined;
 
   /** The writer thread, from open() on. */
@@ -172,6 +175,7 @@ export class SqliteStore implements Store {
     this.#onCommitError = options.onCommitError;
     this.nodeId = options.nodeId;
     this.#retainFinishedMs = options.retainFinishedMs ?? DEFAULT_RETAIN_FINISHED_MS;
+    this.#pruneEveryMs = options.pruneEveryMs ?? PRUNE_EVERY_MS;
     this.#pending = new PendingWrites(options.nodeId);
   }
 
@@ -199,7 +203,7 @@ export class SqliteStore implements Store {
       retainFinishedMs: this.#retainFinishedMs,
       heartbeatMs: HEARTBEAT_MS,
       staleAfterMs: STALE_AFTER_MS,
-      pruneEveryMs: PRUNE_EVERY_MS,
+      pruneEveryMs: this.#pruneEveryMs,
       retryFirstMs: RETRY_FIRST_MS,
       retryMaxMs: RETRY_MAX_MS,
     };

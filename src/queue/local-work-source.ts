@@ -55,26 +55,29 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
   }
 
   offer(task: T, delayMs: number): void {
-    if (delayMs > 0) {
-      const timer = setTimeout(() => {
-        this.#retryTimers.delete(task);
-        this.#host.requeued(task);
-        this.#enqueueOrReject(task);
-      }, delayMs);
-      // The engine holds the process open while tasks are live; its own timers never do.
-      timer.unref();
-      this.#retryTimers.set(task, timer);
-      return;
-    }
-    if (this.#enforcing && this.#unservable(task)) {
-      // Decided on a microtask, so listeners added right after submit() see the failure; unless an agent came meanwhile.
-      this.#awaitingVerdict.add(task);
-      queueMicrotask(() => {
-        if (this.#awaitingVerdict.delete(task)) this.#enqueueOrReject(task);
-      });
-      return;
-    }
-    this.#enqueue(task);
+    // The closures live in their own methods: V8 would allocate their captured variables on every offer.
+    if (delayMs > 0) this.#offerLater(task, delayMs);
+    else if (this.#enforcing && this.#unservable(task)) this.#awaitVerdict(task);
+    else this.#enqueue(task);
+  }
+
+  #offerLater(task: T, delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(task);
+      this.#host.requeued(task);
+      this.#enqueueOrReject(task);
+    }, delayMs);
+    // The engine holds the process open while tasks are live; its own timers never do.
+    timer.unref();
+    this.#retryTimers.set(task, timer);
+  }
+
+  /** Decided on a microtask, so listeners added right after submit() see the failure; unless an agent came meanwhile. */
+  #awaitVerdict(task: T): void {
+    this.#awaitingVerdict.add(task);
+    queueMicrotask(() => {
+      if (this.#awaitingVerdict.delete(task)) this.#enqueueOrReject(task);
+    });
   }
 
   #enqueueOrReject(task: T): void {
@@ -193,11 +196,6 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
 
   isDeadLetter(taskId: string): Promise<boolean> {
     return Promise.resolve(this.#deadLetters.has(taskId));
-  }
-
-  /** Loads dead letters a previous process left in a durable store. */
-  loadDeadLetter(entry: DeadLetter): void {
-    this.#deadLetters.add(entry);
   }
 
   get deadLetterCount(): number {

@@ -38,11 +38,6 @@ export class TaskQueue<T extends LaneNode<T, K>, K> {
     for (const lane of this.#active) yield lane.head(lane.bestLevel)!;
   }
 
-  /** Lanes holding at least one task. */
-  get activeLanes(): readonly Lane<T, K>[] {
-    return this.#active;
-  }
-
   push(node: T, front = false): void {
     const lane = node.lane;
     if (front) lane.pushFront(node);

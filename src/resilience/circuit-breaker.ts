@@ -9,6 +9,9 @@ export interface CircuitTransition {
   to: CircuitState;
 }
 
+/** The default clock: monotonic ms. */
+const monotonic = (): number => performance.now();
+
 /**
  * One circuit breaker.
  *
@@ -17,6 +20,9 @@ export interface CircuitTransition {
  *   half-open ──(successThreshold successes)──▶ closed      (trip count reset)
  *   half-open ──(one failure)──▶ open                        (trip count + 1)
  *   any ──isolate()──▶ open, held until reset()
+ *
+ * The open time is measured by `now` (injectable, so tests drive it); the timer only prompts
+ * `check()`, which half-opens when that clock says the time is up.
  *
  * It does not run calls itself: `admits` is read before starting work and `onSuccess` /
  * `onFailure` after, so the orchestrator's router can skip an open agent without calling it.
@@ -32,13 +38,17 @@ export class CircuitBreaker {
   #halfOpenPeriod = 0;
   #trips = 0;
   #isolated = false;
+  /** When an open circuit may half-open, by `#now`. */
+  #openUntil = 0;
   #timer: NodeJS.Timeout | null = null;
   readonly #options: ResolvedBreakerOptions;
   readonly #onChange: (transition: CircuitTransition) => void;
+  readonly #now: () => number;
 
-  constructor(options: ResolvedBreakerOptions, onChange: (transition: CircuitTransition) => void) {
+  constructor(options: ResolvedBreakerOptions, onChange: (transition: CircuitTransition) => void, now: () => number = monotonic) {
     this.#options = options;
     this.#onChange = onChange;
+    this.#now = now;
   }
 
   get state(): CircuitState {
@@ -75,7 +85,7 @@ export class CircuitBreaker {
     return ticket === this.#halfOpenPeriod;
   }
 
-  onSuccess(ticket = 0): void {
+  onSuccess(ticket: number): void {
     if (this.#state === CircuitState.CLOSED) {
       this.#failures = 0;
     } else if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) {
@@ -88,11 +98,11 @@ export class CircuitBreaker {
   }
 
   /** A started call ended with no verdict (cancelled): frees its half-open probe place. */
-  onAbandon(ticket = 0): void {
+  onAbandon(ticket: number): void {
     if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) this.#probes = Math.max(0, this.#probes - 1);
   }
 
-  onFailure(ticket = 0): void {
+  onFailure(ticket: number): void {
     if (this.#state === CircuitState.CLOSED) {
       if (++this.#failures >= this.#options.failureThreshold) this.#open();
     } else if (this.#state === CircuitState.HALF_OPEN && this.#isProbe(ticket)) {
@@ -116,6 +126,14 @@ export class CircuitBreaker {
     if (this.#state !== CircuitState.CLOSED) this.#move(CircuitState.CLOSED);
   }
 
+  /** Half-opens an open circuit whose open time is up by the clock (not if isolated). */
+  check(): void {
+    if (this.#state !== CircuitState.OPEN || this.#isolated || this.#now() < this.#openUntil) return;
+    this.#clearTimer();
+    this.#halfOpenPeriod++;
+    this.#move(CircuitState.HALF_OPEN);
+  }
+
   /** Stops the reset timer (at shutdown). */
   dispose(): void {
     this.#clearTimer();
@@ -125,13 +143,20 @@ export class CircuitBreaker {
     this.#trips++;
     const { resetTimeout, maxResetTimeout } = this.#options;
     const wait = Math.min(maxResetTimeout, resetTimeout * 2 ** (this.#trips - 1));
+    this.#openUntil = this.#now() + wait;
     this.#move(CircuitState.OPEN);
+    this.#arm(wait);
+  }
+
+  // A timer may fire a little early by the clock: re-arm until the open time is really up.
+  #arm(wait: number): void {
     this.#clearTimer();
     this.#timer = setTimeout(() => {
       this.#timer = null;
       if (this.#isolated) return;
-      this.#halfOpenPeriod++;
-      this.#move(CircuitState.HALF_OPEN);
+      const left = this.#openUntil - this.#now();
+      if (left > 0) this.#arm(Math.max(1, Math.ceil(left)));
+      else this.check();
     }, wait);
     // An open circuit alone does not keep the process alive.
     this.#timer.unref();
@@ -174,7 +199,8 @@ export interface StandaloneCircuitBreaker {
 }
 
 /** Validates breaker options and fills defaults. @throws InvalidOptionsError naming the field. */
-export function resolveBreakerOptions(options: CircuitBreakerOptions = {}, path = 'circuitBreaker'): ResolvedBreakerOptions {
+export function resolveBreakerOptions(options: CircuitBreakerOptions = {}): ResolvedBreakerOptions {
+  const path = 'circuitBreaker';
   const checked = circuitBreakerSchema.safeParse(options);
   if (!checked.success) {
     const { field, detail } = describeIssue(checked.error, options, path);
@@ -200,15 +226,26 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
  * @throws InvalidOptionsError naming the field
  */
 export function createCircuitBreaker(options?: CircuitBreakerOptions): StandaloneCircuitBreaker {
+  return standaloneBreaker(resolveBreakerOptions(options), monotonic);
+}
+
+/** `createCircuitBreaker` on a given clock (tests drive the open time with it). */
+export function standaloneBreaker(options: ResolvedBreakerOptions, now: () => number): StandaloneCircuitBreaker {
   const listeners = new Set<(transition: CircuitTransition) => void>();
-  const breaker = new CircuitBreaker(resolveBreakerOptions(options), (transition) => {
-    for (const listener of listeners) listener(transition);
-  });
+  const breaker = new CircuitBreaker(
+    options,
+    (transition) => {
+      for (const listener of listeners) listener(transition);
+    },
+    now,
+  );
   return {
     get state() {
       return breaker.state;
     },
     async execute<T>(fn: () => T | Promise<T>): Promise<T> {
+      // Half-open as soon as the time is up, even if the timer has not run yet.
+      breaker.check();
       if (!breaker.admits) throw new BrokenCircuitError();
       const ticket = breaker.onStart();
       try {

@@ -74,7 +74,7 @@ export class AgentDirectory implements Demand {
   register(definition: AgentDefinition): Agent {
     if (this.#router.get(definition.agentId) !== undefined) throw new DuplicateAgentError(definition.agentId);
     let agent: Agent | null = null;
-    const breaker = this.#breaker === null ? null : new CircuitBreaker(this.#breaker, (transition) => this.#onCircuitChange(agent!, transition.from, transition.to));
+    const breaker = this.#breaker === null ? null : new CircuitBreaker(this.#breaker, (transition) => this.#onCircuitChange(agent!, transition.from, transition.to), this.#clock);
     const limiter = definition.rateLimit === undefined ? null : new StartRateLimiter(definition.rateLimit, this.#clock);
     agent = new Agent(definition.agentId, definition.role, definition.capabilities, definition.maxConcurrent, definition.execution, breaker, limiter);
     this.#router.register(agent);

@@ -38,10 +38,6 @@ export class Agent {
     this.capabilitySet = new Set(capabilities);
   }
 
-  get available(): boolean {
-    return this.admitting && this.active < this.maxConcurrent;
-  }
-
   refreshAdmission(): void {
     this.admitting = this.registered && this.mayStart && (this.breaker === null || this.breaker.admits);
   }

@@ -20,14 +20,15 @@ const TYPES: Record<string, string> = {
 };
 
 /** Where the page lives: `dist/dashboard/` next to the built server, `src/dashboard/` in the sources. */
-export const DASHBOARD_DIR = fileURLToPath(new URL('../dashboard/', import.meta.url));
+const DASHBOARD_DIR = fileURLToPath(new URL('../dashboard/', import.meta.url));
 
 /**
  * The dashboard's files by URL path, read once. A request is answered only when its path is a
  * key of this map, so no path from a client ever reaches the file system (no traversal, no
  * symlink surprises, no directory listings).
  */
-export async function loadStaticFiles(dir: string = DASHBOARD_DIR): Promise<Map<string, StaticFile>> {
+export async function loadStaticFiles(): Promise<Map<string, StaticFile>> {
+  const dir = DASHBOARD_DIR;
   const files = new Map<string, StaticFile>();
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   for (const entry of entries) {

@@ -1,5 +1,5 @@
 /** Nesting a state may have: deeper (or cyclic) states are refused with a TypeError. */
-export const MAX_JSON_DEPTH = 1000;
+const MAX_JSON_DEPTH = 1000;
 
 /**
  * A deep copy of a value as JSON would carry it (undefined and functions dropped from objects,

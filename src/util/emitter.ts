@@ -50,11 +50,6 @@ export class Emitter<Events extends object> {
     return this.#listeners !== null && this.#listeners.has(event);
   }
 
-  /** True when any listener at all is registered. */
-  get hasAny(): boolean {
-    return this.#listeners !== null && this.#listeners.size > 0;
-  }
-
   emit<K extends keyof Events>(event: K, payload: Events[K]): void {
     const current = this.#listeners?.get(event);
     if (!current) return;

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 /** How long `registerAgent` waits for a thread agent's module to load before refusing it. */
-export const PROBE_TIMEOUT_MS = 10_000;
+const PROBE_TIMEOUT_MS = 10_000;
 
 /** Shared memory of a probe: [outcome, message length] as Int32, then the message as UTF-8. */
 const OUTCOME = 0;

@@ -112,13 +112,14 @@ export class WorkerPool<Run> {
     return worker;
   }
 
-  releaseInline(worker: InlineWorker): void {
+  /** `at`: now, by performance.now() (the caller read the clock already). */
+  releaseInline(worker: InlineWorker, at: number): void {
     worker.busy = false;
     worker.tasksRun++;
     this.#tasksRun++;
     this.#inlineBusy--;
     if (this.#closed) return;
-    worker.idleSince = performance.now();
+    worker.idleSince = at;
     this.#idleInline.push(worker);
     this.#armRetirement();
   }

@@ -12,7 +12,7 @@ import type { Workflow } from './definition.js';
 /** The `type` of a coordinator task. */
 export const COORDINATOR_TYPE = 'workflow';
 /** The capability a coordinator task asks for: only the coordinator agent of a process that registered the workflow has it. */
-export const coordinatorCapability = (workflowId: string): string => `workflow:${workflowId}`;
+const coordinatorCapability = (workflowId: string): string => `workflow:${workflowId}`;
 
 /**
  * A coordinator survives crashes (each recovery counts as an attempt) and its own bugs (retried,

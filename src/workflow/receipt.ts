@@ -37,10 +37,10 @@ export interface Receipt {
 /** What `verifyReceipt` says. */
 export type ReceiptVerification = { valid: true; entries: number } | { valid: false; index: number; reason: string };
 
-export const GENESIS_HASH = '0'.repeat(64);
+const GENESIS_HASH = '0'.repeat(64);
 
 /** JSON with object keys sorted at every level, so that equal data hashes equally. */
-export function canonicalJson(value: unknown): string {
+function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined).sort();
