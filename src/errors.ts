@@ -227,13 +227,30 @@ export class StoreError extends OrchestratorError {
   }
 }
 
-/** Turns anything thrown into an Error, keeping the original as `cause` when it was not one. */
+/**
+ * Turns anything thrown into an Error, keeping the original as `cause` when it was not one.
+ * Never throws: a handler may throw a value that cannot be read (a null-prototype object, a
+ * Proxy, a getter that throws), and the task must still fail rather than hang.
+ */
 export function coerceError(thrown: unknown): Error {
-  if (thrown instanceof Error) return thrown;
-  if (typeof thrown === 'object' && thrown !== null && typeof (thrown as { message?: unknown }).message === 'string') {
-    return Object.assign(new Error((thrown as { message: string }).message, { cause: thrown }), thrown);
+  try {
+    if (thrown instanceof Error) return thrown;
+    if (typeof thrown === 'object' && thrown !== null && typeof (thrown as { message?: unknown }).message === 'string') {
+      return Object.assign(new Error((thrown as { message: string }).message, { cause: thrown }), thrown);
+    }
+  } catch {
+    // Its prototype, message or properties could not be read: it is described below.
   }
-  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${String(thrown)}`, { cause: thrown });
+  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${describeThrown(thrown)}`, { cause: thrown });
+}
+
+/** `String(thrown)`, or its type when even that throws (no toString, or one that throws). */
+export function describeThrown(thrown: unknown): string {
+  try {
+    return String(thrown);
+  } catch {
+    return `a value that cannot be converted to a string (${typeof thrown})`;
+  }
 }
 
 /** The code reported for an error: its own string `code`, or TASK_FAILED. */

@@ -161,7 +161,7 @@ export interface ThreadResourceLimits {
 /** Options of `createParallelOrchestrator`. Every field is optional. */
 export interface OrchestratorOptions {
   workerPool?: {
-    /** Execution slots kept even when idle. @default 2 */
+    /** Execution slots kept even when idle. @default 2 (or maxWorkers when that is given and lower) */
     minWorkers?: number;
     /** Most tasks running at once across all agents. @default 10 */
     maxWorkers?: number;
@@ -429,7 +429,9 @@ const DEFAULTS = {
 export function resolveOptions(input: OrchestratorOptions | undefined): ResolvedOptions {
   const parsed = optionsSchema.safeParse(input ?? {});
   if (!parsed.success) {
-    const { field, detail } = describeIssue(parsed.error, input);
+    // Named 'options' when the whole argument is not an object (zod's path is then empty).
+    const root = parsed.error.issues[0]!;
+    const { field, detail } = describeIssue(parsed.error, input, root.path.length === 0 && root.code !== 'unrecognized_keys' ? 'options' : '');
     throw new InvalidOptionsError(field, detail);
   }
   const o = parsed.data;
@@ -453,6 +455,7 @@ export function resolveOptions(input: OrchestratorOptions | undefined): Resolved
   };
   const pool = resolved.workerPool;
   if (o.workerPool?.minWorkers !== undefined && o.workerPool.maxWorkers === undefined) pool.maxWorkers = Math.max(pool.maxWorkers, pool.minWorkers);
+  if (o.workerPool?.maxWorkers !== undefined && o.workerPool.minWorkers === undefined) pool.minWorkers = Math.min(pool.minWorkers, pool.maxWorkers);
   if (pool.minWorkers > pool.maxWorkers) {
     throw new InvalidOptionsError('workerPool.minWorkers', `must be ≤ workerPool.maxWorkers (${pool.maxWorkers}) (received ${pool.minWorkers})`);
   }

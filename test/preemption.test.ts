@@ -84,6 +84,95 @@ describe('priority preemption', () => {
     expect(types).toEqual(['submitted', 'started', 'preempted', 'started', 'completed']);
   });
 
+  it('a preempted in-process handler that returns a result past its timeout, within graceMs, completes the task (its deadline stopped at the preemption)', async () => {
+    const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 1 }, preemption: { graceMs: 10_000 } });
+    const aborted = deferred();
+    o.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['work'],
+      maxConcurrent: 1,
+      handler: async (task, ctx) => {
+        if (task.type !== 'stubborn') return 'urgent done';
+        const started = performance.now();
+        ctx.signal.addEventListener('abort', () => aborted.resolve(), { once: true });
+        await aborted.promise;
+        // Finishes its work anyway, past its timeout: the run must outlast it, so it waits for that time.
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, 600 - (performance.now() - started))));
+        return 'stubborn done';
+      },
+    });
+    const stubborn = o.submit({ type: 'stubborn', priority: TaskPriority.BACKGROUND, capabilities: ['work'], preemptible: true, timeout: 500, retry: { maxAttempts: 2 } });
+    await nextEvent(o, 'task:started', (e) => e.taskId === stubborn.taskId);
+    const urgent = o.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['work'] });
+    expect(await stubborn.result()).toMatchObject({ result: 'stubborn done', attempts: 1 });
+    expect((await urgent.result()).result).toBe('urgent done');
+    expect(o.getStats()).toMatchObject({ totalPreemptions: 0, totalRetries: 0, totalFailed: 0 });
+  });
+
+  it('a preempted run cancelled while it gives way still frees its slot after graceMs, not stuckGrace', async () => {
+    const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 1, stuckGrace: 60_000 }, preemption: { graceMs: 20 } });
+    const never = deferred();
+    o.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['work'],
+      maxConcurrent: 1,
+      // The stubborn handler ignores its signal and returns only when the test ends.
+      handler: async (task) => {
+        if (task.type === 'stubborn') await never.promise;
+        return 'urgent done';
+      },
+    });
+    try {
+      const stubborn = o.submit({ type: 'stubborn', priority: TaskPriority.BACKGROUND, capabilities: ['work'], preemptible: true });
+      await nextEvent(o, 'task:started', (e) => e.taskId === stubborn.taskId);
+      const urgent = o.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['work'] });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(await o.cancel(stubborn.taskId)).toBe(true);
+      // Before the fix the urgent task waited for stuckGrace (a minute) once its victim was cancelled.
+      expect((await urgent.result()).result).toBe('urgent done');
+      expect(stubborn.state).toBe('cancelled');
+      expect(o.getStats().totalPreemptions).toBe(0);
+    } finally {
+      never.resolve();
+    }
+  });
+
+  it('aging never makes a task preempt a run of its own priority (no churn among BACKGROUND tasks)', async () => {
+    const o = await make({ workerPool: { minWorkers: 1, maxWorkers: 2 }, taskQueue: { agingMs: 2, preemptibleFrom: TaskPriority.BACKGROUND } });
+    const hold = deferred();
+    const log: string[] = [];
+    o.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['work'],
+      maxConcurrent: 1,
+      handler: async (task, ctx) => {
+        if (task.type === 'first') {
+          await Promise.race([hold.promise, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }))]);
+          if (ctx.signal.aborted) {
+            log.push('first gives way');
+            throw ctx.signal.reason;
+          }
+        }
+        return task.type;
+      },
+    });
+    o.registerAgent({ agentId: 'ticker', role: AgentRole.EXECUTOR, capabilities: ['tick'], maxConcurrent: 1, handler: () => 'tick' });
+    const first = o.submit({ type: 'first', priority: TaskPriority.BACKGROUND, capabilities: ['work'] });
+    await nextEvent(o, 'task:started', (e) => e.taskId === first.taskId);
+    const second = o.submit({ type: 'second', priority: TaskPriority.BACKGROUND, capabilities: ['work'] });
+    // Each tick is a dispatch pass: it ages the waiting task and looks for a run it may preempt.
+    while (second.state === 'queued' && o.getStats().taskQueue.byPriority.CRITICAL === 0) await o.submit({ type: 'tick', capabilities: ['tick'] }).result();
+    await o.submit({ type: 'tick', capabilities: ['tick'] }).result();
+    hold.resolve();
+    expect((await first.result()).result).toBe('first');
+    expect((await second.result()).result).toBe('second');
+    expect(log).toEqual([]);
+    expect(o.getStats().totalPreemptions).toBe(0);
+  });
+
   it('leaves alone a task that is not preemptible, and one whose priority is too close', async () => {
     for (const [low, preemptible] of [
       [TaskPriority.BACKGROUND, false],

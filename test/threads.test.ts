@@ -185,6 +185,21 @@ describe('ctx across the thread boundary', () => {
     expect(o.getStats().totalRetries).toBe(0);
   });
 
+  it('a thrown value that cannot be converted to a string fails the task; the thread lives on', async () => {
+    const o = await probe();
+    const failed = record(o, 'worker:failed');
+    const error = await o
+      .submit({ type: 'p', capabilities: ['probe'], retry: { maxAttempts: 1 }, payload: { mode: 'null-prototype' } })
+      .result()
+      .then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
+    expect(error).not.toBeInstanceOf(WorkerCrashedError);
+    expect(error!.message).toBe('non-error thrown: a value that cannot be converted to a string (object)');
+    expect(failed).toEqual([]);
+  });
+
   it('ctx.progress and ctx.checkpoint with a state JSON cannot carry fail in the handler with a TypeError; the process and the task go on', async () => {
     const o = await probe();
     const task = o.submit<Record<string, string | null>, { step: string }>({ type: 'p', capabilities: ['probe'], retry: { maxAttempts: 1 }, payload: { mode: 'unsendable-states' } });

@@ -55,6 +55,11 @@ describe('invalid options', () => {
     expect((error as Error).message).toMatch(detail);
   });
 
+  it('workerPool.maxWorkers alone below the default minWorkers lowers minWorkers with it (as minWorkers alone raises maxWorkers)', async () => {
+    const o = await make({ workerPool: { maxWorkers: 1 } });
+    expect(o.getStats().workerPool).toMatchObject({ minWorkers: 1, maxWorkers: 1 });
+  });
+
   it('accepts no options and the seed example options', () => {
     expect(() => createParallelOrchestrator()).not.toThrow();
     expect(() =>

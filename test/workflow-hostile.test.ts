@@ -1,5 +1,6 @@
 // The workflow layer attacked: huge and cyclic DAGs, long chains, throwing and hanging code,
 // cancels at awkward moments, reused ids, changed definitions, too few worker slots.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import {
   InvalidTaskError,
   MisroutedTaskError,
   TaskCancelledError,
+  TaskPriority,
   WorkflowDefinitionChangedError,
   cancelWorkflow,
   defineWorkflow,
@@ -21,7 +23,8 @@ import {
   type StepContext,
   type StepDefinition,
 } from '../src/index.js';
-import { deferred, settle, useOrchestrators } from './helpers.js';
+import { deferred, nextEvent, settle, useOrchestrators } from './helpers.js';
+import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const create = useOrchestrators();
 
@@ -141,6 +144,27 @@ describe('throwing, hanging and odd steps', () => {
     expect(result).toMatchObject({ status: 'failed', failedStep: 'b', error: { name: 'RangeError', message: 'bad input' }, rolledBack: false });
     expect(result.compensationFailures).toEqual([{ step: 'a', error: { name: 'TypeError', message: 'sync throw in compensate', code: 'TASK_FAILED' } }]);
     expect(o.getStats().totalSubmitted).toBe(1); // the coordinator only: b never became a task
+  });
+
+  it('a task step, a function step and a compensation that throw values that cannot be read fail or are reported; nothing hangs', async () => {
+    // None has a string form or a readable message: an object without prototype, a Proxy whose
+    // prototype cannot be read, an object whose message getter throws.
+    const unreadable = [
+      () => Object.create(null) as unknown,
+      () => new Proxy({}, { getPrototypeOf: () => { throw new Error('no prototype'); } }),
+      () => Object.defineProperty({}, 'message', { get: () => { throw new Error('no message'); } }),
+    ];
+    const o = await create({ taskQueue: { retry: { maxAttempts: 1 } } });
+    o.registerAgent({ agentId: 'x', role: AgentRole.EXECUTOR, capabilities: ['x'], handler: (task) => { throw unreadable[task.payload as number]!(); } });
+    for (let i = 0; i < unreadable.length; i++) {
+      for (const kind of ['task', 'function']) {
+        const failing: StepDefinition = kind === 'task' ? { dependsOn: ['a'], capabilities: ['x'], input: () => i } : { dependsOn: ['a'], run: () => { throw unreadable[i]!(); } };
+        const steps = { a: { run: () => 1, compensate: () => { throw unreadable[i]!(); } }, b: failing };
+        const result = await runWorkflow(o, defineWorkflow({ id: `unreadable-${kind}-${i}`, steps }), null).result();
+        expect(result).toMatchObject({ status: 'failed', failedStep: 'b', error: { name: 'Error', message: expect.stringMatching(/^non-error thrown: /) } });
+        expect(result.compensationFailures).toEqual([{ step: 'a', error: { name: 'Error', message: expect.stringMatching(/^non-error thrown: /), code: 'TASK_FAILED' } }]);
+      }
+    }
   });
 
   it('a function step that ignores its signal is abandoned after cancelGrace', async () => {
@@ -345,6 +369,81 @@ describe('cancels at awkward moments', () => {
 });
 
 describe('worker slots and the coordinator agent', () => {
+  it('a run whose coordinator is preempted by a more urgent run leaves its task steps running and takes their results when it resumes', async () => {
+    const o = await create({ workerPool: { maxWorkers: 4 }, taskQueue: { preemptibleFrom: TaskPriority.LOW } });
+    const release = deferred();
+    const starts = new Map<string, number>();
+    const cancelled: string[] = [];
+    o.on('task:started', (e) => starts.set(e.taskId, (starts.get(e.taskId) ?? 0) + 1));
+    o.on('task:cancelled', (e) => cancelled.push(e.taskId));
+    const lowStepDone = nextEvent(o, 'task:completed', (e) => e.taskId === 'low/a');
+    o.registerAgent({
+      agentId: 'w',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['w'],
+      maxConcurrent: 2,
+      handler: async (task) => {
+        if (task.id === 'low/a') await release.promise;
+        // The low run's step ends while the high run holds the only coordinator slot.
+        if (task.id === 'high/a') {
+          release.resolve();
+          await lowStepDone;
+        }
+        return task.id;
+      },
+    });
+    const workflow = defineWorkflow({ id: 'two', steps: { a: { capabilities: ['w'] }, b: { dependsOn: ['a'], capabilities: ['w'] } } });
+    // One run coordinated at a time: the CRITICAL run can only start in the BACKGROUND run's place.
+    registerWorkflows(o, [workflow], { maxConcurrentRuns: 1 });
+    const low = runWorkflow(o, workflow, null, { runId: 'low', priority: TaskPriority.BACKGROUND });
+    await nextEvent(o, 'task:started', (e) => e.taskId === 'low/a');
+    const preempted = nextEvent(o, 'task:preempted', (e) => e.taskId === 'low');
+    const high = runWorkflow(o, workflow, null, { runId: 'high', priority: TaskPriority.CRITICAL });
+    expect(await preempted).toMatchObject({ by: 'high' });
+    expect(await high.result()).toMatchObject({ status: 'completed', results: { a: 'high/a', b: 'high/b' } });
+    expect(await low.result()).toMatchObject({ status: 'completed', results: { a: 'low/a', b: 'low/b' } });
+    // The step that ran (and ended) while its coordinator gave way was neither cancelled nor run again.
+    expect(cancelled).toEqual([]);
+    expect(starts.get('low/a')).toBe(1);
+  });
+
+  it('cancelWorkflow on a run whose coordinator gave way to a more urgent run rolls it back when it resumes', async () => {
+    const o = await create({ workerPool: { maxWorkers: 4 }, taskQueue: { preemptibleFrom: TaskPriority.LOW } });
+    const release = deferred();
+    const compensated: string[] = [];
+    const lowStepDone = nextEvent(o, 'task:completed', (e) => e.taskId === 'low/a');
+    let cancelled: boolean | undefined;
+    o.registerAgent({
+      agentId: 'w',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['w'],
+      maxConcurrent: 2,
+      handler: async (task) => {
+        if (task.id === 'low/a') await release.promise;
+        // While the high run holds the only coordinator slot, the low run's step ends and the low run is cancelled.
+        if (task.id === 'high/a') {
+          release.resolve();
+          await lowStepDone;
+          cancelled = await cancelWorkflow(o, 'low', 'no longer wanted');
+        }
+        return task.id;
+      },
+    });
+    const workflow = defineWorkflow({
+      id: 'undoable',
+      steps: { a: { capabilities: ['w'], compensate: (ctx) => void compensated.push(ctx.step) }, b: { dependsOn: ['a'], capabilities: ['w'] } },
+    });
+    registerWorkflows(o, [workflow], { maxConcurrentRuns: 1 });
+    const low = runWorkflow(o, workflow, null, { runId: 'low', priority: TaskPriority.BACKGROUND });
+    await nextEvent(o, 'task:started', (e) => e.taskId === 'low/a');
+    const high = runWorkflow(o, workflow, null, { runId: 'high', priority: TaskPriority.CRITICAL });
+    expect(await high.result()).toMatchObject({ status: 'completed' });
+    expect(cancelled).toBe(true);
+    // Not ended as if it had never started: its completed step is undone.
+    expect(await low.result()).toMatchObject({ status: 'cancelled', rolledBack: true, compensated: ['a'] });
+    expect(compensated).toEqual(['a']);
+  });
+
   it('many runs of several workflows on few worker slots all finish (no deadlock)', async () => {
     const o = await create({ workerPool: { maxWorkers: 3 } });
     o.registerAgent({ agentId: 'w', role: AgentRole.EXECUTOR, capabilities: ['w'], maxConcurrent: 3, handler: async (task) => task.type });
@@ -476,5 +575,56 @@ describe('durable stores (SQLite, in one process)', () => {
     expect(result.results.a).toEqual({ unserializableResult: expect.stringContaining('BigInt') });
     await o.flush();
     expect((await getWorkflow(o, 'bigint-1'))?.status).toBe('completed');
+  });
+});
+
+const pgAvailable = await postgresAvailable();
+
+describe.skipIf(!pgAvailable)('PostgreSQL: a coordinator that lost its claim', () => {
+  it('a node frozen past its lease does not cancel the steps of the run another node took over', { timeout: 30_000 }, async () => {
+    const schema = uniqueSchema('po_wf_claim');
+    const store = { type: 'postgres' as const, connectionString: DATABASE_URL, schema, leaseMs: 600, pollIntervalMs: 100 };
+    const o = await create({ workerPool: { minWorkers: 1, maxWorkers: 4 }, store });
+    const child = spawn(process.execPath, [new URL('./fixtures/workflow-claim-node.mjs', import.meta.url).pathname], {
+      env: { ...process.env, DATABASE_URL, SCHEMA: schema },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      // The frozen node, woken, finds it lost the run, and whatever it does about that is done.
+      const settled = new Promise<void>((resolve) => child.stdout.on('data', (chunk: Buffer) => String(chunk).includes('"settled"') && resolve()));
+      const release = deferred();
+      const starts: string[] = [];
+      o.on('task:started', (e) => starts.push(e.taskId));
+      // This node has the only agent for the steps: step a runs here until the old node knows it lost the run.
+      o.registerAgent({
+        agentId: 'w',
+        role: AgentRole.EXECUTOR,
+        capabilities: ['w'],
+        maxConcurrent: 2,
+        handler: async (task) => {
+          if (task.id === 'claimed-run/a') await release.promise;
+          return task.id;
+        },
+      });
+      await nextEvent(o, 'task:started', (e) => e.taskId === 'claimed-run/a');
+      child.kill('SIGSTOP');
+      // This node takes the run over once the frozen node's lease ran out.
+      const workflow = defineWorkflow({ id: 'claimed', steps: { a: { capabilities: ['w'] }, b: { dependsOn: ['a'], capabilities: ['w'] } } });
+      registerWorkflows(o, [workflow]);
+      await nextEvent(o, 'task:started', (e) => e.taskId === 'claimed-run');
+      const run = (await observeWorkflow(o, 'claimed-run'))!;
+      child.kill('SIGCONT');
+      await settled;
+      // It asked for no cancel of the step this node's coordinator follows now.
+      expect(await sql(`select cancel_requested from ${schema}.tasks where id = 'claimed-run/a'`)).toEqual([{ cancel_requested: null }]);
+      release.resolve();
+      expect(await run.result()).toMatchObject({ status: 'completed', results: { a: 'claimed-run/a', b: 'claimed-run/b' } });
+      expect(starts.filter((id) => id === 'claimed-run/a')).toHaveLength(1);
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+      await o.shutdown({ graceful: false });
+      await dropSchema(schema);
+    }
   });
 });

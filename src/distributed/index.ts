@@ -28,7 +28,7 @@ export function createPostgresBackend<T extends SharedTask<T>>(
     nodeId: string;
     agingMs: number;
     maxSize: number;
-    audit: { maxEvents: number; retainMs: number };
+    audit: { enabled: boolean; maxEvents: number; retainMs: number };
     onError(error: StoreError): void;
     signatureOf(key: string): CapabilitySignature;
   },

@@ -30,8 +30,8 @@ export interface PgBackendOptions {
   maxBatch: number;
   poolSize: number;
   agingMs: number;
-  /** Audit entries kept: the newest `maxEvents`, none older than `retainMs`. */
-  audit: { maxEvents: number; retainMs: number };
+  /** Whether the trail is written; entries kept: the newest `maxEvents`, none older than `retainMs`. */
+  audit: { enabled: boolean; maxEvents: number; retainMs: number };
 }
 
 /** An audit entry waiting to ride along with the next write. */

@@ -99,7 +99,7 @@ export function statements(schema: string): Statements {
     settle: `
       with u as (
         select * from jsonb_to_recordset($1::jsonb) as u(id text, token bigint, status text, result jsonb, error jsonb,
-          agent text, delay float8, attempt int4, dead jsonb)
+          agent text, delay float8, attempt int4, dead jsonb, audit jsonb)
       ), s as (
         update ${s}.tasks t set status = u.status, result = u.result, error = u.error, agent_id = coalesce(u.agent, t.agent_id),
           attempt = coalesce(u.attempt, t.attempt), owner = null, claim_token = null, lease_until = null, cancel_requested = null,
@@ -116,9 +116,18 @@ export function statements(schema: string): Statements {
         on conflict (task_id) do update set row = excluded.row, error = excluded.error, code = excluded.code,
           attempts = excluded.attempts, failed_at = excluded.failed_at
       ), a as (
+        -- The entries waiting to ride along, then the outcomes' own: those only for outcomes recorded
+        -- here (fenced by the claim token), so a node killed after this commit leaves none missing.
         insert into ${s}.audit (ts, type, task_id, agent_id, attempt, details, node)
         select ts, type, task, agent, attempt, details, $3 from jsonb_to_recordset($2::jsonb)
           as a(ts float8, type text, task text, agent text, attempt int4, details jsonb)
+        union all
+        select o.ts, o.type, u.id, o.agent, o.attempt, o.details, $3
+        from u join s on s.id = u.id cross join lateral jsonb_to_recordset(u.audit)
+          as o(ts float8, type text, agent text, attempt int4, details jsonb)
+      ), c as (
+        -- A completed task's checkpoint goes with its outcome (as the journal's later delete would).
+        delete from ${s}.checkpoints cp using s where cp.task_id = s.id and s.status = 'completed'
       ), n as (
         select pg_notify(c, p) from unnest($5::text[], $6::text[]) as n(c, p)
       )
@@ -164,7 +173,11 @@ export function statements(schema: string): Statements {
         on conflict (task_id) do update set row = excluded.row, error = excluded.error, code = excluded.code,
           attempts = excluded.attempts, failed_at = excluded.failed_at
       ), a as (
+        -- A task whose last attempt died ends as any failed task does: 'failed', then 'dead-lettered'.
         insert into ${s}.audit (ts, type, task_id, agent_id, attempt, details, node)
+        select ${NOW}, 'failed', id, null, attempt, jsonb_build_object('error', error ->> 'message', 'code', 'WORKER_CRASHED'), $3
+        from r where status = 'failed'
+        union all
         select ${NOW}, case when status = 'failed' then 'dead-lettered' else 'recovered' end, id, null, attempt,
           jsonb_build_object('previousStatus', 'running', 'node', owner), $3 from r
       ), gone as (

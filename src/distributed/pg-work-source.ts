@@ -24,6 +24,8 @@ export interface SharedTask<T extends SharedTask<T>> extends SourcedTask<T> {
   readonly workerId: string | null;
   readonly duration: number;
   readonly updateCount: number;
+  /** Set when the statement that records the task's outcome carries its terminal audit entries (the journal then writes none). */
+  outcomeAudited: boolean;
 }
 
 /** A task this node holds a claim on: waiting in the local lanes or running. */
@@ -47,6 +49,8 @@ interface SettleItem {
   delay: number | null;
   attempt: number | null;
   dead: { row: TaskRow; error: SerializedError; code: string; attempts: number } | null;
+  /** The outcome's terminal audit entries: inserted only if the outcome is (fenced by the claim, as it is). */
+  audit: OutcomeAudit[] | null;
   /** The attempt of the run that ended (outcomes only): after a lost connection, the row proves the write was ours. Not sent. */
   runAttempt: number | null;
   /** A hand-back of a claim this node knew nothing of (see `#heartbeat`). Not sent. */
@@ -60,7 +64,7 @@ export interface SharedSourceOptions {
 
 const STALE_FACTOR = 3;
 /** A settle item that writes nothing: it makes a batch go, carrying the pending audit entries and messages. */
-const CARRY_ONLY: SettleItem = { id: '', token: '0', status: 'queued', result: null, error: null, agent: null, delay: null, attempt: null, dead: null, runAttempt: null, orphan: false };
+const CARRY_ONLY: SettleItem = { id: '', token: '0', status: 'queued', result: null, error: null, agent: null, delay: null, attempt: null, dead: null, audit: null, runAttempt: null, orphan: false };
 const RETRY_FIRST_MS = 20;
 const RETRY_MAX_MS = 2_000;
 const AUDIT_MAINTENANCE_MS = 600_000;
@@ -477,9 +481,13 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       delay: null,
       attempt: null,
       dead: settlement.kind === 'failed' ? { row, error: serializeError(settlement.deadLetter.error), code: settlement.deadLetter.code, attempts: settlement.deadLetter.attempts } : null,
+      // In the outcome's own statement, so no crash can leave the outcome without them.
+      // (A cancel's entry is appended as the settle is queued: it rides in this statement already.)
+      audit: this.#backend.options.audit.enabled && settlement.kind !== 'cancelled' ? outcomeAudit(row, settlement) : null,
       runAttempt: row.attempt,
       orphan: false,
     };
+    task.outcomeAudited = item.audit !== null;
     return this.#settles.push(item).then(
       (settled) => {
         if (settled && held.watchers.size > 0) this.#publishEnded(task, row, held.watchers);
@@ -507,6 +515,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       delay: delayMs,
       attempt: unstarted ? Math.max(0, task.attempt) : null,
       dead: null,
+      audit: null,
       runAttempt: null,
       orphan: false,
     };
@@ -845,7 +854,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       for (const [id, token] of extended) {
         if (heldIds.has(id)) continue;
         void this.#settles
-          .push({ id, token, status: 'queued', result: null, error: null, agent: null, delay: 0, attempt: null, dead: null, runAttempt: null, orphan: true })
+          .push({ id, token, status: 'queued', result: null, error: null, agent: null, delay: 0, attempt: null, dead: null, audit: null, runAttempt: null, orphan: true })
           .catch((error: unknown) => this.#failed(`handing back task ${id}`, error));
       }
     }
@@ -1106,9 +1115,28 @@ function shadowedOrphans(items: SettleItem[]): Set<SettleItem> | null {
   return shadowed;
 }
 
+interface OutcomeAudit {
+  ts: number;
+  type: string;
+  agent: string | null;
+  attempt: number;
+  details: Record<string, unknown> | null;
+}
+
+/** The terminal audit entries of a completion or failure, worded as Journal.completed and Journal.failed word them. */
+function outcomeAudit(row: TaskRow, settlement: Exclude<Settlement, { kind: 'cancelled' }>): OutcomeAudit[] {
+  const ts = Date.now();
+  if (settlement.kind === 'completed') return [{ ts, type: 'completed', agent: row.agentId, attempt: row.attempt, details: null }];
+  const { error, code } = settlement.deadLetter;
+  return [
+    { ts, type: row.status === 'timeout' ? 'timed-out' : 'failed', agent: row.agentId, attempt: row.attempt, details: { error: error.message, code } },
+    { ts, type: 'dead-lettered', agent: null, attempt: row.attempt, details: { attempts: row.attempt } },
+  ];
+}
+
 function encodeSettle(item: SettleItem): string {
   // The result is JSON already (encoded once when the task completed): spliced in, not parsed again.
-  return `{"id":${JSON.stringify(item.id)},"token":${item.token},"status":"${item.status}","result":${item.result ?? 'null'},"error":${JSON.stringify(item.error)},"agent":${JSON.stringify(item.agent)},"delay":${item.delay ?? 'null'},"attempt":${item.attempt ?? 'null'},"dead":${item.dead === null ? 'null' : JSON.stringify(item.dead)}}`;
+  return `{"id":${JSON.stringify(item.id)},"token":${item.token},"status":"${item.status}","result":${item.result ?? 'null'},"error":${JSON.stringify(item.error)},"agent":${JSON.stringify(item.agent)},"delay":${item.delay ?? 'null'},"attempt":${item.attempt ?? 'null'},"dead":${item.dead === null ? 'null' : JSON.stringify(item.dead)},"audit":${item.audit === null ? 'null' : JSON.stringify(item.audit)}}`;
 }
 
 function toDeadLetter(row: { task_id: string; row: TaskRow; error: SerializedError; code: string; attempts: number; failed_at: number }): DeadLetter {

@@ -5,7 +5,7 @@ import type { AuditEventType, AuditQuery, TaskListQuery } from '../persistence/s
 import { count, ms } from '../util/schema.js';
 import { describeIssue } from '../util/validation.js';
 
-const AUDIT_TYPES = [
+export const AUDIT_TYPES = [
   'submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit', 'preempted',
 ] as const satisfies readonly AuditEventType[];
 const STATUSES = Object.values(TaskStatus) as [TaskStatus, ...TaskStatus[]];
@@ -27,6 +27,26 @@ const taskQuerySchema = z.strictObject({
   status: z.union([statusSchema, z.array(statusSchema)], { error: `must be a TaskStatus or an array of them (${STATUSES.join(', ')})` }).optional(),
   type: z.string({ error: 'must be a string' }).optional(),
   limit: count(1).max(MAX_PAGE, { error: `must be at most ${MAX_PAGE}` }).optional(),
+});
+
+const startSchema = z.strictObject({
+  recover: z.boolean({ error: 'must be true or false' }).optional(),
+});
+
+const requeueSchema = z.strictObject({
+  waitForAgent: z.boolean({ error: 'must be true or false' }).optional(),
+});
+
+const signalSchema = z.instanceof(AbortSignal, { error: 'must be an AbortSignal' });
+const submitSchema = z.strictObject({ signal: signalSchema.optional() });
+const streamSchema = z.strictObject({
+  fromSequence: count(0).optional(),
+  signal: signalSchema.optional(),
+});
+
+const subscribeSchema = z.strictObject({
+  fromSequence: count(0).optional(),
+  bufferSize: count(1).optional(),
 });
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, name: string): T {
@@ -60,4 +80,34 @@ export function parseTaskQuery(value: unknown): TaskListQuery {
 export function requireId(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0) throw new InvalidArgumentError(field, `must be a non-empty string (received ${typeof value === 'string' ? '""' : String(value)})`);
   return value;
+}
+
+/** @throws InvalidArgumentError naming the option */
+export function parseStartOptions(value: unknown): { recover: boolean } {
+  return { recover: parse(startSchema, value, 'start').recover ?? true };
+}
+
+/** @throws InvalidArgumentError naming the option */
+export function parseRequeueOptions(value: unknown): { waitForAgent: boolean } {
+  return { waitForAgent: parse(requeueSchema, value, 'requeue').waitForAgent ?? false };
+}
+
+/** @throws InvalidArgumentError naming the option */
+export function parseSubmitOptions(value: unknown): { signal?: AbortSignal } {
+  return parse(submitSchema, value, 'options');
+}
+
+/** @throws InvalidArgumentError naming the option */
+export function parseStreamOptions(value: unknown): { fromSequence?: number; signal?: AbortSignal } {
+  return parse(streamSchema, value, 'options');
+}
+
+/** @throws InvalidArgumentError when `value` is not a function */
+export function requireFunction(value: unknown, field: string): void {
+  if (typeof value !== 'function') throw new InvalidArgumentError(field, `must be a function (received ${value === null ? 'null' : typeof value})`);
+}
+
+/** @throws InvalidArgumentError naming the option */
+export function parseSubscribeOptions(value: unknown): { fromSequence?: number; bufferSize?: number } {
+  return parse(subscribeSchema, value, 'options');
 }

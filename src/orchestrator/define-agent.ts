@@ -1,4 +1,5 @@
 import type { AgentSpec, TypedAgent, TypedTaskSpec } from '../types.js';
+import { parseAgentSpec } from './agent-spec.js';
 
 /**
  * Types an agent once: its handler's payload (`P`), result (`R`) and progress state (`S`) flow to
@@ -20,6 +21,8 @@ import type { AgentSpec, TypedAgent, TypedTaskSpec } from '../types.js';
  * result.summary; // string
  */
 export function defineAgent<P, R, S = unknown>(spec: AgentSpec<P, R, S>): TypedAgent<P, R, S> {
+  // Checked here so a bad definition fails where it is written, not at registerAgent.
+  parseAgentSpec(spec as AgentSpec);
   const agent = { ...spec } as TypedAgent<P, R, S>;
   // Not enumerable: registerAgent sees only the agent's own fields.
   Object.defineProperty(agent, 'task', {

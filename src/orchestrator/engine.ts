@@ -291,11 +291,10 @@ export class Engine {
 
   // Lifecycle
 
-  start(options: { recover?: boolean }): Promise<void> {
+  start(recover: boolean): Promise<void> {
     if (this.#state === 'running') return COMMITTED;
     if (this.#state !== 'created') return Promise.reject(new OrchestratorShutdownError());
-    if (options.recover !== undefined && typeof options.recover !== 'boolean') return Promise.reject(new InvalidArgumentError('start.recover', 'must be true or false'));
-    return (this.#opening ??= this.#open(options.recover ?? true));
+    return (this.#opening ??= this.#open(recover));
   }
 
   async #open(recover: boolean): Promise<void> {
@@ -553,11 +552,15 @@ export class Engine {
   }
 
   checkpointTask(taskId: string, state: unknown): Promise<void> {
+    // Inside a handler a state JSON cannot carry is a TypeError; from the caller it is a bad argument.
+    const badState = (error: unknown) => {
+      throw error instanceof TypeError ? new InvalidArgumentError('state', error.message) : error;
+    };
     const record = this.#table.live(taskId);
-    if (record !== undefined) return this.#checkpoints.save(record, state, record.run?.agent.agentId ?? null, record.attempt, false);
+    if (record !== undefined) return this.#checkpoints.save(record, state, record.run?.agent.agentId ?? null, record.attempt, false).catch(badState);
     return this.#source.isDeadLetter(taskId).then((dead) => {
       if (!dead) throw new TaskNotFoundError(taskId);
-      return this.#checkpoints.save({ id: taskId }, state, null, null, false);
+      return this.#checkpoints.save({ id: taskId }, state, null, null, false).catch(badState);
     });
   }
 
@@ -576,17 +579,19 @@ export class Engine {
   // Dead letters
 
   deadLetters(): Promise<DeadLetter[]> {
+    // A durable store's dead letters are loaded by start(): before it the store's read rejects
+    // (StoreError, as history() and audit() do) instead of an empty list that would be untrue.
+    if (this.#store.durable && !this.#opened) return this.#store.listDeadLetters().then(() => []);
     return this.#source.deadLetters();
   }
 
-  async requeueDeadLetter(taskId: string, options: { waitForAgent?: boolean }): Promise<TaskObservable> {
+  async requeueDeadLetter(taskId: string, waitForAgent: boolean): Promise<TaskObservable> {
     requireId(taskId, 'taskId');
-    if (options.waitForAgent !== undefined && typeof options.waitForAgent !== 'boolean') throw new InvalidArgumentError('requeue.waitForAgent', 'must be true or false');
     if (!this.acceptingWork) throw new OrchestratorShutdownError();
     const entry = await this.#source.takeDeadLetter(taskId);
     if (entry === undefined) throw new TaskNotFoundError(taskId);
     try {
-      const observable = this.submit(options.waitForAgent === true ? { ...entry.spec, waitForAgent: true } : entry.spec);
+      const observable = this.submit(waitForAgent ? { ...entry.spec, waitForAgent: true } : entry.spec);
       this.#journal.requeuedDeadLetter(taskId);
       return observable;
     } catch (error) {
@@ -658,7 +663,7 @@ export class Engine {
   }
 
   #reportStoreError(error: unknown): void {
-    const failure = error instanceof Error ? error : coerceError(error);
+    const failure = coerceError(error);
     if (this.events.has('store:error')) this.events.emit('store:error', { error: failure });
     else process.emitWarning(failure.message, 'ParallelOrchestratorWarning');
   }

@@ -139,22 +139,38 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
 
   #preemptionOverdue(run: TaskRun): void {
     this.#preempting.delete(run);
-    if (run.settled || run.finished) return;
-    run.finished = true;
-    run.duration = now() - run.startedAt;
-    this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
+    if (run.settled) return;
+    // A run cancelled while it gave way is not queued again, but its slot still goes to the
+    // waiting task now rather than after stuckGrace.
+    const requeue = !run.finished;
+    if (requeue) {
+      run.finished = true;
+      run.duration = now() - run.startedAt;
+      this.directory.runJudged(run.agent, run.probeTicket, 'abandoned');
+    } else if (run.overdueSince !== 0) {
+      this.#health.forget(run);
+    }
     if (run.worker.kind === 'inline') {
       if (!run.released) this.#release(run, now());
     } else {
       void (run.worker as ThreadWorker<TaskRun>).terminate();
     }
-    this.lifecycle.preempted(run.record, run, run.preemptedBy!);
+    if (requeue) this.lifecycle.preempted(run.record, run, run.preemptedBy!);
     this.pump();
   }
 
   async #execute(run: TaskRun, handler: AgentHandler, scope: TaskRecord['scope']): Promise<void> {
     let ok = true;
     let value: unknown;
+    if (run.startCommitted !== null) {
+      // A recovered task that crashed its process must have this attempt counted if it does again.
+      await run.startCommitted;
+      // Cancelled (or timed out) meanwhile: the handler never runs.
+      if (run.finished) {
+        this.#settle(run, false, undefined);
+        return;
+      }
+    }
     try {
       const enter = this.#enter;
       value = await (enter === null ? runInScope(scope, handler, run.task, run) : runInScope(scope, enter, handler, run));
@@ -189,8 +205,9 @@ export class Executor implements ThreadHost<TaskRun>, RunControl {
       run.duration = at - run.startedAt;
       // A late event loop can run the handler's continuation before the deadline timer that
       // was due first: a result past the timeout is still a timeout. (Threads time their runs
-      // in shared memory, and their deadline handler sees that.)
-      if (ok && record.timeout > 0 && run.duration >= record.timeout && run.worker.kind === 'inline') {
+      // in shared memory, and their deadline handler sees that.) Not after a preemption: it
+      // stopped the deadline, and a handler that completes within graceMs completes the task.
+      if (ok && record.timeout > 0 && run.preemptedBy === null && run.duration >= record.timeout && run.worker.kind === 'inline') {
         const error = new TaskTimeoutError(record.id, record.timeout);
         run.abort(error);
         this.#failed(run, error, TaskStatus.TIMEOUT);

@@ -45,12 +45,12 @@ export class Journal implements TransitionSink {
     if (this.durable) this.store.saveTask(record);
     if (this.auditEnabled) this.#append('started', epoch(run.startedAt), record, run.agent.agentId, null);
     // (A failed commit is reported as store:error and retried by the store.)
-    if (this.#recoveredUnstarted.size > 0 && this.#recoveredUnstarted.delete(record)) this.store.flush().catch(() => {});
+    if (this.#recoveredUnstarted.size > 0 && this.#recoveredUnstarted.delete(record)) run.startCommitted = this.store.flush().catch(() => {});
   }
 
   completed(record: TaskRecord, run: TaskRun): void {
     if (this.durable) this.store.saveTask(record);
-    if (this.auditEnabled) this.#append('completed', epoch(run.startedAt + run.duration), record, run.agent.agentId, null);
+    if (this.auditEnabled && !record.outcomeAudited) this.#append('completed', epoch(run.startedAt + run.duration), record, run.agent.agentId, null);
   }
 
   attemptFailed(): void {}
@@ -77,7 +77,7 @@ export class Journal implements TransitionSink {
         failedAt: deadLetter.failedAt,
       });
     }
-    if (this.auditEnabled) {
+    if (this.auditEnabled && !record.outcomeAudited) {
       const at = clock();
       this.#append(status === 'timeout' ? 'timed-out' : 'failed', at, record, record.agent?.agentId ?? null, { error: error.message, code: deadLetter.code });
       this.#append('dead-lettered', at, record, null, { attempts: record.attempt });

@@ -4,7 +4,7 @@ import type { AuditEvent, AuditQuery } from '../persistence/store.js';
 import type { TaskObservable } from '../streaming/task-observable.js';
 import type { Unsubscribe } from '../util/emitter.js';
 import type { AgentInfo, AgentSpec, DeadLetter, EventStreamOptions, OrchestratorEvents, OrchestratorStreamItem, TaskQuery, TaskSpec, TypedTaskSpec } from '../types.js';
-import { parseShutdownOptions } from './arguments.js';
+import { parseRequeueOptions, parseShutdownOptions, parseStartOptions, parseStreamOptions, parseSubmitOptions, requireFunction, requireId } from './arguments.js';
 import { Engine } from './engine.js';
 import type { OrchestratorStats, TaskDetails, TaskInfo } from './stats.js';
 
@@ -70,8 +70,14 @@ export class ParallelOrchestrator {
    * @throws StoreError when the store cannot be opened (a corrupt, locked or newer database, a
    * PostgreSQL server that refuses the connection, `better-sqlite3` or `pg` missing)
    */
-  start(options: StartOptions = {}): Promise<void> {
-    return this.#engine.start(options);
+  start(options?: StartOptions): Promise<void> {
+    let parsed: { recover: boolean };
+    try {
+      parsed = parseStartOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#engine.start(parsed.recover);
   }
 
   /**
@@ -109,7 +115,7 @@ export class ParallelOrchestrator {
   }
 
   getAgent(agentId: string): AgentInfo | undefined {
-    return this.#engine.getAgent(agentId);
+    return this.#engine.getAgent(requireId(agentId, 'agentId'));
   }
 
   listAgents(): AgentInfo[] {
@@ -118,7 +124,7 @@ export class ParallelOrchestrator {
 
   /** An agent's load, counters, circuit state and rate-limit state. @throws AgentNotFoundError */
   getAgentState(agentId: string): AgentInfo {
-    const info = this.#engine.getAgent(agentId);
+    const info = this.#engine.getAgent(requireId(agentId, 'agentId'));
     if (info === undefined) throw new AgentNotFoundError(agentId);
     return info;
   }
@@ -147,8 +153,14 @@ export class ParallelOrchestrator {
   /** Like `submit`, but waits for room when the queue is full (backpressure). Rejects with `AbortedError` if `signal` aborts first. */
   submitAsync<P, R, S>(spec: TypedTaskSpec<P, R, S>, options?: { signal?: AbortSignal }): Promise<TaskObservable<R, S>>;
   submitAsync<R = unknown, S = unknown>(spec: TaskSpec, options?: { signal?: AbortSignal }): Promise<TaskObservable<R, S>>;
-  submitAsync(spec: TaskSpec, options: { signal?: AbortSignal } = {}): Promise<TaskObservable> {
-    return this.#engine.submitAsync(spec, options?.signal);
+  submitAsync(spec: TaskSpec, options?: { signal?: AbortSignal }): Promise<TaskObservable> {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = parseSubmitOptions(options).signal;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#engine.submitAsync(spec, signal);
   }
 
   /**
@@ -169,12 +181,16 @@ export class ParallelOrchestrator {
 
   /** Saves a checkpoint for a live or dead-lettered task; its next run gets it as `ctx.resumeState`. Resolves once the store committed it; rejects with TaskNotFoundError for an unknown task. */
   checkpoint(taskId: string, state: unknown): Promise<void> {
-    return this.#engine.checkpointTask(taskId, state);
+    try {
+      return this.#engine.checkpointTask(requireId(taskId, 'taskId'), state);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** The latest checkpoint of a task, or null. Checkpoints of completed tasks are released. */
   resumeFromCheckpoint<S = unknown>(taskId: string): S | null {
-    return this.#engine.resumeFromCheckpoint(taskId) as S | null;
+    return this.#engine.resumeFromCheckpoint(requireId(taskId, 'taskId')) as S | null;
   }
 
   /** Tasks whose attempts ran out, oldest first. */
@@ -183,13 +199,19 @@ export class ParallelOrchestrator {
   }
 
   /** Submits a dead-lettered task again with the same id and a fresh attempt count. Rejects with TaskNotFoundError. */
-  requeueDeadLetter<R = unknown, S = unknown>(taskId: string, options: RequeueOptions = {}): Promise<TaskObservable<R, S>> {
-    return this.#engine.requeueDeadLetter(taskId, options) as Promise<TaskObservable<R, S>>;
+  requeueDeadLetter<R = unknown, S = unknown>(taskId: string, options?: RequeueOptions): Promise<TaskObservable<R, S>> {
+    let parsed: { waitForAgent: boolean };
+    try {
+      parsed = parseRequeueOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#engine.requeueDeadLetter(taskId, parsed.waitForAgent) as Promise<TaskObservable<R, S>>;
   }
 
   /** A task's state: live, or finished within `streaming.retainCompletedMs`; else undefined. */
   getTask(taskId: string): TaskInfo | undefined {
-    return this.#engine.getTask(taskId);
+    return this.#engine.getTask(requireId(taskId, 'taskId'));
   }
 
   /**
@@ -213,7 +235,7 @@ export class ParallelOrchestrator {
    * (a late subscriber then gets its final snapshot and result); else undefined.
    */
   observe<R = unknown, S = unknown>(taskId: string): TaskObservable<R, S> | undefined {
-    return this.#engine.observe(taskId) as TaskObservable<R, S> | undefined;
+    return this.#engine.observe(requireId(taskId, 'taskId')) as TaskObservable<R, S> | undefined;
   }
 
   /**
@@ -223,8 +245,8 @@ export class ParallelOrchestrator {
    * `streaming.backpressureThreshold` events behind gets a `stream:gap` item in place of the
    * events it missed. Ends after `orchestrator:shutdown`, or when `signal` aborts.
    */
-  events(options: EventStreamOptions = {}): AsyncIterableIterator<OrchestratorStreamItem> {
-    return this.#engine.streamEvents(options);
+  events(options?: EventStreamOptions): AsyncIterableIterator<OrchestratorStreamItem> {
+    return this.#engine.streamEvents(parseStreamOptions(options));
   }
 
   /**
@@ -269,10 +291,14 @@ export class ParallelOrchestrator {
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof OrchestratorEvents>(event: K, listener: (payload: OrchestratorEvents[K]) => void): Unsubscribe {
+    requireId(event, 'event');
+    requireFunction(listener, 'listener');
     return this.#engine.events.on(event, listener);
   }
 
   once<K extends keyof OrchestratorEvents>(event: K, listener: (payload: OrchestratorEvents[K]) => void): Unsubscribe {
+    requireId(event, 'event');
+    requireFunction(listener, 'listener');
     return this.#engine.events.once(event, listener);
   }
 

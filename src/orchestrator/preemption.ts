@@ -64,6 +64,8 @@ export class Preemptor {
       if (run.finished || run.preemptedBy !== null) continue;
       const record = run.record;
       if (!record.preemptible || record.preemptionsSinceCheckpoint >= maxPerTask || record.priority < head.level + minGap) continue;
+      // Aging lifts a task over less urgent work only: never over a run of its own priority (tasks of one level would churn) or a more urgent one.
+      if (record.priority <= head.priority) continue;
       // An agent that is not admitting (rate limit spent, circuit open) could not start `head` in the freed slot.
       if (!run.agent.admitting || !agents.includes(run.agent)) continue;
       if (best === null || record.priority > best.record.priority || (record.priority === best.record.priority && run.startedAt > best.startedAt)) best = run;

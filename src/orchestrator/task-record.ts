@@ -77,6 +77,7 @@ class TaskExtras {
   telemetry: TaskTelemetry | null = null;
   preemptions = 0;
   preemptionsSinceCheckpoint = 0;
+  outcomeAudited = false;
 }
 
 /**
@@ -269,6 +270,15 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     if (count !== 0 || this.#extras !== null) this.#writableExtras().preemptionsSinceCheckpoint = count;
   }
 
+  /** On PostgreSQL: the statement recording the outcome carried its terminal audit entries (the journal writes none). */
+  get outcomeAudited(): boolean {
+    return this.#extras?.outcomeAudited ?? false;
+  }
+
+  set outcomeAudited(audited: boolean) {
+    if (audited || this.#extras !== null) this.#writableExtras().outcomeAudited = audited;
+  }
+
 
   terminalEvent(): TaskEvents<unknown, unknown>['complete' | 'error' | 'cancelled'] | null {
     switch (this.status) {
@@ -407,6 +417,8 @@ export class TaskRun implements TaskContext, DeadlineNode {
   unsettledNext: TaskRun | null = null;
   /** The more urgent task this run gives its slot to, once preempted; null otherwise. */
   preemptedBy: TaskRecord | null = null;
+  /** Resolves once the start of this run is committed, when its handler must wait for that (a recovered task); else null. */
+  startCommitted: Promise<void> | null = null;
   readonly task: Task;
   #controller: AbortController | null = null;
   #abortReason: Error | null = null;

@@ -1,5 +1,5 @@
 import { CircuitState } from '../enums.js';
-import { InvalidOptionsError, OrchestratorError } from '../errors.js';
+import { InvalidArgumentError, InvalidOptionsError, OrchestratorError } from '../errors.js';
 import { BREAKER_DEFAULTS, circuitBreakerSchema, type CircuitBreakerOptions, type ResolvedBreakerOptions } from './breaker-options.js';
 import { describeIssue } from '../util/validation.js';
 
@@ -271,11 +271,13 @@ export function standaloneBreaker(options: ResolvedBreakerOptions, now: () => nu
  * Wraps an async function in a new circuit breaker.
  * @example
  * const guardedFetch = withCircuitBreaker((url: string) => fetch(url), { failureThreshold: 3 });
+ * @throws InvalidArgumentError when `fn` is not a function, InvalidOptionsError naming a bad option
  */
 export function withCircuitBreaker<A extends unknown[], T>(
   fn: (...args: A) => T | Promise<T>,
   options?: CircuitBreakerOptions,
 ): ((...args: A) => Promise<T>) & { breaker: StandaloneCircuitBreaker } {
+  if (typeof fn !== 'function') throw new InvalidArgumentError('fn', `must be a function (received ${fn === null ? 'null' : typeof fn})`);
   const breaker = createCircuitBreaker(options);
   return Object.assign((...args: A) => breaker.execute(() => fn(...args)), { breaker });
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AuditQuery, ParallelOrchestrator, TaskEvent } from '../index.js';
+import type { AuditQuery, ParallelOrchestrator, RequeueOptions, TaskEvent } from '../index.js';
+import { AUDIT_TYPES } from '../orchestrator/arguments.js';
 import { HttpError } from './http-error.js';
 import { stringify, wireError } from './json.js';
 import { prometheusText } from './metrics.js';
@@ -34,7 +35,6 @@ export interface Route {
 }
 
 const TERMINAL = new Set(['complete', 'error', 'cancelled']);
-const AUDIT_TYPES = ['submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit'];
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = stringify(body);
@@ -155,8 +155,9 @@ export function apiRoutes(host: ApiHost): Route[] {
       pattern: ['api', 'dlq', ':id', 'requeue'],
       handle: async ({ req, res, url, params: [id] }) => {
         queryParams(url, []);
-        await readJsonBody(req, host.bodyLimit);
-        const observable = await o.requeueDeadLetter(id!);
+        // The body, if any, is requeueDeadLetter's options: the orchestrator refuses a bad one naming the field.
+        const options = (await readJsonBody(req, host.bodyLimit)) as RequeueOptions | undefined;
+        const observable = await o.requeueDeadLetter(id!, options);
         sendJson(res, 202, { taskId: observable.taskId, status: observable.state }, { location: `/api/tasks/${encodeURIComponent(observable.taskId)}` });
       },
     },
@@ -168,7 +169,7 @@ export function apiRoutes(host: ApiHost): Route[] {
         const since = intParam(params, 'since', 0, Number.MAX_SAFE_INTEGER);
         const limit = intParam(params, 'limit', 1, 10_000);
         const type = params.get('type');
-        if (type !== undefined && !AUDIT_TYPES.includes(type)) {
+        if (type !== undefined && !(AUDIT_TYPES as readonly string[]).includes(type)) {
           throw new HttpError(400, 'INVALID_ARGUMENT', `type must be one of ${AUDIT_TYPES.join(', ')} (received ${JSON.stringify(type.slice(0, 40))})`, 'type');
         }
         const query = { ...(since !== undefined && { since }), ...(limit !== undefined && { limit }), ...(type !== undefined && { type }) } as AuditQuery;

@@ -1,5 +1,6 @@
 import type { TaskStatus } from '../enums.js';
 import { TaskCancelledError } from '../errors.js';
+import { parseSubscribeOptions, requireFunction } from '../orchestrator/arguments.js';
 import { Emitter, type Unsubscribe } from '../util/emitter.js';
 import type { CompleteEvent, StartEvent, SubscribeOptions, TaskEvent, TaskEvents } from '../types.js';
 import type { ProgressStream } from './progress-stream.js';
@@ -51,6 +52,7 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof TaskEvents<R, S>>(event: K, listener: (payload: TaskEvents<R, S>[K]) => void): Unsubscribe {
+    requireFunction(listener, 'listener');
     const events = this.#emitter();
     const terminal = TERMINAL.has(event) ? this.terminalEvent() : null;
     if (terminal !== null) {
@@ -92,8 +94,9 @@ export abstract class TaskObservable<R = unknown, S = unknown> implements AsyncI
    * that the waiting updates are replaced by one fresh snapshot (`backpressure:conflated`).
    * Delivery starts on a microtask. Returns a function that ends the subscription.
    */
-  subscribe(listener: (event: TaskEvent<R, S>) => void | PromiseLike<unknown>, options: SubscribeOptions = {}): Unsubscribe {
-    const subscriber = this.#subscriber(options);
+  subscribe(listener: (event: TaskEvent<R, S>) => void | PromiseLike<unknown>, options?: SubscribeOptions): Unsubscribe {
+    requireFunction(listener, 'listener');
+    const subscriber = this.#subscriber(parseSubscribeOptions(options));
     queueMicrotask(() => subscriber.listen(listener));
     return () => subscriber.close();
   }

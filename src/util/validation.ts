@@ -11,7 +11,14 @@ export function describeIssue(error: z.ZodError, input: unknown, prefix = ''): {
   const field = [prefix, ...path].filter(Boolean).join('.') || prefix || 'value';
   let value: unknown = input;
   for (const key of path) value = value == null ? undefined : (value as Record<string, unknown>)[key];
-  return { field, detail: `${issue.message} (received ${show(value)})` };
+  return { field, detail: `${ownMessage(issue)} (received ${show(value)})` };
+}
+
+/** Our wording for the checks that carry zod's default message (a nested options object given as null, say). */
+function ownMessage(issue: z.core.$ZodIssue): string {
+  if (!issue.message.startsWith('Invalid input')) return issue.message;
+  if (issue.code === 'invalid_type') return issue.expected === 'object' ? 'must be an object' : `must be of type ${issue.expected}`;
+  return 'is not valid';
 }
 
 function show(value: unknown): string {

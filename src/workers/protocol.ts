@@ -4,6 +4,7 @@
  * as a dozen primitives costs a fraction of a nested task object, and the module URL, agent id
  * and capability list of a job go over once per thread, as entries of tables the thread keeps.
  */
+import { describeThrown } from '../errors.js';
 import type { Task } from '../types.js';
 
 /** One task handed to a thread, as the engine gives it. `seq` is unique per thread and increases in hand-over order. */
@@ -100,13 +101,18 @@ export interface SerializedError {
 }
 
 export function serializeError(thrown: unknown): SerializedError {
-  const error = thrown instanceof Error ? thrown : new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${String(thrown)}`);
-  const props: Record<string, unknown> = {};
-  for (const key of Object.keys(error)) {
-    const value = (error as unknown as Record<string, unknown>)[key];
-    if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) props[key] = value;
+  try {
+    const error = thrown instanceof Error ? thrown : new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${describeThrown(thrown)}`);
+    const props: Record<string, unknown> = {};
+    for (const key of Object.keys(error)) {
+      const value = (error as unknown as Record<string, unknown>)[key];
+      if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) props[key] = value;
+    }
+    return { name: String(error.name), message: String(error.message), stack: error.stack, props };
+  } catch {
+    // An Error (or a Proxy of one) whose fields throw when read: the task still fails, with this.
+    return { name: 'Error', message: 'non-error thrown: a value whose fields cannot be read', stack: undefined, props: {} };
   }
-  return { name: error.name, message: error.message, stack: error.stack, props };
 }
 
 export function deserializeError(serialized: SerializedError): Error {

@@ -196,6 +196,11 @@ export class Coordinator {
       if (this.#stop !== null) await this.#rollback();
       if (this.#aborted) throw this.#abortReason;
       return this.#result();
+    } catch (error) {
+      // Preempted: save where the run stands (on every store), so that it resumes from there and
+      // takes the results of its task steps, which go on meanwhile, instead of submitting them again.
+      if (hasCode(error, 'PREEMPTED')) await this.#ctx.checkpoint(this.#snapshot()).catch(() => {});
+      throw error;
     } finally {
       this.#finished = true;
       signal.removeEventListener('abort', onAbort);
@@ -600,12 +605,14 @@ export class Coordinator {
     if (!this.#stopped.signal.aborted) this.#stopped.abort(reason);
     this.#ended.abort(reason);
     this.#compensation?.abort(reason);
-    const shutdown = isShutdownReason(reason);
+    // A shutdown cancels the task steps itself; a preempted run resumes and takes their results
+    // then; a run whose claim was lost is carried on by another node, which follows them now.
+    const keepSteps = isShutdownReason(reason) || hasCode(reason, 'PREEMPTED') || hasCode(reason, 'CLAIM_LOST');
     for (const i of this.#runningSteps()) {
       const step = this.#plan.steps[i]!;
       if (step.kind === 'run') this.#controllers.get(i)?.abort(reason);
-      // Cancelled by hand (orchestrator.cancel(runId)): stop the steps too. A shutdown cancels them itself.
-      else if (!shutdown) void this.#orchestrator.cancel(this.#taskId(step), `workflow run ${this.#runId} was cancelled`).catch(() => false);
+      // Cancelled by hand (orchestrator.cancel(runId)): stop the steps too.
+      else if (!keepSteps) void this.#orchestrator.cancel(this.#taskId(step), `workflow run ${this.#runId} was cancelled`).catch(() => false);
     }
     const idle = this.#idle;
     this.#idle = null;

@@ -75,7 +75,18 @@ function positive(field: string, value: unknown, fallback: number, allowZero = f
 type StepPath = { readonly name: string; readonly index: number; readonly inArray: boolean };
 const pathOf = (at: StepPath): string => (at.inArray ? `steps[${at.index}]` : `steps.${at.name}`);
 
+const STEP_KEYS = new Set(['name', 'dependsOn', 'run', 'capabilities', 'type', 'priority', 'input', 'retry', 'timeout', 'preferredRole', 'waitForAgent', 'compensate', 'compensationTimeout']);
+const DEFINITION_KEYS = new Set(['id', 'steps', 'compensationTimeout', 'checkpointInterval', 'cancelGrace']);
+
+/** @throws InvalidWorkflowError naming the first key of `value` not in `known` (a misspelt option would be ignored) */
+function checkKeys(where: string, value: Record<string, unknown>, known: ReadonlySet<string>): void {
+  for (const key of Object.keys(value)) {
+    if (!known.has(key)) throw new InvalidWorkflowError(where === '' ? key : `${where}.${key}`, 'is not a known option (check its spelling)');
+  }
+}
+
 function checkStep(at: StepPath, step: Record<string, unknown>): 'task' | 'run' {
+  checkKeys(pathOf(at), step, STEP_KEYS);
   const quick = step.run !== undefined ? typeof step.run === 'function' && step.capabilities === undefined : Array.isArray(step.capabilities) && typeof step.run === 'undefined';
   // The common shapes need only the checks below; anything else goes through every check, for its message.
   if (quick && step.input === undefined && step.compensate === undefined && step.retry === undefined && step.timeout === undefined && step.compensationTimeout === undefined && step.type === undefined && step.priority === undefined && step.preferredRole === undefined && step.waitForAgent === undefined) {
@@ -151,6 +162,7 @@ function checkStepFully(where: string, step: Record<string, unknown>): 'task' | 
  */
 export function defineWorkflow<I = unknown, R extends WorkflowResults = WorkflowResults>(definition: WorkflowDefinition<I, R>): Workflow<I, R> {
   if (!isRecord(definition)) throw new InvalidWorkflowError('definition', `must be an object (received ${describe(definition)})`);
+  checkKeys('', definition, DEFINITION_KEYS);
   const id = definition.id;
   if (typeof id !== 'string' || id.length === 0) throw new InvalidWorkflowError('id', `must be a non-empty string (received ${describe(id)})`);
   const where = `workflow ${id}`;

@@ -49,6 +49,8 @@ export class WorkflowHost {
   readonly #coordinators = new Map<string, Coordinator>();
   /** Cancels asked for coordinators not started yet (a recovered run): applied when they start. */
   readonly #pendingCancels = new Map<string, string>();
+  /** Runs whose coordinator gave its slot to a more urgent task: they started, though their task's attempt count (not used up) is 0. */
+  readonly #gaveWay = new Set<string>();
   #agentId: string | null = null;
   #agentWorkflows = new Set<string>();
   #generation = 0;
@@ -72,7 +74,7 @@ export class WorkflowHost {
 
   /** Registers workflows (and the coordinator agent that runs them). Idempotent per workflow. */
   register(workflows: readonly Workflow[], options: RegisterWorkflowsOptions = {}): void {
-    if (!isRecord(options)) throw new InvalidArgumentError('options', 'must be an object');
+    checkKeys(options, ['maxConcurrentRuns']);
     const limit: unknown = options.maxConcurrentRuns;
     if (limit !== undefined && !(typeof limit === 'number' && Number.isInteger(limit) && limit >= 1)) throw new InvalidArgumentError('maxConcurrentRuns', `must be an integer ≥ 1 (received ${String(limit)})`);
     const plans = workflows.map((workflow) => ({ workflow, plan: planOf(workflow) }));
@@ -139,7 +141,7 @@ export class WorkflowHost {
   /** Starts a run: submits its coordinator task. */
   run(workflow: Workflow, input: unknown, options: RunWorkflowOptions = {}): WorkflowRun {
     const plan = planOf(workflow);
-    if (!isRecord(options)) throw new InvalidArgumentError('options', 'must be an object');
+    checkKeys(options, ['runId', 'priority']);
     const { runId = `${plan.id}-${randomUUID()}`, priority = 2 }: { runId?: unknown; priority?: unknown } = options;
     if (typeof runId !== 'string' || runId.length === 0) throw new InvalidArgumentError('runId', `must be a non-empty string (received ${String(runId)})`);
     if (!(typeof priority === 'number' && Number.isInteger(priority) && priority >= 0 && priority <= 4)) throw new InvalidArgumentError('priority', `must be a TaskPriority, 0..4 (received ${String(priority)})`);
@@ -180,6 +182,7 @@ export class WorkflowHost {
       for (const off of offs) off();
       if (this.#channels.get(runId)?.channel === channel) this.#channels.delete(runId);
       this.#pendingCancels.delete(runId);
+      this.#gaveWay.delete(runId);
     };
     offs.push(
       observable.on('complete', (event) => {
@@ -233,9 +236,9 @@ export class WorkflowHost {
     }
     if (this.#pendingCancels.has(runId)) return false;
     this.#pendingCancels.set(runId, reason);
-    // Never started: no step can exist, so it just ends. Started before (a recovered or retried
-    // coordinator): its steps may live, so it rolls back when it starts.
-    if (info.attempt === 0) return this.orchestrator.cancel(runId, reason);
+    // Never started: no step can exist, so it just ends. Started before (a recovered, retried or
+    // preempted coordinator): its steps may live, so it rolls back when it starts.
+    if (info.attempt === 0 && !this.#gaveWay.has(runId)) return this.orchestrator.cancel(runId, reason);
     return true;
   }
 
@@ -254,7 +257,13 @@ export class WorkflowHost {
     const pendingCancel = this.#pendingCancels.get(task.id);
     this.#pendingCancels.delete(task.id);
     try {
-      return await coordinator.execute(pendingCancel);
+      const result = await coordinator.execute(pendingCancel);
+      this.#gaveWay.delete(task.id);
+      return result;
+    } catch (error) {
+      if (hasCode(error, 'PREEMPTED')) this.#gaveWay.add(task.id);
+      else this.#gaveWay.delete(task.id);
+      throw error;
     } finally {
       if (this.#coordinators.get(task.id) === coordinator) this.#coordinators.delete(task.id);
     }
@@ -320,4 +329,11 @@ export function observeWorkflow<R extends WorkflowResults = WorkflowResults>(orc
  */
 export function cancelWorkflow(orchestrator: ParallelOrchestrator, runId: string, reason = 'cancelled by caller'): Promise<boolean> {
   return hostOf(orchestrator).cancel(runId, reason);
+}
+
+/** @throws InvalidArgumentError when `options` is not an object or has a key not in `known` */
+function checkKeys(options: unknown, known: readonly string[]): void {
+  if (!isRecord(options)) throw new InvalidArgumentError('options', 'must be an object');
+  const unknown = Object.keys(options).find((key) => !known.includes(key));
+  if (unknown !== undefined) throw new InvalidArgumentError(`options.${unknown}`, 'is not a known option (check its spelling)');
 }

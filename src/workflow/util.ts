@@ -2,10 +2,20 @@ import { isOrchestratorError } from '../errors.js';
 import type { RetryPolicy } from '../index.js';
 import type { WorkflowErrorInfo } from './types.js';
 
-/** Turns anything thrown into an Error (the original kept as `cause` when it was not one). */
+/** Turns anything thrown into an Error (the original kept as `cause` when it was not one); never throws. */
 export function toError(thrown: unknown): Error {
-  if (thrown instanceof Error) return thrown;
-  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${String(thrown)}`, { cause: thrown });
+  try {
+    if (thrown instanceof Error) return thrown;
+  } catch {
+    // A Proxy whose prototype cannot be read: described below.
+  }
+  let described: string;
+  try {
+    described = String(thrown);
+  } catch {
+    described = `a value that cannot be converted to a string (${typeof thrown})`;
+  }
+  return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${described}`, { cause: thrown });
 }
 
 /** The code reported for an error: its own string `code`, or TASK_FAILED. */
