@@ -1,5 +1,7 @@
 // The PostgreSQL backend through several orchestrators in one process: migration, registry,
 // capability checks, commits, hand-back at shutdown, retries and dead letters across nodes.
+import { createHash } from 'node:crypto';
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AgentRole,
@@ -165,6 +167,7 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     expect(delta.data).toEqual(big);
     await task.result();
   });
+
   it('tells the submitter on another node of a preemption, as in one process, and of the agent that runs and ran its task', async () => {
     const producer = await node();
     const worker = await node();
@@ -242,6 +245,66 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     await sql(`update ${schema}.tasks set status = 'completed', result = '"taken over"', owner = null, claim_token = null, agent_id = 'b' where id = $1`, [task.taskId]);
     expect((await task.result()).result).toBe('taken over');
     expect(o.getTask(task.taskId)).toMatchObject({ status: 'completed', agentId: 'b' });
+  });
+
+  it('sends one heartbeat at a time: a heartbeat the server is slow to answer does not pile copies of itself onto the pool', async () => {
+    // Overlapping heartbeats of one node took every pooled connection (claims and outcomes then
+    // waited for a connection) and deadlocked with each other on the node's task rows.
+    const worker = await node({ store: { leaseMs: 150 } as StoreOptions });
+    const blocker = new pg.Client({ connectionString: DATABASE_URL });
+    await blocker.connect();
+    const heartbeats = () =>
+      sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity where application_name = $1 and state = 'active' and query like '%heartbeat_at%'`, [
+        `parallel-orchestrator ${worker.nodeId}`,
+      ]);
+    try {
+      await blocker.query('begin');
+      await blocker.query(`select 1 from ${schema}.nodes where id = $1 for update`, [worker.nodeId]);
+      // Ten heartbeat intervals (lease / 3) with the node's registry row locked: each heartbeat sent waits on it.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await heartbeats()).toEqual([{ n: 1 }]);
+    } finally {
+      await blocker.query('rollback');
+      await blocker.end();
+    }
+    await agent(worker, 'quick', ['q'], () => 7);
+    expect((await worker.submit({ type: 'q', capabilities: ['q'] }).result()).result).toBe(7);
+  });
+
+  it('tells a submitter that has left the registry nothing about its tasks, and one still there everything', async () => {
+    const worker = await node();
+    const gone = await node();
+    const present = await node();
+    // Node messages go to a channel per node (see PgBackend.nodeChannel): listen on both submitters' channels.
+    const prefix = `po_${createHash('sha1').update(schema).digest('hex').slice(0, 10)}`;
+    const listener = new pg.Client({ connectionString: DATABASE_URL });
+    await listener.connect();
+    const heard = new Map<string, number>();
+    listener.on('notification', (n) => heard.set(n.channel, (heard.get(n.channel) ?? 0) + 1));
+    try {
+      for (const o of [gone, present]) await listener.query(`listen "${prefix}_n_${o.nodeId}"`);
+      const left = gone.submit({ type: 'q', capabilities: ['q'], waitForAgent: true });
+      const stayed = present.submit({ type: 'q', capabilities: ['q'], waitForAgent: true });
+      await Promise.all([gone.flush(), present.flush()]);
+      await gone.shutdown();
+      const completed = new Set<string>();
+      const bothDone = new Promise<void>((resolve) =>
+        worker.on('task:completed', ({ taskId }) => {
+          completed.add(taskId);
+          if (completed.has(left.taskId) && completed.has(stayed.taskId)) resolve();
+        }),
+      );
+      await agent(worker, 'quick', ['q'], () => 1);
+      await bothDone;
+      // Committed with the outcomes, and delivered to the listener before the answer to its next query.
+      await worker.flush();
+      await listener.query('select 1');
+      expect(heard.get(`${prefix}_n_${gone.nodeId}`)).toBeUndefined();
+      expect(heard.get(`${prefix}_n_${present.nodeId}`)).toBeGreaterThan(0);
+      expect((await stayed.result()).result).toBe(1);
+    } finally {
+      await listener.end();
+    }
   });
 
   it('records each outcome once while heartbeats extend leases of tasks whose outcome is still being written', async () => {

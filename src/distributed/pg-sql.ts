@@ -21,6 +21,8 @@ const RETRYING = `(status = 'queued' and attempt > 0 and run_at > ${NOW})`;
 /** Columns a claimed task is returned with (its row as a node needs it to run the task). */
 const CLAIMED = `t.id, t.seq::float8 as seq, t.type, t.priority, t.capabilities, t.payload, t.metadata, t.options, t.attempt,
   t.claim_token::text as token, t.submitter, t.watchers, t.trace`;
+/** The same, read from the claim's CTE `c`. */
+const CLAIMED_OUT = 'c.id, c.seq, c.type, c.priority, c.capabilities, c.payload, c.metadata, c.options, c.attempt, c.token, c.submitter, c.trace';
 
 export interface Statements {
   insertTasks(batch: string, node: string, channel: string): PgQueryConfig;
@@ -83,7 +85,9 @@ export function statements(schema: string): Statements {
         (select pg_notify($3, min(level)::text) from ins having count(*) > 0) as notified`,
     // A task is claimed when its capabilities are contained in one of the node's admitting agents'
     // sets ($5, $6, …: one parameter per set, ORed, so the planner sees a plain filter on the
-    // queue index; a set-returning subquery per row was several times slower).
+    // queue index; a set-returning subquery per row was several times slower). Watchers that
+    // left the node registry are dropped: a submitter that has shut down is told nothing (every
+    // watcher registers before it submits or watches, so one missing at the claim has left).
     claim: (sets: number) => `
       with c as (
         update ${s}.tasks t set status = 'running', owner = $1, claim_token = nextval('${s}.claim_tokens'),
@@ -94,7 +98,8 @@ export function statements(schema: string): Statements {
           order by q.level, q.seq limit $3 for update skip locked))
         returning ${CLAIMED}
       )
-      select c.*, cp.state as checkpoint, cp.task_id is not null as has_checkpoint
+      select ${CLAIMED_OUT}, cp.state as checkpoint, cp.task_id is not null as has_checkpoint,
+        array(select w from unnest(c.watchers) as w where exists (select 1 from ${s}.nodes n where n.id = w)) as watchers
       from c left join ${s}.checkpoints cp on cp.task_id = c.id`,
     settle: `
       with u as (
@@ -246,9 +251,15 @@ export function statements(schema: string): Statements {
       on conflict (task_id) do update set sequence = excluded.sequence, body = excluded.body`,
     loadProgress: `select sequence, body from ${s}.progress where task_id = $1`,
   };
+  const claimTexts: string[] = [];
   return {
     insertTasks: (batch, node, channel) => named('insert', texts.insertTasks, [batch, node, channel]),
-    claim: (node, leaseMs, capabilitySets, limit) => named(`claim${capabilitySets.length}`, texts.claim(capabilitySets.length), [node, leaseMs, limit, ...capabilitySets]),
+    claim: (node, leaseMs, capabilitySets, limit) => {
+      const sets = capabilitySets.length;
+      // Built once per number of sets: a claim goes out many times a second under load.
+      const text = (claimTexts[sets] ??= texts.claim(sets));
+      return named(`claim${sets}`, text, [node, leaseMs, limit, ...capabilitySets]);
+    },
     settle: (batch, audit, node, channel, channels, payloads) => named('settle', texts.settle, [batch, audit, node, channel, channels, payloads]),
     appendAudit: (audit, node) => named('audit_append', texts.appendAudit, [audit, node]),
     heartbeat: (node, leaseMs, running, agents) => named('heartbeat', texts.heartbeat, [node, leaseMs, running, agents]),

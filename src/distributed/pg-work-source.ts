@@ -71,6 +71,8 @@ const AUDIT_MAINTENANCE_MS = 600_000;
 const MAX_NOTIFY_BYTES = 7_900;
 /** Prefetch covers about this much time of work at the node's recent completion rate (see `#target`). */
 const PREFETCH_WINDOW_MS = 100;
+/** After a claim came back short, dispatch alone does not claim again for this long (ms). */
+const DRAINED_MS = 50;
 /** Completions counted for that rate: those of the last second, at most this many. */
 const RATE_SAMPLES = 4_096;
 
@@ -119,6 +121,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   #closing = false;
   #claiming = false;
   #claimAgain = false;
+  /** When the last claim came back short (-1: it did not, or a wake-up came since). */
+  #drainedAt = -1;
   #heartbeats = 0;
   #outboxScheduled = false;
   /** Times of recent completions here (a ring), for the prefetch size. */
@@ -160,8 +164,16 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   #every(ms: number, run: () => unknown): void {
+    // One at a time: copies of a statement the server is slow to answer would take every pooled
+    // connection, and two heartbeats deadlock on the node's task rows.
+    let inFlight = false;
     const timer = setInterval(() => {
-      if (this.#open) void Promise.resolve(run()).catch((error: unknown) => this.#failed('a periodic statement', error));
+      if (!this.#open || inFlight) return;
+      inFlight = true;
+      void Promise.resolve()
+        .then(run)
+        .catch((error: unknown) => this.#failed('a periodic statement', error))
+        .finally(() => (inFlight = false));
     }, ms);
     // The engine holds the process while tasks are live; these timers never do.
     timer.unref();
@@ -348,7 +360,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     const queue = this.#queue;
     const task = queue.size === 0 ? null : queue.take(demand);
     if (task !== null) task.level = -1;
-    if (!this.#claiming && this.#open && !this.#closing && queue.size < this.#target(room)) this.#refill();
+    if (!this.#claiming && this.#open && !this.#closing && !this.#drainedRecently() && queue.size < this.#target(room)) this.#refill();
     return task;
   }
 
@@ -383,8 +395,19 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     this.#completionCount++;
   }
 
+  /**
+   * True for a moment after a claim came back short: the table had no more for this node, so
+   * taking a task from the local lanes does not claim again (a round trip and a commit for
+   * nothing, holding back the claim a notification asks for) until something wakes it.
+   */
+  #drainedRecently(): boolean {
+    return this.#drainedAt >= 0 && performance.now() - this.#drainedAt < DRAINED_MS;
+  }
+
   /** Claims a batch if there is room for one; again at once while batches come back full. */
   #refill(level = Infinity): void {
+    // Called by a wake-up (a notification, the poll, a timer) or with the table not drained.
+    this.#drainedAt = -1;
     if (this.#claiming) {
       this.#claimAgain = true;
       return;
@@ -392,7 +415,12 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     if (!this.#open || this.#closing) return;
     const sets = this.#host.capabilitySets();
     if (sets.length === 0) return;
-    const room = Math.max(0, this.#target(this.#host.freeSlots()) - this.#queue.size);
+    const free = this.#host.freeSlots();
+    const target = this.#target(free);
+    const size = this.#queue.size;
+    // While the waiting tasks cover the free slots, no claim for less than a quarter of the target:
+    // each claim is a round trip and a commit, and one in flight holds back the next.
+    const room = size >= free && target - size < Math.max(1, target >> 2) ? 0 : Math.max(0, target - size);
     // A task more urgent than one this node holds (waiting or running) is claimed even with no room:
     // one is enough, and it waits here at most for the next free slot, or takes one by preemption.
     const limit = room > 0 ? Math.min(room, this.#backend.options.maxBatch) : level < this.#worstHeldLevel() ? 1 : 0;
@@ -402,6 +430,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     void this.#claimBatch(sets, limit).then(
       (full) => {
         this.#claiming = false;
+        if (!full) this.#drainedAt = performance.now();
         if (full || this.#claimAgain) this.#refill();
       },
       (error: unknown) => {
