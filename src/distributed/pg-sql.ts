@@ -15,6 +15,8 @@ import type { PgQueryConfig } from './pg-types.js';
 
 const NOW = '(extract(epoch from statement_timestamp()) * 1000)';
 const FINISHED = `('completed', 'failed', 'timeout', 'cancelled')`;
+/** A queued row whose next attempt is not due yet: a task waiting for its retry ('retrying' is not stored). */
+const RETRYING = `(status = 'queued' and attempt > 0 and run_at > ${NOW})`;
 
 /** Columns a claimed task is returned with (its row as a node needs it to run the task). */
 const CLAIMED = `t.id, t.seq::float8 as seq, t.type, t.priority, t.capabilities, t.payload, t.metadata, t.options, t.attempt,
@@ -42,9 +44,11 @@ export interface Statements {
   putDeadLetters(batch: string): PgQueryConfig;
   deleteDeadLetters(ids: readonly string[]): PgQueryConfig;
   listDeadLetters(): PgQueryConfig;
-  history(taskId: string): PgQueryConfig;
-  audit(since: number, limit: number, type: string | null): PgQueryConfig;
+  /** Entries older than `retainMs` are not read (the periodic delete of them may not have run yet). */
+  history(taskId: string, retainMs: number): PgQueryConfig;
+  audit(since: number, limit: number, type: string | null, retainMs: number): PgQueryConfig;
   findTask(taskId: string): PgQueryConfig;
+  /** `statuses` may name 'retrying': a queued row whose next attempt is not due yet. */
   listTasks(statuses: readonly string[] | null, type: string | null, limit: number): PgQueryConfig;
   statuses(ids: readonly string[]): PgQueryConfig;
   nodes(staleMs: number): PgQueryConfig;
@@ -225,13 +229,16 @@ export function statements(schema: string): Statements {
         attempts = excluded.attempts, failed_at = excluded.failed_at`,
     deleteDeadLetters: `delete from ${s}.dead_letters where task_id = any($1::text[])`,
     listDeadLetters: `select task_id, row, error, code, attempts, failed_at from ${s}.dead_letters order by failed_at, task_id`,
-    history: `select seq::float8 as seq, ts, type, task_id, agent_id, attempt, details from ${s}.audit where task_id = $1 order by seq`,
+    history: `
+      select seq::float8 as seq, ts, type, task_id, agent_id, attempt, details from ${s}.audit
+      where task_id = $1 and ts >= ${NOW} - $2 order by seq`,
     audit: `
       select seq::float8 as seq, ts, type, task_id, agent_id, attempt, details from ${s}.audit
-      where seq > $1 and ($3::text is null or type = $3) order by seq limit $2`,
-    findTask: `select * from ${s}.tasks where id = $1`,
+      where seq > $1 and ($3::text is null or type = $3) and ts >= ${NOW} - $4 order by seq limit $2`,
+    findTask: `select *, ${RETRYING} as retrying from ${s}.tasks where id = $1`,
     listTasks: `
-      select * from ${s}.tasks where ($1::text[] is null or status = any($1)) and ($2::text is null or type = $2)
+      select *, ${RETRYING} as retrying from ${s}.tasks
+      where ($1::text[] is null or (case when ${RETRYING} then 'retrying' else status end) = any($1)) and ($2::text is null or type = $2)
       order by seq desc limit $3`,
     statuses: `select id, status, attempt, agent_id, submitter, owner, result, error, run_at > ${NOW} as delayed from ${s}.tasks where id = any($1::text[])`,
     nodes: `select id, host, pid, heartbeat_at, agents, running from ${s}.nodes where heartbeat_at >= ${NOW} - $1 order by started_at`,
@@ -269,8 +276,8 @@ export function statements(schema: string): Statements {
     putDeadLetters: (batch) => named('dead_letters', texts.putDeadLetters, [batch]),
     deleteDeadLetters: (ids) => named('dead_letters_delete', texts.deleteDeadLetters, [ids]),
     listDeadLetters: () => named('dead_letters_list', texts.listDeadLetters, []),
-    history: (taskId) => named('history', texts.history, [taskId]),
-    audit: (since, limit, type) => named('audit', texts.audit, [since, limit, type]),
+    history: (taskId, retainMs) => named('history', texts.history, [taskId, retainMs]),
+    audit: (since, limit, type, retainMs) => named('audit', texts.audit, [since, limit, type, retainMs]),
     findTask: (taskId) => named('find', texts.findTask, [taskId]),
     listTasks: (statuses, type, limit) => named('list', texts.listTasks, [statuses, type, limit]),
     statuses: (ids) => named('statuses', texts.statuses, [ids]),

@@ -459,6 +459,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     rows.sort((a, b) => a.seq - b.seq);
     const me = this.#backend.nodeId;
     for (const row of rows) {
+      // Claimed again before a heartbeat saw that the claim of its run here was lost: that claim goes first.
+      const stale = this.#host.live(row.id);
+      if (stale !== undefined && this.#held.has(stale)) this.#lost(stale);
       const task = this.#host.adopt({
         id: row.id,
         type: row.type,
@@ -517,6 +520,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     return this.#settles.push(item).then(
       (settled) => {
         if (settled && held.watchers.size > 0) this.#publishEnded(task, row, held.watchers);
+        if (!settled) this.#followIfMine(task);
         return settled;
       },
       (error: unknown) => {
@@ -627,6 +631,26 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
 
   holds(task: T): boolean {
     return this.#held.has(task);
+  }
+
+  watches(task: T): boolean {
+    return this.#watched.get(task.id) === task;
+  }
+
+  /** This node's claim of a task submitted here was lost: the node that took it over reports to this one (a watcher), so it stays live here. */
+  #followIfMine(task: T): void {
+    if (this.#mine.has(task) && !this.#held.has(task)) this.#watched.set(task.id, task);
+  }
+
+  /** This node's claim of a task it holds was taken over (its lease expired): its run here is abandoned. */
+  #lost(task: T): void {
+    this.#release(task);
+    if (task.inQueue) {
+      this.#queue.remove(task);
+      task.level = -1;
+    }
+    this.#followIfMine(task);
+    this.#host.claimLost(task, `the claim of this node (${this.#backend.nodeId}) expired and the task was taken over`);
   }
 
   /** True while the task is in this process only: claimed here, or submitted and not yet in the table. */
@@ -791,6 +815,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       case 'q':
         this.#host.remote({ kind: 'requeued', taskId: message.i, attempt: message.t });
         return;
+      case 'v':
+        this.#host.remote({ kind: 'preempted', taskId: message.i, attempt: message.t, by: message.b, agentId: message.a, preemptions: message.c });
+        return;
       case 'e':
         if (message.f === 1) {
           void this.#refetch(message.i);
@@ -846,14 +873,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       if (held.epoch >= epoch) continue;
       if (extended.get(task.id) === held.token) continue;
       // The claim is gone: the lease expired and another node re-queued (maybe already runs) the task.
-      this.#held.delete(task);
-      if (task.inQueue) {
-        this.#queue.remove(task);
-        task.level = -1;
-      }
-      this.#host.claimLost(task, `the claim of this node (${backend.nodeId}) expired and the task was taken over`);
+      this.#lost(task);
     }
-    if (this.#held.size === 0 && this.#drainWaiters.length > 0) for (const wake of this.#drainWaiters.splice(0)) wake();
     // Claims of this node it knows nothing of (a claim whose answer a lost connection swallowed)
     // go back to the cluster. Not while a claim is in flight: its rows may not have arrived yet.
     if (!this.#claiming) {
