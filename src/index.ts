@@ -3,6 +3,7 @@ export { defineAgent } from './orchestrator/define-agent.js';
 export type { OrchestratorStats, TaskDetails, TaskInfo } from './orchestrator/stats.js';
 export type { OrchestratorOptions, StoreOptions, ThreadResourceLimits } from './options.js';
 export type { Logger } from './telemetry/logger.js';
+export { AUDIT_EVENT_TYPES } from './persistence/store.js';
 export type { AuditEvent, AuditEventType, AuditQuery } from './persistence/store.js';
 export { AgentRole, CircuitState, TaskPriority, TaskStatus, type AssignmentStrategy } from './enums.js';
 export { TaskObservable } from './streaming/task-observable.js';

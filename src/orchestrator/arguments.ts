@@ -1,13 +1,10 @@
 import { z } from 'zod';
 import { TaskStatus } from '../enums.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { AuditEventType, AuditQuery, TaskListQuery } from '../persistence/store.js';
+import { AUDIT_EVENT_TYPES, type AuditQuery, type TaskListQuery } from '../persistence/store.js';
 import { count, ms } from '../util/schema.js';
 import { describeIssue } from '../util/validation.js';
 
-export const AUDIT_TYPES = [
-  'submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit', 'preempted',
-] as const satisfies readonly AuditEventType[];
 const STATUSES = Object.values(TaskStatus) as [TaskStatus, ...TaskStatus[]];
 const MAX_PAGE = 10_000;
 
@@ -19,7 +16,7 @@ const shutdownSchema = z.strictObject({
 const auditQuerySchema = z.strictObject({
   since: count(0).optional(),
   limit: count(1).max(MAX_PAGE, { error: `must be at most ${MAX_PAGE}` }).optional(),
-  type: z.enum(AUDIT_TYPES, { error: `must be one of ${AUDIT_TYPES.join(', ')}` }).optional(),
+  type: z.enum(AUDIT_EVENT_TYPES, { error: `must be one of ${AUDIT_EVENT_TYPES.join(', ')}` }).optional(),
 });
 
 const statusSchema = z.enum(STATUSES, { error: `must be one of ${STATUSES.join(', ')}` });

@@ -38,20 +38,12 @@ export interface PersistableTask {
   toRow(): TaskRow;
 }
 
-export type AuditEventType =
-  | 'submitted'
-  | 'started'
-  | 'checkpoint'
-  | 'retried'
-  | 'completed'
-  | 'failed'
-  | 'timed-out'
-  | 'cancelled'
-  | 'dead-lettered'
-  | 'requeued'
-  | 'recovered'
-  | 'circuit'
-  | 'preempted';
+/** Every type of audit entry (the `type` filter of `audit()`, `GET /api/audit?type=`, `porch inspect --type`). */
+export const AUDIT_EVENT_TYPES = [
+  'submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit', 'preempted',
+] as const;
+
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
 /** One entry of the audit trail. */
 export interface AuditEvent {

@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AuditQuery, ParallelOrchestrator, RequeueOptions, TaskEvent } from '../index.js';
-import { AUDIT_TYPES } from '../orchestrator/arguments.js';
+import { AUDIT_EVENT_TYPES, type AuditQuery, type ParallelOrchestrator, type RequeueOptions, type TaskEvent } from '../index.js';
 import { HttpError } from './http-error.js';
 import { stringify, wireError } from './json.js';
 import { prometheusText } from './metrics.js';
@@ -169,8 +168,8 @@ export function apiRoutes(host: ApiHost): Route[] {
         const since = intParam(params, 'since', 0, Number.MAX_SAFE_INTEGER);
         const limit = intParam(params, 'limit', 1, 10_000);
         const type = params.get('type');
-        if (type !== undefined && !(AUDIT_TYPES as readonly string[]).includes(type)) {
-          throw new HttpError(400, 'INVALID_ARGUMENT', `type must be one of ${AUDIT_TYPES.join(', ')} (received ${JSON.stringify(type.slice(0, 40))})`, 'type');
+        if (type !== undefined && !(AUDIT_EVENT_TYPES as readonly string[]).includes(type)) {
+          throw new HttpError(400, 'INVALID_ARGUMENT', `type must be one of ${AUDIT_EVENT_TYPES.join(', ')} (received ${JSON.stringify(type.slice(0, 40))})`, 'type');
         }
         const query = { ...(since !== undefined && { since }), ...(limit !== undefined && { limit }), ...(type !== undefined && { type }) } as AuditQuery;
         sendJson(res, 200, await o.audit(query));

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AuditEvent, ParallelOrchestrator, TaskStatus } from '../../index.js';
-import { TaskPriority, TaskStatus as Statuses } from '../../index.js';
+import { AUDIT_EVENT_TYPES, TaskPriority, TaskStatus as Statuses } from '../../index.js';
 import { stringify, wireError } from '../../server/json.js';
 import type { CliContext } from '../context.js';
 import { integer, parseSince, type StoreSpec } from '../parse.js';
@@ -9,7 +9,6 @@ import { cut, table } from '../terminal.js';
 import { EXIT } from '../usage-error.js';
 import { jsonOption, requireDurableStore, storeOption, withOrchestrator } from './shared.js';
 
-const AUDIT_TYPES = ['submitted', 'started', 'checkpoint', 'retried', 'completed', 'failed', 'timed-out', 'cancelled', 'dead-lettered', 'requeued', 'recovered', 'circuit'];
 const STATUSES = Object.values(Statuses) as string[];
 const PRIORITY_NAMES = Object.fromEntries(Object.entries(TaskPriority).map(([name, value]) => [value, name]));
 const PAGE = 10_000;
@@ -111,7 +110,7 @@ Examples:
     withStoreFlags(new Command('audit'))
       .description('the audit trail: every task transition and circuit change (the latest entries, or from --since on)')
       .addOption(new Option('--since <time>', 'entries from this time on: 2025-01-31T12:00:00Z, 2025-01-31, 15m, 2h, 7d, or epoch ms').argParser((v) => parseSince(v)))
-      .addOption(new Option('--type <type>', 'only entries of this type').choices(AUDIT_TYPES))
+      .addOption(new Option('--type <type>', 'only entries of this type').choices(AUDIT_EVENT_TYPES))
       .addOption(new Option('--limit <n>', 'most entries shown').argParser(integer(1, 10_000)).default(50))
       .addHelpText('after', '\nExamples:\n  $ porch inspect audit --store sqlite:porch.db\n  $ porch inspect audit --since 2h --type dead-lettered --store sqlite:porch.db --json')
       .action(async (options: StoreFlags & { since?: number; type?: string; limit: number }) => {
