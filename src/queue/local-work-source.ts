@@ -66,6 +66,8 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
       this.#retryTimers.set(task, timer);
       return;
     }
+    // An earlier offer an agent registered for since goes in first: FIFO within a level.
+    if (this.#awaitingVerdict.size > 0) this.#admitServable();
     if (this.#enforcing && this.#unservable(task)) {
       // Decided on a microtask, so listeners added right after submit() see the failure; unless an agent came meanwhile.
       this.#awaitingVerdict.add(task);
@@ -75,6 +77,14 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
       return;
     }
     this.#enqueue(task);
+  }
+
+  #admitServable(): void {
+    for (const task of this.#awaitingVerdict) {
+      if (this.#unservable(task)) continue;
+      this.#awaitingVerdict.delete(task);
+      this.#enqueue(task);
+    }
   }
 
   #enqueueOrReject(task: T): void {

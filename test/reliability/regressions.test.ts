@@ -1,0 +1,32 @@
+// Faults the model-based fuzzing (model.test.ts) found, one focused test each (each failed before
+// its fix). Thread agents load the built package, so this file imports dist.
+import { describe, expect, it } from 'vitest';
+import { AgentRole, createParallelOrchestrator } from '../../dist/index.js';
+import { activeResources } from './model-harness.js';
+
+describe('FIFO within a level when an agent registers between two submits', () => {
+  it('starts the task submitted before the agent came first', async () => {
+    const o = createParallelOrchestrator({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    await o.start();
+    const order: string[] = [];
+    o.on('task:started', ({ taskId }) => order.push(taskId));
+    // t1 has no capable agent when submitted: its verdict waits for a microtask.
+    const first = o.submit({ id: 't1', type: 'x', capabilities: ['a'] });
+    o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 1, handler: () => 'ok' });
+    const second = o.submit({ id: 't2', type: 'x', capabilities: ['a'] });
+    await Promise.all([first.result(), second.result()]);
+    await o.shutdown();
+    expect(order).toEqual(['t1', 't2']);
+  });
+});
+
+describe('shutdown() right after a thread agent registers', () => {
+  it('leaves no thread of the module probe behind', async () => {
+    const before = activeResources();
+    const o = createParallelOrchestrator();
+    await o.start();
+    o.registerAgent({ agentId: 't', role: AgentRole.EXECUTOR, capabilities: ['t'], module: new URL('./model-thread.mjs', import.meta.url) });
+    await o.shutdown({ graceful: false });
+    expect(activeResources().get('MessagePort') ?? 0).toBeLessThanOrEqual(before.get('MessagePort') ?? 0);
+  });
+});
