@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DATABASE_URL, dropSchema, postgresAvailable, uniqueSchema } from '../pg-helpers.js';
-import { programArb, runProgram, type Backend } from './model-harness.js';
+import { programArb, runProgram, type Backend, type Program } from './model-harness.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261130);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 0);
@@ -44,7 +44,19 @@ async function fuzz(backend: Backend, numRuns: number, maxOps: number): Promise<
   expect(tasks).toBeGreaterThan(0);
 }
 
-describe('model-based fuzzing', () => {
+// FUZZ_REPLAY='<counterexample JSON>' FUZZ_BACKEND=sqlite plays one program FUZZ_RUNS times (default 20).
+const REPLAY = process.env.FUZZ_REPLAY;
+const BACKENDS = { memory, sqlite, postgres };
+
+describe.runIf(REPLAY !== undefined)('replay of one program', () => {
+  it('holds every rule', { timeout: 600_000 }, async () => {
+    const program = JSON.parse(REPLAY!) as Program;
+    const backend = BACKENDS[(process.env.FUZZ_BACKEND ?? 'memory') as keyof typeof BACKENDS];
+    for (let i = 0; i < (RUNS || 20); i++) await runProgram(program, backend);
+  });
+});
+
+describe.skipIf(REPLAY !== undefined)('model-based fuzzing', () => {
   it('memory store', { timeout: 120_000 }, () => fuzz(memory, 40, 25));
   it('SQLite store (a real file)', { timeout: 120_000 }, () => fuzz(sqlite, 25, 20));
   it('PostgreSQL store (a unique schema)', { timeout: 120_000 }, async (ctx) => {
