@@ -2,6 +2,7 @@
 // its fix). Thread agents load the built package, so this file imports dist.
 import { describe, expect, it } from 'vitest';
 import { AgentRole, createParallelOrchestrator } from '../../dist/index.js';
+import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from '../pg-helpers.js';
 import { activeResources } from './model-harness.js';
 
 describe('FIFO within a level when an agent registers between two submits', () => {
@@ -28,5 +29,23 @@ describe('shutdown() right after a thread agent registers', () => {
     o.registerAgent({ agentId: 't', role: AgentRole.EXECUTOR, capabilities: ['t'], module: new URL('./model-thread.mjs', import.meta.url) });
     await o.shutdown({ graceful: false });
     expect(activeResources().get('MessagePort') ?? 0).toBeLessThanOrEqual(before.get('MessagePort') ?? 0);
+  });
+});
+
+describe('PostgreSQL: a forced shutdown right after a submit no agent can serve yet', () => {
+  it('leaves the task in the cluster, as its cancel reason says', async (ctx) => {
+    if (!(await postgresAvailable())) ctx.skip();
+    const schema = uniqueSchema('po_reg');
+    try {
+      const o = createParallelOrchestrator({ store: { type: 'postgres', connectionString: DATABASE_URL, schema } });
+      await o.start();
+      // No agent: the verdict waits for a fresh read of the node registry; shutdown comes first.
+      const task = o.submit({ id: 'kept', type: 'x', capabilities: ['later'] });
+      await o.shutdown({ graceful: false });
+      await expect(task.result()).rejects.toMatchObject({ reason: 'the orchestrator shut down; the task stays with the cluster' });
+      expect(await sql(`select id, status from ${schema}.tasks`)).toEqual([{ id: 'kept', status: 'queued' }]);
+    } finally {
+      await dropSchema(schema);
+    }
   });
 });
