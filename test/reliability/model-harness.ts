@@ -459,6 +459,7 @@ export async function runProgram(program: Program, backend: Backend): Promise<{ 
         const expected = lastAttemptRan ? 'failed' : 'completed';
         if (ends.length !== 1 || ends[0]!.event !== expected) violations.push(`restart: ${taskId} ended ${ends.length} times (${ends.map((e) => e.event).join(', ')}), expected once, ${expected}`);
       }
+      await restarted.flush();
       auditFrom = restarted;
     }
     const terminalRecords = new Map<string, number>();

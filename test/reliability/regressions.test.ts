@@ -49,3 +49,32 @@ describe('PostgreSQL: a forced shutdown right after a submit no agent can serve 
     }
   });
 });
+
+describe('PostgreSQL: a forced shutdown while a submitted task waits to be inserted', () => {
+  it('cancels it here once, without failing it as a duplicate of its own row', async (ctx) => {
+    if (!(await postgresAvailable())) ctx.skip();
+    const schema = uniqueSchema('po_reg');
+    try {
+      const o = createParallelOrchestrator({ store: { type: 'postgres', connectionString: DATABASE_URL, schema } });
+      const ends: string[] = [];
+      for (const event of ['task:completed', 'task:failed', 'task:cancelled'] as const) o.on(event, ({ taskId }) => ends.push(`${event} ${taskId}`));
+      await o.start();
+      o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], handler: () => 'ok' });
+      const first = o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'] });
+      o.submit({ id: 't2', type: 'x', capabilities: ['a'] });
+      await o.shutdown({ graceful: false });
+      await first.then((task) => task.result()).catch(() => undefined);
+      expect(ends.sort()).toEqual(['task:cancelled t1', 'task:cancelled t2']);
+      expect(await sql(`select task_id, type from ${schema}.audit order by seq`)).toEqual([
+        { task_id: 't1', type: 'submitted' },
+        { task_id: 't2', type: 'submitted' },
+      ]);
+      expect(await sql(`select id, status from ${schema}.tasks order by id`)).toEqual([
+        { id: 't1', status: 'queued' },
+        { id: 't2', status: 'queued' },
+      ]);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+});
