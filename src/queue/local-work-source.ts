@@ -66,25 +66,20 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
       this.#retryTimers.set(task, timer);
       return;
     }
-    // An earlier offer an agent registered for since goes in first: FIFO within a level.
-    if (this.#awaitingVerdict.size > 0) this.#admitServable();
     if (this.#enforcing && this.#unservable(task)) {
-      // Decided on a microtask, so listeners added right after submit() see the failure; unless an agent came meanwhile.
+      // Decided on a microtask, so listeners added right after submit() see the failure; unless an
+      // agent came meanwhile. Queued already, so it keeps its place (FIFO) if one does.
+      this.#enqueue(task);
       this.#awaitingVerdict.add(task);
       queueMicrotask(() => {
-        if (this.#awaitingVerdict.delete(task)) this.#enqueueOrReject(task);
+        if (!this.#awaitingVerdict.delete(task) || !task.inQueue || !this.#unservable(task)) return;
+        this.#queue.remove(task);
+        task.level = -1;
+        this.#host.unservable(task);
       });
       return;
     }
     this.#enqueue(task);
-  }
-
-  #admitServable(): void {
-    for (const task of this.#awaitingVerdict) {
-      if (this.#unservable(task)) continue;
-      this.#awaitingVerdict.delete(task);
-      this.#enqueue(task);
-    }
   }
 
   #enqueueOrReject(task: T): void {
@@ -113,7 +108,7 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
   }
 
   withdraw(task: T, _keepInStore: boolean): boolean {
-    if (this.#awaitingVerdict.size > 0 && this.#awaitingVerdict.delete(task)) return true;
+    if (this.#awaitingVerdict.size > 0) this.#awaitingVerdict.delete(task);
     if (task.inQueue) {
       this.#queue.remove(task);
       task.level = -1;

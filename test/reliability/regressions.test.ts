@@ -78,3 +78,18 @@ describe('PostgreSQL: a forced shutdown while a submitted task waits to be inser
     }
   });
 });
+
+describe('FIFO within a level: a task no agent could serve, then one that waits for an agent', () => {
+  it('starts the first submitted first once an agent registers', async () => {
+    const o = createParallelOrchestrator({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    await o.start();
+    const order: string[] = [];
+    o.on('task:started', ({ taskId }) => order.push(taskId));
+    const first = o.submit({ id: 't1', type: 'x', capabilities: ['a'] });
+    const second = o.submit({ id: 't2', type: 'x', capabilities: ['a'], waitForAgent: true });
+    o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 1, handler: () => 'ok' });
+    await Promise.all([first.result(), second.result()]);
+    await o.shutdown();
+    expect(order).toEqual(['t1', 't2']);
+  });
+});
