@@ -39,7 +39,7 @@ async function fuzz(backend: Backend, numRuns: number, maxOps: number): Promise<
       maxWithAbandoned = Math.max(maxWithAbandoned, figures.maxWithAbandoned);
     }),
     // A program that hangs fails (and shrinks) rather than the whole test timing out.
-    { seed: SEED, numRuns: RUNS || numRuns, timeout: 20_000 },
+    { seed: SEED, numRuns: RUNS || numRuns, timeout: 15_000 },
   );
   console.log(`model fuzz ${backend.name}: seed ${SEED}, ${RUNS || numRuns} programs, ${tasks} tasks; most handlers alive at once, abandoned stuck ones included: ${maxWithAbandoned}`);
   expect(tasks).toBeGreaterThan(0);
@@ -58,10 +58,10 @@ describe.runIf(REPLAY !== undefined)('replay of one program', () => {
 });
 
 describe.skipIf(REPLAY !== undefined)('model-based fuzzing', () => {
-  it('memory store', { timeout: 120_000 }, () => fuzz(memory, 60, 30));
-  it('SQLite store (a real file)', { timeout: 120_000 }, () => fuzz(sqlite, 30, 25));
-  it('PostgreSQL store (a unique schema)', { timeout: 120_000 }, async (ctx) => {
+  it('memory store', { timeout: 300_000 }, () => fuzz(memory, 60, 30));
+  it('SQLite store (a real file)', { timeout: 300_000 }, () => fuzz(sqlite, 30, 25));
+  it('PostgreSQL store (a unique schema)', { timeout: 300_000 }, async (ctx) => {
     if (!(await postgresAvailable())) ctx.skip();
-    await fuzz(postgres, 25, 25);
+    await fuzz(postgres, 15, 25);
   });
 });
