@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DATABASE_URL, dropSchema, postgresAvailable, uniqueSchema } from '../pg-helpers.js';
-import { programArb, runProgram, type Backend, type Program } from './model-harness.js';
+import { latePorts, programArb, runProgram, type Backend, type Program } from './model-harness.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261130);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 0);
@@ -41,7 +41,7 @@ async function fuzz(backend: Backend, numRuns: number, maxOps: number): Promise<
     // A program that hangs fails (and shrinks) rather than the whole test timing out.
     { seed: SEED, numRuns: RUNS || numRuns, timeout: 15_000 },
   );
-  console.log(`model fuzz ${backend.name}: seed ${SEED}, ${RUNS || numRuns} programs, ${tasks} tasks; most handlers alive at once, abandoned stuck ones included: ${maxWithAbandoned}`);
+  console.log(`model fuzz ${backend.name}: seed ${SEED}, ${RUNS || numRuns} programs, ${tasks} tasks; most handlers alive at once, abandoned stuck ones included: ${maxWithAbandoned}; programs so far whose thread port closed after shutdown() resolved: ${latePorts}`);
   expect(tasks).toBeGreaterThan(0);
 }
 
