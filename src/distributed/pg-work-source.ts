@@ -334,11 +334,16 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   withdraw(task: T, keepInStore: boolean): boolean {
-    if (this.#awaitingVerdict.size > 0 && this.#awaitingVerdict.delete(task)) return true;
+    if (this.#awaitingVerdict.size > 0 && this.#awaitingVerdict.delete(task)) {
+      // Stopping before the registry answered: it was submitted, so it goes to the cluster anyway.
+      if (keepInStore) this.#insert(task);
+      return true;
+    }
+    // Stopping: it was submitted, so its pending insert stays and it goes to the cluster anyway (a
+    // second insert would find the first's row and fail the task as a duplicate).
+    if (keepInStore && this.#inserts.has(task)) return true;
     if (this.#inserts.remove((pending) => pending === task, false)) {
       this.#watched.delete(task.id);
-      // Stopping: it was submitted, so it goes to the cluster anyway.
-      if (keepInStore) this.#insert(task);
       return true;
     }
     const held = this.#held.get(task);

@@ -72,11 +72,18 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
     this.#retryTimers.set(task, timer);
   }
 
-  /** Decided on a microtask, so listeners added right after submit() see the failure; unless an agent came meanwhile. */
+  /**
+   * Decided on a microtask, so listeners added right after submit() see the failure; unless an
+   * agent came meanwhile. Queued already, so it keeps its place (FIFO) if one does.
+   */
   #awaitVerdict(task: T): void {
+    this.#enqueue(task);
     this.#awaitingVerdict.add(task);
     queueMicrotask(() => {
-      if (this.#awaitingVerdict.delete(task)) this.#enqueueOrReject(task);
+      if (!this.#awaitingVerdict.delete(task) || !task.inQueue || !this.#unservable(task)) return;
+      this.#queue.remove(task);
+      task.level = -1;
+      this.#host.unservable(task);
     });
   }
 
@@ -106,7 +113,7 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
   }
 
   withdraw(task: T, _keepInStore: boolean): boolean {
-    if (this.#awaitingVerdict.size > 0 && this.#awaitingVerdict.delete(task)) return true;
+    if (this.#awaitingVerdict.size > 0) this.#awaitingVerdict.delete(task);
     if (task.inQueue) {
       this.#queue.remove(task);
       task.level = -1;

@@ -14,6 +14,14 @@ const LOADED = 1;
 const NO_DEFAULT = 2;
 const FAILED = 3;
 
+/** Probe threads still terminating: shutdown() waits for them, so no thread outlives it. */
+const terminating = new Set<Promise<unknown>>();
+
+/** Resolves once every probe thread started so far has ended. */
+export async function probesEnded(): Promise<void> {
+  await Promise.all(terminating);
+}
+
 // CommonJS, run with eval: the module is imported in a thread of its own, as a thread agent's
 // thread would, and the outcome written to shared memory for the blocked caller.
 const PROBE = `
@@ -54,7 +62,8 @@ export function moduleProblem(url: string): string | null {
   try {
     if (Atomics.wait(state, OUTCOME, 0, PROBE_TIMEOUT_MS) === 'timed-out') return `did not finish loading within ${PROBE_TIMEOUT_MS} ms: ${url}`;
   } finally {
-    void probe.terminate();
+    const ended = probe.terminate().finally(() => terminating.delete(ended));
+    terminating.add(ended);
   }
   const message = new TextDecoder().decode(new Uint8Array(shared, HEADER_BYTES, state[LENGTH]));
   switch (state[OUTCOME]) {

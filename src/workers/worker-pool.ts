@@ -1,5 +1,6 @@
 import type { RoutingStrategy, ThreadResourceLimits } from '../options.js';
 import { ThreadWorker, type ThreadHost } from './thread-worker.js';
+import { probesEnded } from './module-probe.js';
 
 /** An execution slot for in-process handlers: one task at a time. */
 export class InlineWorker {
@@ -163,13 +164,13 @@ export class WorkerPool<Run> {
     };
   }
 
-  /** Terminates every thread and stops the retirement timer. */
+  /** Terminates every thread (module probes included) and stops the retirement timer. */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#retireTimer !== null) clearTimeout(this.#retireTimer);
     if (this.#stealTimer !== null) clearTimeout(this.#stealTimer);
     this.#retireTimer = this.#stealTimer = null;
-    await Promise.all(this.#threads.map((thread) => thread.terminate()));
+    await Promise.all([...this.#threads.map((thread) => thread.terminate()), probesEnded()]);
   }
 
   #threadWithRoom(): ThreadWorker<Run> | null {

@@ -1,0 +1,95 @@
+// Faults the model-based fuzzing (model.test.ts) found, one focused test each (each failed before
+// its fix). Thread agents load the built package, so this file imports dist.
+import { describe, expect, it } from 'vitest';
+import { AgentRole, createParallelOrchestrator } from '../../dist/index.js';
+import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from '../pg-helpers.js';
+import { activeResources } from './model-harness.js';
+
+describe('FIFO within a level when an agent registers between two submits', () => {
+  it('starts the task submitted before the agent came first', async () => {
+    const o = createParallelOrchestrator({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    await o.start();
+    const order: string[] = [];
+    o.on('task:started', ({ taskId }) => order.push(taskId));
+    // t1 has no capable agent when submitted: its verdict waits for a microtask.
+    const first = o.submit({ id: 't1', type: 'x', capabilities: ['a'] });
+    o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 1, handler: () => 'ok' });
+    const second = o.submit({ id: 't2', type: 'x', capabilities: ['a'] });
+    await Promise.all([first.result(), second.result()]);
+    await o.shutdown();
+    expect(order).toEqual(['t1', 't2']);
+  });
+});
+
+describe('shutdown() right after a thread agent registers', () => {
+  it('leaves no thread of the module probe behind', async () => {
+    const before = activeResources();
+    const o = createParallelOrchestrator();
+    await o.start();
+    o.registerAgent({ agentId: 't', role: AgentRole.EXECUTOR, capabilities: ['t'], module: new URL('./model-thread.mjs', import.meta.url) });
+    await o.shutdown({ graceful: false });
+    expect(activeResources().get('MessagePort') ?? 0).toBeLessThanOrEqual(before.get('MessagePort') ?? 0);
+  });
+});
+
+describe('PostgreSQL: a forced shutdown right after a submit no agent can serve yet', () => {
+  it('leaves the task in the cluster, as its cancel reason says', async (ctx) => {
+    if (!(await postgresAvailable())) ctx.skip();
+    const schema = uniqueSchema('po_reg');
+    try {
+      const o = createParallelOrchestrator({ store: { type: 'postgres', connectionString: DATABASE_URL, schema } });
+      await o.start();
+      // No agent: the verdict waits for a fresh read of the node registry; shutdown comes first.
+      const task = o.submit({ id: 'kept', type: 'x', capabilities: ['later'] });
+      await o.shutdown({ graceful: false });
+      await expect(task.result()).rejects.toMatchObject({ reason: 'the orchestrator shut down; the task stays with the cluster' });
+      expect(await sql(`select id, status from ${schema}.tasks`)).toEqual([{ id: 'kept', status: 'queued' }]);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+});
+
+describe('PostgreSQL: a forced shutdown while a submitted task waits to be inserted', () => {
+  it('cancels it here once, without failing it as a duplicate of its own row', async (ctx) => {
+    if (!(await postgresAvailable())) ctx.skip();
+    const schema = uniqueSchema('po_reg');
+    try {
+      const o = createParallelOrchestrator({ store: { type: 'postgres', connectionString: DATABASE_URL, schema } });
+      const ends: string[] = [];
+      for (const event of ['task:completed', 'task:failed', 'task:cancelled'] as const) o.on(event, ({ taskId }) => ends.push(`${event} ${taskId}`));
+      await o.start();
+      o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], handler: () => 'ok' });
+      const first = o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'] });
+      o.submit({ id: 't2', type: 'x', capabilities: ['a'] });
+      await o.shutdown({ graceful: false });
+      await first.then((task) => task.result()).catch(() => undefined);
+      expect(ends.sort()).toEqual(['task:cancelled t1', 'task:cancelled t2']);
+      expect(await sql(`select task_id, type from ${schema}.audit order by seq`)).toEqual([
+        { task_id: 't1', type: 'submitted' },
+        { task_id: 't2', type: 'submitted' },
+      ]);
+      expect(await sql(`select id, status from ${schema}.tasks order by id`)).toEqual([
+        { id: 't1', status: 'queued' },
+        { id: 't2', status: 'queued' },
+      ]);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+});
+
+describe('FIFO within a level: a task no agent could serve, then one that waits for an agent', () => {
+  it('starts the first submitted first once an agent registers', async () => {
+    const o = createParallelOrchestrator({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
+    await o.start();
+    const order: string[] = [];
+    o.on('task:started', ({ taskId }) => order.push(taskId));
+    const first = o.submit({ id: 't1', type: 'x', capabilities: ['a'] });
+    const second = o.submit({ id: 't2', type: 'x', capabilities: ['a'], waitForAgent: true });
+    o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 1, handler: () => 'ok' });
+    await Promise.all([first.result(), second.result()]);
+    await o.shutdown();
+    expect(order).toEqual(['t1', 't2']);
+  });
+});
