@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { setTimeout as delay, setImmediate as tick } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   AbortedError,
@@ -493,5 +495,54 @@ describe('tasks no agent can serve', () => {
     expect(o.getTask(waiting.taskId)).toMatchObject({ status: TaskStatus.QUEUED, attempt: 0 });
     o.registerAgent({ agentId: 'z', role: AgentRole.EXECUTOR, capabilities: ['z'], handler: async () => 'z' });
     expect(await waiting.result()).toMatchObject({ agentId: 'z', result: 'z' });
+  });
+});
+
+describe('capability sets no agent serves', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/lanes-heap.mjs', import.meta.url));
+
+  /** Runs the fixture in a fresh process with --expose-gc and returns what it printed. */
+  function heapRun(strategy: AssignmentStrategy): Promise<{ perSet: number; endings: string[]; refused: string; served: { result: unknown } }> {
+    return new Promise((resolve, reject) => {
+      execFile(process.execPath, ['--expose-gc', fixture, strategy], { timeout: 60_000 }, (error, stdout, stderr) => {
+        if (error !== null) reject(new Error(`${error.message}: ${stderr}`));
+        else resolve(JSON.parse(stdout.trim()) as never);
+      });
+    });
+  }
+
+  it.each(['least-busy', 'adaptive'] as const)('leave nothing behind once their tasks end (%s)', async (strategy) => {
+    const run = await heapRun(strategy);
+    expect(run.endings).toEqual(['NoCapableAgentError', 'TaskCancelledError']);
+    // Before the fix each set kept its lane and signature: ~930 bytes (least-busy), ~1,120 (adaptive).
+    expect(run.perSet).toBeLessThan(200);
+    // A dropped set is indexed anew: refused while nobody serves it, served by an agent registered later.
+    expect(run.refused).toBe('NoCapableAgentError');
+    expect(run.served.result).toBe('served');
+  });
+
+  it('keep their lane while a task of theirs lives: a retry waits for the agent registered after the last one left', async () => {
+    const o = await make();
+    const started = deferred();
+    const release = deferred();
+    o.registerAgent({
+      agentId: 'first',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['u'],
+      handler: async () => {
+        started.resolve();
+        await release.promise;
+        throw new Error('first attempt fails');
+      },
+    });
+    const task = o.submit({ type: 'u', capabilities: ['u'], waitForAgent: true, retry: { maxAttempts: 2, initialDelay: 1 } });
+    await started.promise;
+    o.unregisterAgent('first');
+    // Another task of the set, ending while the first runs: the set has no agent, but the lane is held.
+    await expect(o.submit({ type: 'u', capabilities: ['u'] }).result()).rejects.toBeInstanceOf(NoCapableAgentError);
+    release.resolve();
+    await eventOf(task, 'retry');
+    o.registerAgent({ agentId: 'second', role: AgentRole.EXECUTOR, capabilities: ['u'], handler: async () => 'second' });
+    expect(await task.result()).toMatchObject({ agentId: 'second', result: 'second', attempts: 2 });
   });
 });

@@ -81,6 +81,11 @@ export class AgentRouter {
     return signature;
   }
 
+  /** Forgets a signature no agent serves, with what was learned of it (no agent holds its estimates). */
+  forget(signature: CapabilitySignature): void {
+    if (signature.agents.length === 0 && this.#signatures.get(signature.key) === signature) this.#signatures.delete(signature.key);
+  }
+
   /**
    * Picks an available agent for a task of this signature, or null when every capable agent is
    * at `maxConcurrent`, not admitting, or of a kind with no free worker (`inlineOk`, `threadOk`).
