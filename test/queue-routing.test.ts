@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { setTimeout as delay, setImmediate as tick } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   AbortedError,
@@ -13,7 +11,7 @@ import {
   type AssignmentStrategy,
   type ParallelOrchestrator,
 } from '../src/index.js';
-import { deferred, eventOf, nextEvent, settle, useOrchestrators, type Deferred } from './helpers.js';
+import { deferred, eventOf, lanesHeap, nextEvent, settle, useOrchestrators, type Deferred } from './helpers.js';
 
 const make = useOrchestrators();
 
@@ -499,20 +497,8 @@ describe('tasks no agent can serve', () => {
 });
 
 describe('capability sets no agent serves', () => {
-  const fixture = fileURLToPath(new URL('./fixtures/lanes-heap.mjs', import.meta.url));
-
-  /** Runs the fixture in a fresh process with --expose-gc and returns what it printed. */
-  function heapRun(strategy: AssignmentStrategy): Promise<{ perSet: number; endings: string[]; refused: string; served: { result: unknown } }> {
-    return new Promise((resolve, reject) => {
-      execFile(process.execPath, ['--expose-gc', fixture, strategy], { timeout: 60_000 }, (error, stdout, stderr) => {
-        if (error !== null) reject(new Error(`${error.message}: ${stderr}`));
-        else resolve(JSON.parse(stdout.trim()) as never);
-      });
-    });
-  }
-
   it.each(['least-busy', 'adaptive'] as const)('leave nothing behind once their tasks end (%s)', async (strategy) => {
-    const run = await heapRun(strategy);
+    const run = await lanesHeap(strategy);
     expect(run.endings).toEqual(['NoCapableAgentError', 'TaskCancelledError']);
     // Before the fix each set kept its lane and signature: ~930 bytes (least-busy), ~1,120 (adaptive).
     expect(run.perSet).toBeLessThan(200);
