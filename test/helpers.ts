@@ -88,17 +88,24 @@ export function eventOf<R, S, K extends keyof TaskEvents<R, S>>(obs: TaskObserva
 
 /** What test/fixtures/lanes-heap.mjs prints. */
 export interface LanesHeap {
-  /** Heap growth per capability set named once, no agent serving it (bytes). */
+  /** Heap growth per capability set named once (bytes). */
   perSet: number;
   endings: string[];
   refused: string;
   served: { result: unknown };
+  /** Learned figures of the agent of the 'served' sets, and samples of its hot set, run once per chunk. */
+  learned: number;
+  hotSamples: number;
+  chunks: number;
 }
 
-/** Runs test/fixtures/lanes-heap.mjs in a fresh process with --expose-gc (killed after a minute, so a hang fails). */
-export function lanesHeap(strategy: string, store?: object): Promise<LanesHeap> {
+/**
+ * Runs test/fixtures/lanes-heap.mjs in a fresh process with --expose-gc (killed after a minute,
+ * so a hang fails): `kind` 'unserved' names sets no agent serves, 'served' subsets of an agent's capabilities.
+ */
+export function lanesHeap(strategy: string, kind: 'unserved' | 'served', store?: object): Promise<LanesHeap> {
   const fixture = fileURLToPath(new URL('./fixtures/lanes-heap.mjs', import.meta.url));
-  const args = ['--expose-gc', fixture, strategy, ...(store === undefined ? [] : [JSON.stringify(store)])];
+  const args = ['--expose-gc', fixture, strategy, kind, ...(store === undefined ? [] : [JSON.stringify(store)])];
   return new Promise((resolve, reject) => {
     execFile(process.execPath, args, { timeout: 60_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
       if (error !== null) reject(new Error(`${error.message}: ${stderr}`));

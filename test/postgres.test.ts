@@ -197,7 +197,7 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
   });
 
   it('drops the lane and signature of a capability set no agent serves once its last task ends', async () => {
-    const run = await lanesHeap('adaptive', store);
+    const run = await lanesHeap('adaptive', 'unserved', store);
     expect(run.endings).toEqual(['TaskCancelledError']);
     // Before the fix each set stayed: ~1,000 bytes.
     expect(run.perSet).toBeLessThan(200);

@@ -496,18 +496,30 @@ describe('tasks no agent can serve', () => {
   });
 });
 
-describe('capability sets no agent serves', () => {
-  it.each(['least-busy', 'adaptive'] as const)('leave nothing behind once their tasks end (%s)', async (strategy) => {
-    const run = await lanesHeap(strategy);
+describe('capability sets named by tasks', () => {
+  it.each(['least-busy', 'adaptive'] as const)('no agent serves leave nothing behind once their tasks end (%s)', async (strategy) => {
+    const run = await lanesHeap(strategy, 'unserved');
     expect(run.endings).toEqual(['NoCapableAgentError', 'TaskCancelledError']);
-    // Before the fix each set kept its lane and signature: ~930 bytes (least-busy), ~1,120 (adaptive).
+    // Before the fix each set kept its lane and signature: ~940 bytes (least-busy), ~1,120 (adaptive).
     expect(run.perSet).toBeLessThan(200);
     // A dropped set is indexed anew: refused while nobody serves it, served by an agent registered later.
     expect(run.refused).toBe('NoCapableAgentError');
     expect(run.served.result).toBe('served');
   });
 
-  it('keep their lane while a task of theirs lives: a retry waits for the agent registered after the last one left', async () => {
+  it.each(['least-busy', 'adaptive'] as const)('served as subsets of one agent\'s capabilities stay bounded too (%s)', async (strategy) => {
+    const run = await lanesHeap(strategy, 'served');
+    expect(run.endings).toEqual(['wide']);
+    // Before the fix each subset named stayed: ~1,190 bytes (least-busy), ~1,880 (adaptive, with its learned figures).
+    expect(run.perSet).toBeLessThan(200);
+    if (strategy === 'adaptive') {
+      // Of 52,000 sets, those of idle lanes swept took their figures along; the hot one, used between sweeps, kept all of its.
+      expect(run.learned).toBeLessThan(10_000);
+      expect(run.hotSamples).toBe(run.chunks);
+    }
+  });
+
+  it('no agent serves keep their lane while a task of theirs lives: a retry waits for the agent registered after the last one left', async () => {
     const o = await make();
     const started = deferred();
     const release = deferred();

@@ -24,7 +24,7 @@ export class TaskTable {
     retainMax: number,
     retainMs: number,
     clock: () => number,
-    /** The last live task of a lane ended (the lane may go: see `Lanes`). */
+    /** The last live task of a lane no agent serves ended (the lane may go: see `Lanes`). */
     readonly laneIdle: (lane: TaskRecord['lane']) => void,
   ) {
     this.#live = new LiveTasks(idPrefix);
@@ -53,7 +53,8 @@ export class TaskTable {
   /** The task ended here (`finishedAt` by the monotonic clock); it stays findable for a while. */
   finished(record: TaskRecord, finishedAt: number): void {
     const live = this.#live;
-    if (live.delete(record) && --record.lane.holders === 0) this.laneIdle(record.lane);
+    // Only a lane of a set no agent serves goes when its last task ends (see `Lanes`): the common case skips the call.
+    if (live.delete(record) && --record.lane.holders === 0 && record.lane.key.agents.length === 0) this.laneIdle(record.lane);
     this.#recent.add(record, finishedAt);
     if (live.size === 0) this.#becameIdle();
   }

@@ -104,6 +104,8 @@ export class Lane<T extends QueueNode, K = unknown> {
   activeIndex = -1;
   /** Live tasks of this lane (queued, running, retrying): while any is, the lane is kept (see `Lanes`). */
   holders = 0;
+  /** The sweep epoch of its last use (see `Lanes`). */
+  usedIn = 0;
 
   constructor(readonly key: K) {}
 

@@ -81,9 +81,11 @@ export class AgentRouter {
     return signature;
   }
 
-  /** Forgets a signature no agent serves, with what was learned of it (no agent holds its estimates). */
+  /** Forgets a signature no live task holds, with what its agents learned of it. */
   forget(signature: CapabilitySignature): void {
-    if (signature.agents.length === 0 && this.#signatures.get(signature.key) === signature) this.#signatures.delete(signature.key);
+    if (this.#signatures.get(signature.key) !== signature) return;
+    this.#signatures.delete(signature.key);
+    if (signature.learning !== null) for (const agent of signature.agents) for (const learning of signature.learning.values()) agent.estimates.delete(learning);
   }
 
   /**
