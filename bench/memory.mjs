@@ -8,6 +8,11 @@
 // (so it is in the baseline, not in the per-task figure); full GC; heapUsed; the timed enqueue
 // loop, storing each handle (our observable, p-queue's promise, fastq.promise's promise);
 // full GC; heapUsed again. Bytes per task = difference / N.
+//
+// Cold: the same enqueue as a user's first run does it, in a fresh process with no warm-up
+// (`node bench/memory.mjs --cold=<contender key>` measures one fill and prints its milliseconds).
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import PQueue from 'p-queue';
 import { createParallelOrchestrator, AgentRole } from 'parallel-orchestrator';
 import { envInt, isMain, median, priorities, rotate, settleHeap } from './common.mjs';
@@ -119,6 +124,22 @@ async function measureOnce(contender, pr, n) {
   return { bytesPerTask, enqueueMs, leftAfterReleaseBytes };
 }
 
+const COLD_CONTENDERS = ['ours', 'pqueue'];
+
+/** Milliseconds to enqueue `tasks` in a fresh process, per contender, `runs` times each. */
+function cold(tasks, runs, log) {
+  const results = Object.fromEntries(COLD_CONTENDERS.map((key) => [key, []]));
+  for (let r = 0; r < runs; r++) {
+    for (const key of rotate(COLD_CONTENDERS, r)) {
+      const out = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), `--cold=${key}`], { env: { ...process.env, BENCH_MEMORY_TASKS: String(tasks) }, encoding: 'utf8' });
+      const ms = JSON.parse(out).enqueueMs;
+      results[key].push(ms);
+      log(`memory cold run ${r + 1}/${runs}: ${key} enqueue ${ms.toFixed(0)} ms`);
+    }
+  }
+  return Object.fromEntries(Object.entries(results).map(([key, ms]) => [key, { enqueueMs: ms, enqueueMsMedian: median(ms) }]));
+}
+
 /** Each contender: a warm-up on `warmupTasks`, then `runs` measurements in rotated order; medians. */
 export async function memory({
   tasks = envInt('BENCH_MEMORY_TASKS', 1_000_000),
@@ -145,6 +166,7 @@ export async function memory({
     entry.bytesPerTaskMedian = median(entry.bytesPerTask);
     entry.enqueueMsMedian = median(entry.enqueueMs);
   }
+  const coldResults = cold(tasks, runs, log);
   const ours = results.ours;
   const ratios = {
     bytesOursOverPQueue: ours.bytesPerTaskMedian / results.pqueue.bytesPerTaskMedian,
@@ -154,10 +176,22 @@ export async function memory({
     ratios.bytesOursOverFastq = ours.bytesPerTaskMedian / results.fastqPromise.bytesPerTaskMedian;
     ratios.timeOursOverFastq = ours.enqueueMsMedian / results.fastqPromise.enqueueMsMedian;
   }
-  return { tasks, runs, warmupTasks, fastqInstalled: fastq !== null, results, ratios, goals: { bytesPerTask: 400, enqueueMs: 1000 } };
+  ratios.coldTimeOursOverPQueue = coldResults.ours.enqueueMsMedian / coldResults.pqueue.enqueueMsMedian;
+  return { tasks, runs, warmupTasks, fastqInstalled: fastq !== null, results, cold: coldResults, ratios, goals: { bytesPerTask: 400, enqueueMs: 1000 } };
 }
 
-if (isMain(import.meta.url)) {
+const coldKey = process.argv.find((arg) => arg.startsWith('--cold='))?.slice('--cold='.length);
+if (isMain(import.meta.url) && coldKey !== undefined) {
+  const contender = CONTENDERS.find((c) => c.key === coldKey);
+  if (contender === undefined) throw new Error(`--cold: no contender ${coldKey}`);
+  const tasks = envInt('BENCH_MEMORY_TASKS', 1_000_000);
+  const { enqueueMs } = await fill(contender, priorities(tasks), tasks);
+  console.log(JSON.stringify({ enqueueMs }));
+  // The queued tasks hold the process (as live tasks should): this measurement is done.
+  process.exit(0);
+} else if (isMain(import.meta.url)) {
   const result = await memory({ log: (line) => console.error(line) });
   console.log(JSON.stringify(result));
+  // The orchestrators measured still hold their queued tasks, which keep a process alive (as live tasks should).
+  process.exit(0);
 }

@@ -1,16 +1,21 @@
 // Runs every benchmark and prints their figures and ratios as markdown tables.
 //
-//   npm run bench                      build, then run everything (about 2.5 minutes on 2 cores)
+//   npm run bench                      build, then run everything (about 8 minutes on 2 cores, plus 10-12 for pg)
 //   npm run bench -- --write           ... and rewrite the figures section of BENCHMARKS.md
 //   BENCH_WRITE=1 npm run bench        same as --write
 //   node bench/run.mjs --only=routing  run some of throughput, routing, memory, threads, resilience, streaming, persistence,
-//                                      workflow, preemption, adaptive, telemetry
+//                                      workflow, preemption, adaptive, telemetry, pg
 //                                      (comma-separated)
+//   BENCH_PG_ARGS='--only=ours,graphile-tuned --phases=throughput' node bench/run.mjs --only=pg
+//                                      arguments for bench/pg/run.mjs (the PostgreSQL queue benchmark)
 //
 // Memory needs --expose-gc and runs in a child process started with it. Throughput runs in such a
 // child too: its second phase forces a full GC before each run, and a child keeps both phases
 // off this process's heap; threads, resilience and adaptive run in children for the same reason. Routing
 // (a tight loop on a few objects) runs in this process.
+// pg (bench/pg/run.mjs) needs PostgreSQL at DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test)
+// and spawns its own processes; when the server is unreachable the section is skipped with a
+// message, and --write refuses to start (it would record a run without it).
 // Sizes can be lowered for a quick look (BENCH_TASKS, BENCH_MEMORY_TASKS, BENCH_RUNS, ...: see
 // each module); --write refuses to record figures from non-default sizes.
 import { spawn, execFileSync } from 'node:child_process';
@@ -18,14 +23,15 @@ import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { fmt, fmtInt, fmtRatio, table } from './common.mjs';
+import { renderMarkdown as renderPgMarkdown } from './pg/render.mjs';
 import { routing } from './routing.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS_MD = new URL('../BENCHMARKS.md', import.meta.url);
 const START = '<!-- bench:figures:start -->';
 const END = '<!-- bench:figures:end -->';
-const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'preemption', 'adaptive', 'telemetry'];
-const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_PREEMPT_CRITICAL', 'BENCH_ADAPTIVE_TASKS', 'BENCH_ADAPTIVE_RUNS', 'BENCH_TELEMETRY_RUNS'];
+const ALL = ['throughput', 'routing', 'memory', 'threads', 'resilience', 'streaming', 'persistence', 'workflow', 'preemption', 'adaptive', 'telemetry', 'pg'];
+const SIZE_VARIABLES = ['BENCH_TASKS', 'BENCH_RUNS', 'BENCH_WARMUP_TASKS', 'BENCH_MEMORY_TASKS', 'BENCH_MEMORY_WARMUP_TASKS', 'BENCH_ROUTING_BATCHES', 'BENCH_ROUTING_SINGLES', 'BENCH_THREAD_TASKS', 'BENCH_FIB_TASKS', 'BENCH_RESILIENCE_RUNS', 'BENCH_STREAM_UPDATES', 'BENCH_STREAM_TASKS', 'BENCH_STREAM_TASK_UPDATES', 'BENCH_CHECKPOINT_TASKS', 'BENCH_CHECKPOINT_STEPS', 'BENCH_CHECKPOINT_INTERVAL', 'BENCH_WORKFLOW_STEPS', 'BENCH_WORKFLOW_RUNS', 'BENCH_PREEMPT_CRITICAL', 'BENCH_ADAPTIVE_TASKS', 'BENCH_ADAPTIVE_RUNS', 'BENCH_TELEMETRY_RUNS', 'BENCH_PG_JOBS', 'BENCH_PG_LATENCY_JOBS', 'BENCH_PG_GAP_MS', 'BENCH_PG_CONCURRENCY', 'BENCH_PG_ARGS'];
 
 const args = process.argv.slice(2);
 const write = args.includes('--write') || process.env.BENCH_WRITE === '1';
@@ -65,10 +71,10 @@ function machine() {
 }
 
 /** Runs bench/<name>.mjs in `node --expose-gc`; it prints its results as JSON on stdout, progress on stderr. */
-function runChild(name) {
+function runChild(name, extraArgs = []) {
   const script = fileURLToPath(new URL(`./${name}.mjs`, import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--expose-gc', script, ...extraArgs], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '  · ')));
@@ -187,13 +193,20 @@ function renderMemory(m) {
   const goals = [
     ['heap bytes per queued task (observable included)', `${fmt(ours.bytesPerTaskMedian, 0)} B`, `< ${m.goals.bytesPerTask} B`, mark(ours.bytesPerTaskMedian < m.goals.bytesPerTask)],
     [`time to enqueue ${fmtInt(m.tasks)} tasks`, `${fmtInt(ours.enqueueMsMedian)} ms`, `< ${fmtInt(m.goals.enqueueMs)} ms`, mark(ours.enqueueMsMedian < m.goals.enqueueMs)],
+    [`time to enqueue ${fmtInt(m.tasks)} tasks, cold (fresh process, no warm-up)`, `${fmtInt(m.cold.ours.enqueueMsMedian)} ms`, `< ${fmtInt(m.goals.enqueueMs)} ms`, mark(m.cold.ours.enqueueMsMedian < m.goals.enqueueMs)],
   ];
+  ratios.push(['ours cold enqueue time / p-queue cold', fmtRatio(m.ratios.coldTimeOursOverPQueue)]);
+  const coldRows = Object.entries(m.cold).map(([key, e]) => [m.results[key].label, `**${fmtInt(e.enqueueMsMedian)}**`, e.enqueueMs.map(fmtInt).join(' / ')]);
   return [
     `### 3. Memory: ${fmtInt(m.tasks)} queued tasks that no agent can take`,
     '',
     `Run in a child process with \`--expose-gc\`. Fresh queue per run; the array holding the ${fmtInt(m.tasks)} handles is allocated before the baseline, so it is not counted; full GC before and after the timed enqueue loop; bytes/task = heapUsed difference / ${fmtInt(m.tasks)}. ${plural(m.runs, 'run')} after a ${fmtInt(m.warmupTasks)}-task warm-up, contenders in alternating order.${m.fastqInstalled ? '' : ' fastq is not installed: its rows are missing.'}`,
     '',
     table(['queue', 'bytes/task (median)', 'bytes/task per run', 'enqueue ms (median)', 'enqueue ms per run'], rows),
+    '',
+    `Cold: the same ${fmtInt(m.tasks)}-task enqueue in a fresh process per run, with no warm-up (a user's first run).`,
+    '',
+    table(['queue', 'cold enqueue ms (median)', 'per run'], coldRows),
     '',
     table(['ratio (lower is better)', 'value'], ratios),
     '',
@@ -410,6 +423,49 @@ function renderAdaptive(a) {
   ].join('\n');
 }
 
+/** Why PostgreSQL cannot be used for the pg section, or null when a connection works. */
+async function postgresUnreachable() {
+  const url = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+  const where = url.replace(/:[^:@/]*@/, ':***@');
+  let pg;
+  try {
+    pg = (await import('pg')).default;
+  } catch (error) {
+    return `the pg package cannot be loaded (${error.message})`;
+  }
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return null;
+  } catch (error) {
+    return `PostgreSQL at ${where} is unreachable (${error.message})`;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function renderPg(p) {
+  if (p.skipped) return `### 13. PostgreSQL queue\n\n**Not measured**: ${p.skipped}.`;
+  return [
+    `### 13. PostgreSQL queue: ${fmtInt(p.config.jobs)} no-op jobs, ours against graphile-worker, pg-boss, BullMQ and plain SQL (\`bench/pg/\`)`,
+    '',
+    'Method and contenders: see "PostgreSQL queue benchmark" below. Producer and workers are separate processes on this machine, with the server.',
+    '',
+    renderPgMarkdown(p),
+  ].join('\n');
+}
+
+const pgSkipped = only.includes('pg') ? await postgresUnreachable() : null;
+if (pgSkipped !== null) {
+  const banner = '!'.repeat(100);
+  console.error(`${banner}\n!! pg benchmark SKIPPED: ${pgSkipped}\n!! Start PostgreSQL (or set DATABASE_URL) to measure it.\n${banner}`);
+  if (write) {
+    console.error('--write records only a full run: not writing BENCHMARKS.md without the pg section');
+    process.exit(2);
+  }
+}
+
 const startedAt = performance.now();
 const info = machine();
 console.error(`parallel-orchestrator benchmarks: ${only.join(', ')}${write ? ' (will write BENCHMARKS.md)' : ''}`);
@@ -458,6 +514,15 @@ if (only.includes('telemetry')) {
   console.error('telemetry (child process)…');
   results.telemetry = await runChild('telemetry');
 }
+if (only.includes('pg')) {
+  if (pgSkipped !== null) {
+    results.pg = { skipped: pgSkipped };
+  } else {
+    console.error('pg (child process: bench/pg/run.mjs, which spawns producer and worker processes)…');
+    const pgArgs = (process.env.BENCH_PG_ARGS ?? '').split(/\s+/).filter(Boolean);
+    results.pg = await runChild('pg/run', pgArgs);
+  }
+}
 const seconds = (performance.now() - startedAt) / 1000;
 
 const sections = [renderMachine(info, seconds)];
@@ -472,6 +537,7 @@ if (results.workflow) sections.push(renderWorkflow(results.workflow));
 if (results.preemption) sections.push(renderPreemption(results.preemption));
 if (results.adaptive) sections.push(renderAdaptive(results.adaptive));
 if (results.telemetry) sections.push(renderTelemetry(results.telemetry));
+if (results.pg) sections.push(renderPg(results.pg));
 const figures = sections.join('\n\n');
 console.log(`\n${figures}\n`);
 

@@ -224,8 +224,12 @@ export interface OrchestratorOptions {
      */
     graceMs?: number;
     /**
-     * A task preempted this many times without checkpointing in between is not preempted again
-     * until it checkpoints: it would lose the same work again (no thrashing). @default 3
+     * A task preempted this many times without a checkpoint in between is not preempted again
+     * until it checkpoints: it would redo the same work each time (no thrashing). A task that
+     * checkpoints between preemptions loses only the work since its checkpoint and may be
+     * preempted again and again; one that never checkpoints, at most this many times. Counted in
+     * memory by the process that runs the task (a task recovered, or taken over by another node,
+     * starts from 0). `0`: no task is preempted. @default 3
      */
     maxPerTask?: number;
   };

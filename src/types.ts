@@ -43,7 +43,9 @@ export interface TaskSpec<P = unknown> {
   /**
    * A more urgent task may take this one's slot while it runs (see docs/preemption.md): its
    * signal aborts with `PreemptedError`, and it goes back to the front of its priority lane,
-   * resuming from its latest checkpoint. @default taskQueue.preemptibleFrom decides, else false
+   * resuming from its latest checkpoint. Preempted `preemption.maxPerTask` times without a
+   * checkpoint in between, it is not preempted again until it checkpoints.
+   * @default taskQueue.preemptibleFrom decides, else false
    */
   preemptible?: boolean;
 }
@@ -259,7 +261,7 @@ export interface PreemptedEvent {
   /** The task that took the slot. */
   by: string;
   agentId: string;
-  /** Times this task has been preempted so far. */
+  /** Times this task has been preempted so far, counted in memory by the process that runs it (from 0 after a recovery or a takeover). */
   preemptions: number;
 }
 
@@ -323,7 +325,7 @@ export interface OrchestratorEvents {
   /** `delta` is the JSON Patch from the previous state (absent with delta compression off). */
   'task:progress': { taskId: string; agentId: string; sequence: number; data: unknown; delta?: JsonPatchOperation[] };
   'task:retry': { taskId: string; attempt: number; delay: number; error: Error };
-  /** A running task gave its slot to the more urgent task `by`; it is queued again at the front of its lane. */
+  /** A running task gave its slot to the more urgent task `by`; it is queued again at the front of its lane. On PostgreSQL, also on the nodes that watch the task. */
   'task:preempted': { taskId: string; by: string; agentId: string };
   'task:completed': { taskId: string; type: string; agentId: string; workerId: string; duration: number; attempts: number; result: unknown };
   'task:failed': { taskId: string; type: string; error: Error; code: string; attempts: number; status: TaskStatus };

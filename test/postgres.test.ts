@@ -1,17 +1,21 @@
 // The PostgreSQL backend through several orchestrators in one process: migration, registry,
 // capability checks, commits, hand-back at shutdown, retries and dead letters across nodes.
+import { createHash } from 'node:crypto';
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AgentRole,
   InvalidOptionsError,
+  TaskPriority,
   NoCapableAgentError,
+  OrchestratorShutdownError,
   StoreError,
   createParallelOrchestrator,
   type OrchestratorOptions,
   type ParallelOrchestrator,
   type StoreOptions,
 } from '../dist/index.js';
-import { deferred, lanesHeap, settle } from './helpers.js';
+import { deferred, lanesHeap, nextEvent, settle } from './helpers.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const available = await postgresAvailable();
@@ -58,6 +62,19 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     const started = await settle(later.start());
     expect(started.ok ? null : started.error).toBeInstanceOf(StoreError);
     expect((started as { error: Error }).error.message).toMatch(/version 99.*newer version/);
+  });
+
+  it('releases its connections and leaves the registry when shut down while start() connects', async () => {
+    const o = await node({}, false);
+    const starting = settle(o.start());
+    await o.shutdown();
+    const started = await starting;
+    expect(started.ok ? null : started.error).toBeInstanceOf(OrchestratorShutdownError);
+    // Connections end asynchronously on the server: their backends are gone once pg_stat_activity says so.
+    const connections = async () => sql(`select pid from pg_stat_activity where application_name like $1`, [`%${o.nodeId}%`]);
+    for (let tries = 0; (await connections()).length > 0 && tries < 50; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await connections()).toEqual([]);
+    expect(await sql(`select id from ${schema}.nodes where id = $1`, [o.nodeId])).toEqual([]);
   });
 
   it('checks capabilities against the agents of every live node', async () => {
@@ -150,6 +167,146 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     expect(delta.data).toEqual(big);
     await task.result();
   });
+
+  it('tells the submitter on another node of a preemption, as in one process, and of the agent that runs and ran its task', async () => {
+    const producer = await node();
+    const worker = await node();
+    worker.registerAgent({
+      agentId: 'solo',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['p'],
+      maxConcurrent: 1,
+      handler: async (task, ctx) => {
+        if (task.type === 'urgent' || ctx.resumeState !== undefined) return `${task.type} done`;
+        await ctx.checkpoint({ half: true });
+        // Holds the only slot until a more urgent task takes it.
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        throw ctx.signal.reason;
+      },
+    });
+    await worker.flush();
+    const background = producer.submit({ type: 'background', priority: TaskPriority.BACKGROUND, capabilities: ['p'], preemptible: true });
+    await new Promise((resolve) => background.once('start', resolve));
+    expect(producer.getTask(background.taskId)).toMatchObject({ status: 'running', agentId: 'solo' });
+    const preempted = new Promise((resolve) => background.once('preempted', resolve));
+    const announced = nextEvent(producer, 'task:preempted');
+    const urgent = producer.submit({ type: 'urgent', priority: TaskPriority.CRITICAL, capabilities: ['p'] });
+    expect(await preempted).toMatchObject({ type: 'preempted', taskId: background.taskId, by: urgent.taskId, agentId: 'solo', preemptions: 1 });
+    expect(await announced).toEqual({ taskId: background.taskId, by: urgent.taskId, agentId: 'solo' });
+    expect((await background.result()).result).toBe('background done');
+    expect(producer.getTask(background.taskId)).toMatchObject({ status: 'completed', attempt: 1, agentId: 'solo' });
+    expect(producer.getTask(urgent.taskId)).toMatchObject({ status: 'completed', agentId: 'solo' });
+    expect(await producer.findTask(background.taskId)).toMatchObject({ agentId: 'solo', result: 'background done' });
+    expect((await producer.listTasks({ type: 'background' })).map((task) => task.agentId)).toEqual(['solo']);
+    // A node that neither submitted nor watched the task reads the agent from its row.
+    const third = await node();
+    expect(await third.findTask(background.taskId)).toMatchObject({ status: 'completed', agentId: 'solo' });
+  });
+
+  it('settles the observable of a task submitted on the node whose claim was taken over, with the outcome recorded', async () => {
+    const o = await node();
+    let runs = 0;
+    o.registerAgent({
+      agentId: 'a',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['l'],
+      handler: async (_task, ctx) => {
+        if (++runs > 1) return 'second run';
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        throw ctx.signal.reason;
+      },
+    });
+    await o.flush();
+    const task = o.submit({ type: 'l', capabilities: ['l'] });
+    await new Promise((resolve) => task.once('start', resolve));
+    const lost = nextEvent(o, 'task:claim-lost');
+    // As a reaper does once the lease expired (the node froze): the claim is gone, the task queued again.
+    await sql(`update ${schema}.tasks set status = 'queued', owner = null, claim_token = null, lease_until = null where id = $1`, [task.taskId]);
+    expect((await lost).taskId).toBe(task.taskId);
+    expect((await task.result()).result).toBe('second run');
+    expect(o.getTask(task.taskId)).toMatchObject({ status: 'completed', agentId: 'a' });
+  });
+
+  it('settles the observable of a task submitted on a node whose outcome was refused, with the outcome of the node that took over', async () => {
+    const o = await node();
+    const gate = deferred();
+    await agent(o, 'a', ['r'], async () => {
+      await gate.promise;
+      return 'refused';
+    });
+    const task = o.submit({ type: 'r', capabilities: ['r'] });
+    await new Promise((resolve) => task.once('start', resolve));
+    const lost = nextEvent(o, 'task:claim-lost');
+    // Another node took the claim over (this one froze past its lease)…
+    await sql(`update ${schema}.tasks set owner = 'elsewhere', claim_token = claim_token + 1000 where id = $1`, [task.taskId]);
+    gate.resolve();
+    expect((await lost).taskId).toBe(task.taskId);
+    // …and records its outcome: the one the submitter sees.
+    await sql(`update ${schema}.tasks set status = 'completed', result = '"taken over"', owner = null, claim_token = null, agent_id = 'b' where id = $1`, [task.taskId]);
+    expect((await task.result()).result).toBe('taken over');
+    expect(o.getTask(task.taskId)).toMatchObject({ status: 'completed', agentId: 'b' });
+  });
+
+  it('sends one heartbeat at a time: a heartbeat the server is slow to answer does not pile copies of itself onto the pool', async () => {
+    // Overlapping heartbeats of one node took every pooled connection (claims and outcomes then
+    // waited for a connection) and deadlocked with each other on the node's task rows.
+    const worker = await node({ store: { leaseMs: 150 } as StoreOptions });
+    const blocker = new pg.Client({ connectionString: DATABASE_URL });
+    await blocker.connect();
+    const heartbeats = () =>
+      sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity where application_name = $1 and state = 'active' and query like '%heartbeat_at%'`, [
+        `parallel-orchestrator ${worker.nodeId}`,
+      ]);
+    try {
+      await blocker.query('begin');
+      await blocker.query(`select 1 from ${schema}.nodes where id = $1 for update`, [worker.nodeId]);
+      // Ten heartbeat intervals (lease / 3) with the node's registry row locked: each heartbeat sent waits on it.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await heartbeats()).toEqual([{ n: 1 }]);
+    } finally {
+      await blocker.query('rollback');
+      await blocker.end();
+    }
+    await agent(worker, 'quick', ['q'], () => 7);
+    expect((await worker.submit({ type: 'q', capabilities: ['q'] }).result()).result).toBe(7);
+  });
+
+  it('tells a submitter that has left the registry nothing about its tasks, and one still there everything', async () => {
+    const worker = await node();
+    const gone = await node();
+    const present = await node();
+    // Node messages go to a channel per node (see PgBackend.nodeChannel): listen on both submitters' channels.
+    const prefix = `po_${createHash('sha1').update(schema).digest('hex').slice(0, 10)}`;
+    const listener = new pg.Client({ connectionString: DATABASE_URL });
+    await listener.connect();
+    const heard = new Map<string, number>();
+    listener.on('notification', (n) => heard.set(n.channel, (heard.get(n.channel) ?? 0) + 1));
+    try {
+      for (const o of [gone, present]) await listener.query(`listen "${prefix}_n_${o.nodeId}"`);
+      const left = gone.submit({ type: 'q', capabilities: ['q'], waitForAgent: true });
+      const stayed = present.submit({ type: 'q', capabilities: ['q'], waitForAgent: true });
+      await Promise.all([gone.flush(), present.flush()]);
+      await gone.shutdown();
+      const completed = new Set<string>();
+      const bothDone = new Promise<void>((resolve) =>
+        worker.on('task:completed', ({ taskId }) => {
+          completed.add(taskId);
+          if (completed.has(left.taskId) && completed.has(stayed.taskId)) resolve();
+        }),
+      );
+      await agent(worker, 'quick', ['q'], () => 1);
+      await bothDone;
+      // Committed with the outcomes, and delivered to the listener before the answer to its next query.
+      await worker.flush();
+      await listener.query('select 1');
+      expect(heard.get(`${prefix}_n_${gone.nodeId}`)).toBeUndefined();
+      expect(heard.get(`${prefix}_n_${present.nodeId}`)).toBeGreaterThan(0);
+      expect((await stayed.result()).result).toBe(1);
+    } finally {
+      await listener.end();
+    }
+  });
+
   it('records each outcome once while heartbeats extend leases of tasks whose outcome is still being written', async () => {
     // With a short lease the heartbeat often sees the lease of a task that already ended here but
     // whose outcome was not committed yet; that lease must not be handed back over the outcome.

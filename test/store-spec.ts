@@ -1,6 +1,8 @@
 // The store contract: one behavioural suite that every store must pass, run against each one
 // through an initializer (create / destroy), so a new store is one more initializer. Durable
-// stores (task rows, recovery, dead letters) pass the durable part too.
+// stores (task rows, recovery, dead letters) pass the durable part too. Where a store rightly
+// differs, its initializer says so (`rowsFromWorkSource`, `prunesFinished`) and the suite holds
+// it to what it does instead.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TaskStatus } from '../dist/index.js';
 import type {
@@ -47,6 +49,20 @@ export interface StoreTestInitializer {
   expireNode?(nodeId: string): Promise<void>;
   /** Overwrites a stored task's payload, or its checkpoint, with text no reader can parse. */
   corrupt?(taskId: string, what: 'payload' | 'checkpoint'): Promise<void>;
+  /**
+   * Task rows and dead letters are written by the store's work source, atomically with each claim
+   * and outcome, not through the store (PostgreSQL): `saveTask`, `putDeadLetter` and
+   * `deleteDeadLetter` write nothing, and `claimUnfinished` takes nothing (nothing is recovered at
+   * open: a dead process's tasks come back when their leases expire, re-queued by a live one).
+   * The reads of those rows are held to the contract through these, which write rows as that
+   * work source does.
+   */
+  rowsFromWorkSource?: {
+    putTask(row: TaskRow): Promise<void>;
+    putDeadLetter(entry: DeadLetterRow): Promise<void>;
+  };
+  /** Rows of finished tasks older than `retainFinishedMs` are deleted at open. False: the store has no such retention (PostgreSQL). @default true */
+  prunesFinished?: boolean;
 }
 
 /** A task whose row changes as a real task's would; counts how often the store asks for its row. */
@@ -160,6 +176,17 @@ export function storeContract(init: StoreTestInitializer): void {
       const store = create(options);
       await store.open();
       return store;
+    }
+
+    const rowWriter = init.rowsFromWorkSource;
+    /** Writes a task's row as the store's writer of rows does: the store itself, or its work source. */
+    async function putTask(store: Store, task: FakeTask): Promise<void> {
+      if (rowWriter === undefined) {
+        store.saveTask(task);
+        await store.flush();
+      } else {
+        await rowWriter.putTask(task.stored());
+      }
     }
 
     describe('audit trail', () => {
@@ -311,7 +338,7 @@ export function storeContract(init: StoreTestInitializer): void {
     });
 
     describe.runIf(init.durable)('task rows', () => {
-      it('asks an unfinished task for its row once per commit, however often it is saved, and finds the latest row', async () => {
+      it.runIf(rowWriter === undefined)('asks an unfinished task for its row once per commit, however often it is saved, and finds the latest row', async () => {
         const store = await open();
         const task = new FakeTask('t1');
         store.saveTask(task);
@@ -335,7 +362,7 @@ export function storeContract(init: StoreTestInitializer): void {
         expect(await store.findTask('missing')).toBeUndefined();
       });
 
-      it('writes a payload and a result already encoded (payloadJson, resultJson) as they are, and keeps the first submittedAt', async () => {
+      it.runIf(rowWriter === undefined)('writes a payload and a result already encoded (payloadJson, resultJson) as they are, and keeps the first submittedAt', async () => {
         const store = await open();
         const task = new FakeTask('t1');
         task.toRow = () => ({ ...FakeTask.prototype.toRow.call(task), payload: 'ignored', payloadJson: '{"given":1}' });
@@ -351,12 +378,20 @@ export function storeContract(init: StoreTestInitializer): void {
       it('lists tasks newest first (by first commit), by status and type, up to a limit', async () => {
         const store = await open();
         const statuses = [TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.COMPLETED, TaskStatus.QUEUED];
+        const tasks: FakeTask[] = [];
         for (const [i, status] of statuses.entries()) {
           const task = new FakeTask(`t${i}`);
           task.status = status;
+          task.attempt = status === TaskStatus.QUEUED ? 0 : 1;
           task.type = i % 2 === 0 ? 'even' : 'odd';
-          store.saveTask(task);
-          await store.flush();
+          await putTask(store, task);
+          tasks.push(task);
+        }
+        for (const task of tasks) {
+          const { id, type, status, attempt, agentId, payload, metadata, options } = task.stored();
+          const found = await store.findTask(task.id);
+          expect(found).toMatchObject({ id, type, status, attempt, agentId, payload, metadata, options });
+          expect(found?.result).toEqual(status === TaskStatus.COMPLETED ? task.result : undefined);
         }
         const ids = (rows: TaskRow[]) => rows.map((row) => row.id);
         expect(ids(await store.listTasks({}))).toEqual(['t5', 't4', 't3', 't2', 't1', 't0']);
@@ -369,7 +404,23 @@ export function storeContract(init: StoreTestInitializer): void {
         expect(ids(await store.listTasks({ status: [] }))).toHaveLength(6);
       });
 
-      it('deletes rows of finished tasks older than retainFinishedMs at open, and keeps unfinished ones', async () => {
+      it('tells a task waiting for its retry from a queued one, in rows and in filters', async () => {
+        const store = await open();
+        for (const [id, status, attempt] of [['queued', TaskStatus.QUEUED, 0], ['retrying', TaskStatus.RETRYING, 1], ['requeued', TaskStatus.QUEUED, 1]] as const) {
+          const task = new FakeTask(id);
+          task.status = status;
+          task.attempt = attempt;
+          await putTask(store, task);
+        }
+        expect((await store.findTask('retrying'))?.status).toBe('retrying');
+        expect((await store.findTask('requeued'))?.status).toBe('queued');
+        const listed = async (status: TaskStatus[]) => (await store.listTasks({ status })).map((row) => `${row.id}:${row.status}`);
+        expect(await listed([TaskStatus.RETRYING])).toEqual(['retrying:retrying']);
+        expect(await listed([TaskStatus.QUEUED])).toEqual(['requeued:queued', 'queued:queued']);
+        expect(await listed([TaskStatus.QUEUED, TaskStatus.RETRYING])).toEqual(['requeued:queued', 'retrying:retrying', 'queued:queued']);
+      });
+
+      it.runIf(init.prunesFinished !== false)('deletes rows of finished tasks older than retainFinishedMs at open, and keeps unfinished ones', async () => {
         const first = await open();
         const tasks = Object.values(TaskStatus).map((status) => {
           const task = new FakeTask(`task-${status}`);
@@ -400,7 +451,25 @@ export function storeContract(init: StoreTestInitializer): void {
           .filter((task) => ['queued', 'running', 'retrying'].includes(task.status));
       }
 
-      it('returns the queued, running and retrying tasks a closed store left, with their latest checkpoints, owned now', async () => {
+      it.runIf(rowWriter !== undefined)('leaves task rows, dead letters and recovery to its work source: it writes none of them and claims nothing', async () => {
+        const first = await open();
+        const task = Object.assign(new FakeTask('t1'), { status: TaskStatus.RUNNING, attempt: 1 });
+        first.saveTask(task);
+        first.putDeadLetter(deadLetter('d1'));
+        first.deleteDeadLetter('d1');
+        await first.flush();
+        expect(task.rows).toBe(0);
+        expect(await first.findTask('t1')).toBeUndefined();
+        expect(await first.listDeadLetters()).toEqual([]);
+        await rowWriter!.putTask(task.stored());
+        await first.close();
+        const second = await open();
+        expect(await second.claimUnfinished()).toEqual({ tasks: [], unreadable: [] });
+        // The row stays as its work source left it, for a live node to re-queue when the lease expires.
+        expect(await second.findTask('t1')).toMatchObject(task.stored());
+      });
+
+      it.runIf(rowWriter === undefined)('returns the queued, running and retrying tasks a closed store left, with their latest checkpoints, owned now', async () => {
         const first = await open();
         const unfinished = saveEveryStatus(first, 'a');
         void first.saveCheckpoint('a-running', { step: 1 });
@@ -425,7 +494,7 @@ export function storeContract(init: StoreTestInitializer): void {
         expect((await (await open()).claimUnfinished()).tasks).toEqual([]);
       });
 
-      it('leaves the rows of a store that is still open to it, until it closes', async () => {
+      it.runIf(rowWriter === undefined)('leaves the rows of a store that is still open to it, until it closes', async () => {
         const first = await open();
         saveEveryStatus(first, 'a');
         await first.flush();
@@ -482,7 +551,18 @@ export function storeContract(init: StoreTestInitializer): void {
     });
 
     describe.runIf(init.durable)('dead letters', () => {
-      it('puts, lists (oldest first), deletes and replaces dead letters, read-your-writes', async () => {
+      it.runIf(rowWriter !== undefined)('lists the dead letters its work source wrote, oldest first, as written', async () => {
+        const store = await open();
+        const letters = [
+          { ...deadLetter('b'), failedAt: 3000 },
+          { ...deadLetter('a', 7), failedAt: 4000 },
+          { ...deadLetter('c'), failedAt: 4000 },
+        ];
+        for (const letter of [letters[2]!, letters[0]!, letters[1]!]) await rowWriter!.putDeadLetter(letter);
+        expect(await store.listDeadLetters()).toEqual(letters);
+      });
+
+      it.runIf(rowWriter === undefined)('puts, lists (oldest first), deletes and replaces dead letters, read-your-writes', async () => {
         const store = await open();
         for (const id of ['a', 'b', 'c']) store.putDeadLetter(deadLetter(id));
         expect((await store.listDeadLetters()).map((d) => d.taskId)).toEqual(['a', 'b', 'c']);
@@ -505,11 +585,12 @@ export function storeContract(init: StoreTestInitializer): void {
         const task = new FakeTask('t1', { big: 'x'.repeat(10_000), list: [1, 2, 3], unicode: 'é ✓ \u2028' });
         task.status = TaskStatus.RETRYING;
         task.attempt = 2;
-        first.saveTask(task);
+        await putTask(first, task);
         void first.saveCheckpoint('t1', { step: 2 });
         append(first, event('submitted', 't1', { details: { priority: 2 } }));
         append(first, event('retried', 't1', { agentId: 'agent-1', attempt: 2 }));
-        first.putDeadLetter(deadLetter('d1'));
+        if (rowWriter === undefined) first.putDeadLetter(deadLetter('d1'));
+        else await rowWriter.putDeadLetter(deadLetter('d1'));
         const trail = await first.audit({});
         await first.close();
 
@@ -517,21 +598,26 @@ export function storeContract(init: StoreTestInitializer): void {
         expect(await second.audit({})).toEqual(trail);
         expect((await second.history('t1')).map((e) => e.type)).toEqual(['submitted', 'retried']);
         expect(await second.listDeadLetters()).toEqual([deadLetter('d1')]);
-        const claimed = await second.claimUnfinished();
-        expect(withoutOwner(claimed.tasks.map((t) => t.row))).toEqual([task.stored()]);
-        expect(claimed.tasks[0]!.checkpoint).toEqual({ state: { step: 2 } });
+        expect(await second.findTask('t1')).toMatchObject(task.stored());
+        // A work source that writes the rows reads the checkpoint with its claim, not through the store.
+        if (rowWriter === undefined) {
+          const claimed = await second.claimUnfinished();
+          expect(withoutOwner(claimed.tasks.map((t) => t.row))).toEqual([task.stored()]);
+          expect(claimed.tasks[0]!.checkpoint).toEqual({ state: { step: 2 } });
+        }
         append(second, event('started', 't1'));
         expect((await second.audit({ since: trail[1]!.seq })).map((e) => e.type)).toEqual(['started']);
       });
 
       it('commits writes queued before open once open, and the last ones at close', async () => {
         const store = create();
-        store.saveTask(new FakeTask('early'));
+        const rows = rowWriter === undefined;
+        if (rows) store.saveTask(new FakeTask('early'));
         append(store, event('submitted', 'early'));
         await store.open();
         await store.flush();
-        expect((await store.findTask('early'))?.id).toBe('early');
-        store.saveTask(Object.assign(new FakeTask('late'), { status: TaskStatus.RUNNING }));
+        if (rows) expect((await store.findTask('early'))?.id).toBe('early');
+        if (rows) store.saveTask(Object.assign(new FakeTask('late'), { status: TaskStatus.RUNNING }));
         append(store, event('started', 'late'));
         const checkpoint = store.saveCheckpoint('late', { step: 1 });
         await store.close();
@@ -540,10 +626,12 @@ export function storeContract(init: StoreTestInitializer): void {
         const reopened = await open();
         expect((await reopened.history('early')).map((e) => e.type)).toEqual(['submitted']);
         expect((await reopened.history('late')).map((e) => e.type)).toEqual(['started']);
-        expect((await reopened.claimUnfinished()).tasks.map((t) => [t.row.id, t.checkpoint])).toEqual([
-          ['early', null],
-          ['late', { state: { step: 1 } }],
-        ]);
+        if (rows) {
+          expect((await reopened.claimUnfinished()).tasks.map((t) => [t.row.id, t.checkpoint])).toEqual([
+            ['early', null],
+            ['late', { state: { step: 1 } }],
+          ]);
+        }
       });
 
       it('refuses writes and reads once closed', async () => {

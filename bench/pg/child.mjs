@@ -10,6 +10,9 @@
 //            mode 'victim'  handlers never finish (jobs stay in progress); reports each start; runs
 //                           until the runner kills it
 //            mode 'rescuer' no-op handler; reports each start; also stops on a { type: 'stop' } message
+//            mode 'share'   no-op handler, one of several workers sharing the jobs (scale-out): reports
+//                           { type: 'count', handled } at most every 20 ms, runs until a { type: 'stop' }
+//                           message; returns every handler end time and the counts up to its last end
 // Messages to the runner: { type: 'ready' } once the worker is started (latency and recovery wait
 // for it), { type: 'started', i, t } per handler start in victim/rescuer modes, then exactly one
 // { type: 'result', result } or { type: 'error', message }; progress goes to stderr.
@@ -66,6 +69,10 @@ async function work(contender, ctx, params, counts) {
   let cpu0 = null;
   let cpuEnd = null;
   const latencies = [];
+  // share mode: when each handler ended (the runner merges the workers' times)
+  const ends = mode === 'share' ? [] : null;
+  let reportTimer = null;
+  let reported = 0;
   let resolveUntil;
   const until = new Promise((resolve) => (resolveUntil = resolve));
   let stopRequested = false;
@@ -84,8 +91,16 @@ async function work(contender, ctx, params, counts) {
       cpu0 = process.cpuUsage();
     }
     if (payload && typeof payload.t === 'number') latencies.push(t - payload.t);
-    if (mode !== 'run') process.send({ type: 'started', i: payload?.i, t });
+    if (mode === 'victim' || mode === 'rescuer') process.send({ type: 'started', i: payload?.i, t });
     if (mode === 'victim') return never;
+    if (ends !== null) {
+      finished++;
+      lastEnd = now();
+      ends.push(lastEnd);
+      cEnd = { ...counts };
+      cpuEnd = process.cpuUsage(cpu0);
+      return Promise.resolve();
+    }
     if (++finished === count) {
       lastEnd = now();
       cEnd = { ...counts };
@@ -99,10 +114,18 @@ async function work(contender, ctx, params, counts) {
   const onReady = () => {
     readyAt = now();
     process.send({ type: 'ready', t: readyAt });
+    if (ends !== null) {
+      reportTimer = setInterval(() => {
+        if (finished === reported) return;
+        reported = finished;
+        process.send({ type: 'count', handled: finished });
+      }, 20);
+    }
   };
   const info = await contender.work(ctx, { concurrency, handler, onReady, until });
   const closedAt = now();
-  if (Number.isNaN(readyAt)) throw new Error('the contender never called onReady()');
+  if (reportTimer !== null) clearInterval(reportTimer);
+  if (Number.isNaN(readyAt) && !stopRequested) throw new Error('the contender never called onReady()');
   const cClosed = { ...counts };
   return {
     count,
@@ -115,6 +138,9 @@ async function work(contender, ctx, params, counts) {
     closeMs: closedAt - lastEnd,
     jobsPerSecWithClose: (finished * 1000) / (closedAt - firstStart),
     latenciesMs: latencies.length ? latencies : undefined,
+    firstStart,
+    lastEnd,
+    ends: ends === null ? undefined : Float64Array.from(ends),
     // client-side counts between the first handler start and the last handler end
     client: c0 && cEnd ? diffCounts(cEnd, c0) : undefined,
     // and over the whole life of the worker (start-up and close included)

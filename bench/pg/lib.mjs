@@ -1,6 +1,7 @@
 // Helpers of the PostgreSQL queue benchmark (bench/pg/): child processes, server statistics,
 // random names, clocks and client-side statement counting. See bench/pg/run.mjs for the method.
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -151,4 +152,68 @@ export async function countRedisCommands() {
   };
   proto.__pgbenchCounted = counts;
   return counts;
+}
+
+let clockTicks = null;
+function ticksPerSecond() {
+  if (clockTicks === null) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** CPU time (user + system, ms) of a process from /proc, or null when it is gone or not visible. */
+function processCpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Samples, every `everyMs`, the CPU time of the server backends connected to `database` (from
+ * /proc: the server must run on this machine), and returns `stop()` → total ms they used since
+ * the start (a backend that exits between two samples loses at most `everyMs` of its time; the
+ * server's shared processes, such as the WAL writer, are not counted). Resolves to null when
+ * /proc does not show the server's processes.
+ */
+export async function sampleServerCpu(connectionString, database, everyMs = 50) {
+  const client = new pg.Client({ connectionString, application_name: 'pgbench-cpu-sampler' });
+  await client.connect();
+  const base = new Map();
+  const latest = new Map();
+  const sample = async (first) => {
+    const { rows } = await client.query('select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database]);
+    for (const { pid } of rows) {
+      const ms = processCpuMs(pid);
+      if (ms === null) continue;
+      if (!base.has(pid)) base.set(pid, first ? ms : 0);
+      latest.set(pid, ms);
+    }
+  };
+  await sample(true);
+  let running = Promise.resolve();
+  const timer = setInterval(() => {
+    running = running.then(() => sample(false)).catch(() => {});
+  }, everyMs);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+      await sample(false).catch(() => {});
+      await client.end();
+      if (latest.size === 0) return null;
+      let total = 0;
+      for (const [pid, ms] of latest) total += ms - base.get(pid);
+      return total;
+    },
+  };
 }

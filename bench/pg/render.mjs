@@ -18,11 +18,11 @@ export function renderMarkdown(out) {
       `**Throughput**: no-op jobs committed first, then one worker process at concurrency ${out.config.concurrency}; median of ${out.config.rounds} round(s), order rotated. Per job (median round): statements and commits counted by the worker's client between first handler start and last handler end; server commits (${out.config.ownDatabase ? 'own database' : 'whole database, other sessions included'}, whole worker process) and row writes (the run's schema).`,
       '',
       table(
-        ['contender', 'jobs', 'jobs/s', 'per round', 'with close', `/ ${ceiling ?? 'ceiling'}`, 'stmts/job', 'commits/job', 'server commits/job', 'row writes/job', 'worker CPU µs/job', 'enqueue jobs/s'],
+        ['contender', 'jobs', 'jobs/s', 'per round', 'with close', `/ ${ceiling ?? 'ceiling'}`, 'stmts/job', 'commits/job', 'server commits/job', 'row writes/job', 'worker CPU µs/job', 'server CPU µs/job', 'enqueue jobs/s'],
         rows.map(([label, e]) => {
           const t = e.throughput;
-          if (!t) return [label, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash];
-          if (t.error && !t.jobsPerSec) return [label, `failed: ${t.error.slice(0, 120)}`, '', '', '', '', '', '', '', '', '', ''];
+          if (!t) return [label, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash, dash];
+          if (t.error && !t.jobsPerSec) return [label, `failed: ${t.error.slice(0, 120)}`, '', '', '', '', '', '', '', '', '', '', ''];
           return [
             label,
             int(t.jobs),
@@ -35,6 +35,7 @@ export function renderMarkdown(out) {
             num(t.perJob.serverCommits),
             num(t.perJob.rowWrites),
             num(t.perJob.workerCpuUs, 0),
+            num(t.perJob.serverCpuUs, 0),
             int(t.produceJobsPerSec),
           ];
         }),
@@ -60,6 +61,36 @@ export function renderMarkdown(out) {
       ),
     );
   }
+  const scaled = rows.filter(([, e]) => e.scaleOut);
+  if (out.phases.includes('scaleout') && scaled.length) {
+    lines.push(
+      '',
+      `**Scale-out**: the same ${int(out.config.jobs)} no-op jobs committed first, then processed by ${out.config.nodes.join(', ')} worker processes started at once (concurrency ${out.config.concurrency} each), all on this machine's ${m.cores} cores with the server; median of ${out.config.rounds} round(s), every contender at one node count before the next. jobs/s = jobs / (last handler end − first handler start over all workers); speed-up: over 1 process in the same round (median); all busy: handler ends while every worker was running, over that window (share of the jobs in it); per job: client statements and commits summed over the workers, server commits and CPU of the run's backends, worker CPU summed over the processes.`,
+      '',
+      table(
+        ['contender', 'processes', 'jobs/s', 'per round', 'speed-up', 'all busy jobs/s (share)', 'jobs per process', 'stmts/job', 'commits/job', 'server commits/job', 'worker CPU µs/job', 'server CPU µs/job'],
+        scaled.flatMap(([label, e]) =>
+          Object.entries(e.scaleOut).map(([nodes, r]) => {
+            if (r.error && !r.jobsPerSec) return [label, nodes, `failed: ${r.error.slice(0, 120)}`, '', '', '', '', '', '', '', '', ''];
+            return [
+              label,
+              nodes,
+              `**${int(r.jobsPerSec)}**`,
+              r.jobsPerSecRuns.map(int).join(' / '),
+              r.speedUp == null ? dash : fmtRatio(r.speedUp),
+              r.allBusy ? `${int(r.allBusy.jobsPerSec)} (${fmt(100 * r.allBusy.share, 0)}%)` : dash,
+              r.workers.map((w) => int(w.handled)).join(' / '),
+              num(r.perJob.statements, 3),
+              num(r.perJob.commits, 3),
+              num(r.perJob.serverCommits, 3),
+              num(r.perJob.workerCpuUs, 0),
+              num(r.perJob.serverCpuUs, 0),
+            ];
+          }),
+        ),
+      ),
+    );
+  }
   const rec = rows.filter(([, e]) => e.recovery);
   if (rec.length) {
     lines.push(
@@ -78,7 +109,42 @@ export function renderMarkdown(out) {
       ),
     );
   }
+  const goals = goalRows(out);
+  if (goals.length) lines.push('', table(['goal (issue 10)', 'value', 'goal', 'met'], goals));
   const notes = rows.filter(([, e]) => e.sizesNote).map(([label, e]) => `- ${label}: ${e.sizesNote}`);
   if (notes.length) lines.push('', ...notes);
   return lines.join('\n');
+}
+
+/** The goals of issue 10, from ours and graphile-tuned of the same run. */
+function goalRows(out) {
+  const ours = out.contenders.ours;
+  const graphile = out.contenders['graphile-tuned'];
+  if (!ours) return [];
+  const mark = (ok) => (ok ? 'yes' : '**no**');
+  const goals = [];
+  if (ours.throughput?.jobsPerSec && graphile?.throughput?.jobsPerSec) {
+    const ratio = ours.throughput.jobsPerSec / graphile.throughput.jobsPerSec;
+    goals.push(['throughput, ours / graphile-tuned (medians)', fmtRatio(ratio), '≥ 2x', mark(ratio >= 2)]);
+    const paired = pairedRatio(ours.throughput.jobsPerSecRuns, graphile.throughput.jobsPerSecRuns);
+    if (paired !== null) goals.push(['the same, median over rounds of the ratio within the round', fmtRatio(paired), '(for information)', '']);
+  }
+  if (ours.latency?.p50 !== undefined && graphile?.latency?.p50 !== undefined) {
+    goals.push(['latency p50, ours against graphile-tuned', `${num(ours.latency.p50, 1)} ms / ${num(graphile.latency.p50, 1)} ms`, '≤ graphile-tuned', mark(ours.latency.p50 <= graphile.latency.p50)]);
+  }
+  if (ours.latency?.p99 !== undefined) goals.push(['latency p99, ours', `${num(ours.latency.p99, 1)} ms`, '< 10 ms', mark(ours.latency.p99 < 10)]);
+  const r = ours.recovery;
+  if (r?.lastMs != null) goals.push(['recovery at the default lease: SIGKILL to the last job running elsewhere', `${num(r.lastMs, 0)} ms (${r.recovered}/${r.jobs})`, '(for information)', '']);
+  return goals;
+}
+
+/** Median of ours[i] / theirs[i] over the rounds both ran (the same rotation index, so the same load). */
+function pairedRatio(ours, theirs) {
+  if (!ours || !theirs) return null;
+  const n = Math.min(ours.length, theirs.length);
+  if (n === 0) return null;
+  const ratios = [];
+  for (let i = 0; i < n; i++) ratios.push(ours[i] / theirs[i]);
+  ratios.sort((a, b) => a - b);
+  return ratios[Math.floor((n - 1) / 2)];
 }

@@ -3,8 +3,9 @@
 //   node bench/pg/run.mjs                     every contender in bench/pg/contenders/, all phases
 //   node bench/pg/run.mjs --quick             smaller counts: a smoke run in well under a minute
 //   node bench/pg/run.mjs --only=graphile-tuned,plain-sql   some contenders (file names)
-//   node bench/pg/run.mjs --phases=throughput,latency       some of throughput, latency, recovery
-//   node bench/pg/run.mjs --rounds=5          throughput rounds (default 3, --quick 1; median shown)
+//   node bench/pg/run.mjs --phases=throughput,latency       some of throughput, latency, scaleout, recovery
+//   node bench/pg/run.mjs --rounds=5          throughput and scale-out rounds (default 3, --quick 1; median shown)
+//   node bench/pg/run.mjs --nodes=1,2,3       worker process counts of the scale-out phase (default 1,2,3)
 //   node bench/pg/run.mjs --same-database     see "Database" below
 //   DATABASE_URL=postgres://… REDIS_URL=redis://… node bench/pg/run.mjs
 //   BENCH_PG_JOBS=20000 BENCH_PG_LATENCY_JOBS=200 BENCH_PG_GAP_MS=20 BENCH_PG_CONCURRENCY=10
@@ -33,8 +34,15 @@
 //   latency     The worker process is started and idle; then a producer process submits 200 jobs one
 //               by one, 20 ms apart. Latency = handler start − submit time, both read as
 //               performance.timeOrigin + performance.now() (same machine clock); p50, p99, max.
+//   scaleout    Rounds over the contenders that declare `scaleOut`: for each process count (--nodes),
+//               N jobs committed by a producer, then that many worker processes started at once
+//               (concurrency 10 each) share them, stopped by the runner once their reported counts
+//               add up to N. jobs/s over all workers, speed-up over one process in the same round,
+//               the rate while all were busy, statements, commits and CPU per job (see scaleOut()).
 //   recovery    See bench/pg/recovery.mjs: SIGKILL a worker holding jobs, time until they run in
 //               another worker process. Only for contenders that declare `recovery`.
+// Server CPU: with a database of its own, the runner samples the CPU time of that database's
+// backends from /proc while workers run (serverCpuUs per job; the server must be on this machine).
 //
 // Contender interface (one file per system in bench/pg/contenders/; ours is added as ours.mjs and
 // picked up without touching this runner). Every function gets a context
@@ -57,18 +65,19 @@
 //       established etc.); when the promise `until` resolves, stop cleanly (commit pending
 //       completions, close connections) and return (optionally an object of facts to print).
 //   export const recovery = { supported, options, note, probeMs, expectedMs }   optional, see recovery.mjs
+//   export const scaleOut = true | [label, …]         optional: run the scale-out phase (all variants, or these)
 // Producer and worker always run in separate child processes (bench/pg/child.mjs).
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { envInt, percentile, rotate } from '../common.mjs';
-import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, dropSchema, randomName, runChild, serverStats, sleep, statsDelta, withClient } from './lib.mjs';
+import { envInt, median, percentile, rotate } from '../common.mjs';
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, dropSchema, randomName, runChild, sampleServerCpu, serverStats, sleep, statsDelta, withClient } from './lib.mjs';
 import { measureRecovery } from './recovery.mjs';
 import { renderMarkdown } from './render.mjs';
 
 const CONTENDERS_DIR = new URL('./contenders/', import.meta.url);
 const ORDER = ['ours', 'plain-sql', 'graphile-tuned', 'graphile-default', 'pgboss-tuned', 'pgboss-default', 'bullmq'];
-const PHASES = ['throughput', 'latency', 'recovery'];
+const PHASES = ['throughput', 'latency', 'scaleout', 'recovery'];
 
 const args = process.argv.slice(2);
 const arg = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -85,6 +94,7 @@ const config = {
   gapMs: envInt('BENCH_PG_GAP_MS', 20),
   concurrency: envInt('BENCH_PG_CONCURRENCY', 10),
   rounds: Number(arg('rounds') ?? (quick ? 1 : 3)),
+  nodes: (arg('nodes') ?? '1,2,3').split(',').map(Number),
   recoveryJobs: 10,
   recoveryTimeoutMs: quick ? 8000 : 15_000,
   recoveryProbeMs: quick ? 1500 : 5000,
@@ -162,6 +172,11 @@ async function withFreshStore(c, fn) {
 
 const job = (c, ctx, role, params) => ({ contender: c.url, variant: c.variant, ctx: { ...ctx, options: undefined }, role, params });
 const pgStats = (ctx) => (ctx.kind === 'postgres' ? serverStats(connectionString, ctx.schema) : null);
+/** CPU of the server backends of our own database (needs one: other sessions would count), else null. */
+const serverCpu = async (ctx) => {
+  if (ctx.kind !== 'postgres' || !ownDatabase) return { stop: async () => null };
+  return (await sampleServerCpu(baseConnectionString, ownDatabase).catch(() => null)) ?? { stop: async () => null };
+};
 const per = (n, jobs) => (n === undefined || n === null ? null : n / jobs);
 
 async function throughput(c, count) {
@@ -170,7 +185,9 @@ async function throughput(c, count) {
     const produced = await runChild(job(c, ctx, 'produce', { count, mode: 'bulk' }), { label: `${c.label} producer`, timeoutMs: 180_000 }).done;
     await sleep(config.settleMs); // let the exited backends flush their statistics
     const s1 = await pgStats(ctx);
+    const cpu = await serverCpu(ctx);
     const worked = await runChild(job(c, ctx, 'work', { count, concurrency: config.concurrency, mode: 'run' }), { label: `${c.label} worker`, timeoutMs: 600_000 }).done;
+    const serverCpuMs = await cpu.stop();
     await sleep(config.settleMs);
     const s2 = await pgStats(ctx);
     const pending = c.module.pending ? await c.module.pending(ctx) : null;
@@ -202,6 +219,8 @@ async function throughput(c, count) {
         rowDeletes: server ? per(server.del, count) : null,
         // CPU of the worker process (not of the server) in the same window, microseconds per job
         workerCpuUs: worked.cpuMs === undefined ? null : (worked.cpuMs * 1000) / count,
+        // CPU of the server backends of the run's database, whole worker process, microseconds per job
+        serverCpuUs: serverCpuMs === null ? null : (serverCpuMs * 1000) / count,
       },
       loadAverage: os.loadavg()[0],
       producer: { statements: produced.client.statements, commits: produced.client.commits, serverCommits: s1 && s0 ? s1.commits - s0.commits : null },
@@ -236,6 +255,82 @@ async function latency(c, count) {
       min: Math.min(...l),
       submitP50: percentile(produced.submitMs, 0.5),
       submitP99: percentile(produced.submitMs, 0.99),
+    };
+  });
+}
+
+/**
+ * The same `count` jobs, committed first, processed by `nodes` worker processes started at once
+ * (concurrency 10 each). Each worker reports how many jobs it has handled; once they add up to
+ * `count` the runner stops them all. Rates: overall = count / (last handler end − first handler
+ * start, over all workers); "all busy" = handler ends between the last worker's first start and
+ * the first worker's last end, over that window (so a worker that started late or ran out early
+ * does not count as a node).
+ */
+async function scaleOut(c, count, nodes) {
+  return withFreshStore(c, async (ctx) => {
+    await runChild(job(c, ctx, 'produce', { count, mode: 'bulk' }), { label: `${c.label} producer`, timeoutMs: 180_000 }).done;
+    await sleep(config.settleMs);
+    const s1 = await pgStats(ctx);
+    const cpu = await serverCpu(ctx);
+    const handled = new Array(nodes).fill(0);
+    const workers = [];
+    let stopped = false;
+    const stopAll = () => {
+      stopped = true;
+      for (const w of workers) if (w.child.connected) w.child.send({ type: 'stop' });
+    };
+    for (let k = 0; k < nodes; k++) {
+      workers.push(
+        runChild(job(c, ctx, 'work', { count, concurrency: config.concurrency, mode: 'share' }), {
+          label: `${c.label} worker ${k + 1}/${nodes}`,
+          timeoutMs: 180_000,
+          onMessage: (m) => {
+            if (m.type !== 'count') return;
+            handled[k] = m.handled;
+            if (!stopped && handled.reduce((a, b) => a + b, 0) >= count) stopAll();
+          },
+        }),
+      );
+    }
+    let results;
+    try {
+      results = await Promise.all(workers.map((w) => w.done));
+    } catch (error) {
+      for (const w of workers) w.child.kill('SIGKILL');
+      await Promise.allSettled(workers.map((w) => w.done));
+      throw error;
+    } finally {
+      await cpu.stop().then((ms) => (ctx.serverCpuMs = ms));
+    }
+    await sleep(config.settleMs);
+    const s2 = await pgStats(ctx);
+    const total = results.reduce((a, r) => a + r.handled, 0);
+    if (total !== count) throw new Error(`scale-out: ${total} of ${count} jobs handled`);
+    const active = results.filter((r) => r.handled > 0);
+    const first = Math.min(...active.map((r) => r.firstStart));
+    const last = Math.max(...active.map((r) => r.lastEnd));
+    const allStarted = Math.max(...results.map((r) => (r.handled > 0 ? r.firstStart : Infinity)));
+    const firstDone = Math.min(...active.map((r) => r.lastEnd));
+    let inWindow = 0;
+    if (allStarted < firstDone) for (const r of results) for (const t of r.ends) if (t > allStarted && t <= firstDone) inWindow++;
+    const sum = (key) => results.reduce((a, r) => (r.client ? a + r.client[key] : a), 0);
+    const server = s2 ? statsDelta(s2, s1) : null;
+    return {
+      jobs: count,
+      nodes,
+      jobsPerSec: (count * 1000) / (last - first),
+      allBusy: inWindow > 0 ? { jobsPerSec: (inWindow * 1000) / (firstDone - allStarted), share: inWindow / count } : null,
+      workers: results.map((r) => ({ handled: r.handled, startMs: r.handled > 0 ? r.firstStart - first : null, jobsPerSec: r.handled > 0 ? (r.handled * 1000) / (r.lastEnd - r.firstStart) : 0 })),
+      perJob: {
+        statements: sum('statements') / count,
+        commits: sum('commits') / count,
+        serverCommits: server ? server.commits / count : null,
+        rowWrites: server ? (server.ins + server.upd + server.del) / count : null,
+        workerCpuUs: (results.reduce((a, r) => a + (r.cpuMs ?? 0), 0) * 1000) / count,
+        serverCpuUs: ctx.serverCpuMs == null ? null : (ctx.serverCpuMs * 1000) / count,
+      },
+      loadAverage: os.loadavg()[0],
     };
   });
 }
@@ -342,6 +437,64 @@ async function latencyPhase(contenders, output) {
   }
 }
 
+/** Contenders that declare `scaleOut` (true, or the labels of the variants to run). */
+function scalesOut(c) {
+  const spec = c.module.scaleOut;
+  return spec === true || (Array.isArray(spec) && spec.includes(c.label));
+}
+
+async function scaleOutPhase(contenders, output) {
+  const list = contenders.filter(scalesOut);
+  const runs = new Map(list.map((c) => [c, new Map(config.nodes.map((n) => [n, []]))]));
+  const errors = new Map();
+  for (let round = 0; round < config.rounds; round++) {
+    // node counts in turn, every contender at one count before the next: the same load for all
+    for (const nodes of config.nodes) {
+      for (const c of rotate(list, round)) {
+        const key = `${c.label}/${nodes}`;
+        if (errors.has(key)) continue;
+        console.error(`${c.label}: scale-out, ${config.jobs} jobs on ${nodes} worker process(es) (round ${round + 1} of ${config.rounds})…`);
+        try {
+          const r = await scaleOut(c, config.jobs, nodes);
+          r.round = round;
+          runs.get(c).get(nodes).push(r);
+          log(`${c.label} × ${nodes}: ${Math.round(r.jobsPerSec)} jobs/s${r.allBusy ? ` (all busy ${Math.round(r.allBusy.jobsPerSec)})` : ''}, split ${r.workers.map((w) => w.handled).join('/')}`);
+        } catch (error) {
+          errors.set(key, error);
+          log(`${c.label} × ${nodes}: scale-out failed: ${error.message}`);
+        }
+      }
+    }
+  }
+  for (const c of list) {
+    const byNodes = {};
+    for (const nodes of config.nodes) {
+      const rs = runs.get(c).get(nodes);
+      const error = errors.get(`${c.label}/${nodes}`)?.message;
+      if (rs.length === 0) {
+        byNodes[nodes] = { error: error ?? 'not run' };
+        continue;
+      }
+      const sorted = [...rs].sort((a, b) => a.jobsPerSec - b.jobsPerSec);
+      const median = sorted[Math.floor((sorted.length - 1) / 2)];
+      byNodes[nodes] = { ...median, rounds: rs.length, jobsPerSecRuns: rs.map((r) => r.jobsPerSec), error };
+    }
+    // speed-up over one node within each round (the same load for both), and its median
+    const one = runs.get(c).get(config.nodes[0]) ?? [];
+    for (const nodes of config.nodes) {
+      const entry = byNodes[nodes];
+      if (entry.error && !entry.jobsPerSec) continue;
+      const perRound = runs.get(c).get(nodes).map((r) => {
+        const base = one.find((b) => b.round === r.round);
+        return base ? r.jobsPerSec / base.jobsPerSec : NaN;
+      }).filter(Number.isFinite);
+      entry.speedUpRuns = perRound;
+      entry.speedUp = perRound.length ? median(perRound) : null;
+    }
+    output.contenders[c.label].scaleOut = byNodes;
+  }
+}
+
 async function recoveryPhase(contenders, output) {
   for (const c of contenders) {
     const spec = c.module.recovery;
@@ -375,6 +528,7 @@ async function runContenders(contenders, output) {
   }
   if (phases.includes('throughput')) await throughputPhase(contenders, output);
   if (phases.includes('latency')) await latencyPhase(contenders, output);
+  if (phases.includes('scaleout')) await scaleOutPhase(contenders, output);
   if (phases.includes('recovery')) await recoveryPhase(contenders, output);
 }
 

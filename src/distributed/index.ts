@@ -53,6 +53,7 @@ export function createPostgresBackend<T extends SharedTask<T>>(
   const store = new PostgresStore(
     backend,
     () => source.open(),
+    () => source.close(),
     () => backend.close(),
     () => source.flush(),
   );

@@ -68,6 +68,7 @@ export class PgBackend {
   /** Writes audit entries no other statement carried within a turn. */
   readonly auditWriter: Batcher<PendingAudit[], void>;
   #pool: PgPool | null = null;
+  #closed = false;
   #listener: PgListener | null = null;
   #pg: PgModule | null = null;
   #channelPrefix: string;
@@ -101,12 +102,22 @@ export class PgBackend {
   }
 
   get pool(): PgPool {
-    if (this.#pool === null) throw new StoreError(this.where, 'is not open yet (call start() first)');
+    if (this.#pool === null) throw this.notOpen();
     return this.#pool;
   }
 
   get isOpen(): boolean {
     return this.#pool !== null;
+  }
+
+  /** True once close() was called: the backend does not open again. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why the backend cannot be used now: not opened yet, or closed. */
+  notOpen(): StoreError {
+    return new StoreError(this.where, this.#closed ? 'is closed' : 'is not open yet (call start() first)');
   }
 
   /** Who hears notifications (set by the work source before open). */
@@ -117,6 +128,7 @@ export class PgBackend {
 
   /** Loads `pg`, connects, migrates and listens. @throws StoreError naming the schema */
   async open(agents: string): Promise<void> {
+    if (this.#closed) throw this.notOpen();
     let pg: PgModule;
     try {
       pg = ((await import('pg')) as unknown as { default: PgModule }).default;
@@ -148,6 +160,12 @@ export class PgBackend {
         onError: (error) => this.onError(new StoreError(this.where, `the LISTEN connection failed: ${error.message}; reconnecting`, { cause: error })),
       });
       await listener.open();
+      // close() came while this opened: what was opened is released, and nothing stays registered.
+      if (this.#closed) {
+        await listener.close();
+        await pool.query(this.sql.leaveNode(this.nodeId)).catch(() => {});
+        throw this.notOpen();
+      }
       this.#listener = listener;
     } catch (cause) {
       await pool.end().catch(() => {});
@@ -197,6 +215,7 @@ export class PgBackend {
 
   /** Stops listening, writes what is pending, leaves the registry and closes the pool. */
   async close(): Promise<void> {
+    this.#closed = true;
     const pool = this.#pool;
     await this.#listener?.close();
     this.#listener = null;

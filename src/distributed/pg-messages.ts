@@ -17,6 +17,8 @@ export type Message =
   | { k: 'r'; i: string; t: number; y: number; e: SerializedError }
   /** Queued again (a lease expired, or a node handed it back unstarted), after `t` attempts. */
   | { k: 'q'; i: string; t: number }
+  /** Preempted on agent `a` by task `b` (its `c`-th preemption): queued again on its node, after `t` attempts. */
+  | { k: 'v'; i: string; t: number; b: string; a: string; c: number }
   /** Ended with status `st`: result `r` or error `e`, after `t` attempts, on agent `a` and worker `w`, run time `u`, updates `c`. */
   | {
       k: 'e';

@@ -15,10 +15,14 @@ import type { PgQueryConfig } from './pg-types.js';
 
 const NOW = '(extract(epoch from statement_timestamp()) * 1000)';
 const FINISHED = `('completed', 'failed', 'timeout', 'cancelled')`;
+/** A queued row whose next attempt is not due yet: a task waiting for its retry ('retrying' is not stored). */
+const RETRYING = `(status = 'queued' and attempt > 0 and run_at > ${NOW})`;
 
 /** Columns a claimed task is returned with (its row as a node needs it to run the task). */
 const CLAIMED = `t.id, t.seq::float8 as seq, t.type, t.priority, t.capabilities, t.payload, t.metadata, t.options, t.attempt,
   t.claim_token::text as token, t.submitter, t.watchers, t.trace`;
+/** The same, read from the claim's CTE `c`. */
+const CLAIMED_OUT = 'c.id, c.seq, c.type, c.priority, c.capabilities, c.payload, c.metadata, c.options, c.attempt, c.token, c.submitter, c.trace';
 
 export interface Statements {
   insertTasks(batch: string, node: string, channel: string): PgQueryConfig;
@@ -40,9 +44,11 @@ export interface Statements {
   putDeadLetters(batch: string): PgQueryConfig;
   deleteDeadLetters(ids: readonly string[]): PgQueryConfig;
   listDeadLetters(): PgQueryConfig;
-  history(taskId: string): PgQueryConfig;
-  audit(since: number, limit: number, type: string | null): PgQueryConfig;
+  /** Entries older than `retainMs` are not read (the periodic delete of them may not have run yet). */
+  history(taskId: string, retainMs: number): PgQueryConfig;
+  audit(since: number, limit: number, type: string | null, retainMs: number): PgQueryConfig;
   findTask(taskId: string): PgQueryConfig;
+  /** `statuses` may name 'retrying': a queued row whose next attempt is not due yet. */
   listTasks(statuses: readonly string[] | null, type: string | null, limit: number): PgQueryConfig;
   statuses(ids: readonly string[]): PgQueryConfig;
   nodes(staleMs: number): PgQueryConfig;
@@ -79,7 +85,9 @@ export function statements(schema: string): Statements {
         (select pg_notify($3, min(level)::text) from ins having count(*) > 0) as notified`,
     // A task is claimed when its capabilities are contained in one of the node's admitting agents'
     // sets ($5, $6, …: one parameter per set, ORed, so the planner sees a plain filter on the
-    // queue index; a set-returning subquery per row was several times slower).
+    // queue index; a set-returning subquery per row was several times slower). Watchers that
+    // left the node registry are dropped: a submitter that has shut down is told nothing (every
+    // watcher registers before it submits or watches, so one missing at the claim has left).
     claim: (sets: number) => `
       with c as (
         update ${s}.tasks t set status = 'running', owner = $1, claim_token = nextval('${s}.claim_tokens'),
@@ -90,7 +98,8 @@ export function statements(schema: string): Statements {
           order by q.level, q.seq limit $3 for update skip locked))
         returning ${CLAIMED}
       )
-      select c.*, cp.state as checkpoint, cp.task_id is not null as has_checkpoint
+      select ${CLAIMED_OUT}, cp.state as checkpoint, cp.task_id is not null as has_checkpoint,
+        array(select w from unnest(c.watchers) as w where exists (select 1 from ${s}.nodes n where n.id = w)) as watchers
       from c left join ${s}.checkpoints cp on cp.task_id = c.id`,
     settle: `
       with u as (
@@ -220,13 +229,16 @@ export function statements(schema: string): Statements {
         attempts = excluded.attempts, failed_at = excluded.failed_at`,
     deleteDeadLetters: `delete from ${s}.dead_letters where task_id = any($1::text[])`,
     listDeadLetters: `select task_id, row, error, code, attempts, failed_at from ${s}.dead_letters order by failed_at, task_id`,
-    history: `select seq::float8 as seq, ts, type, task_id, agent_id, attempt, details from ${s}.audit where task_id = $1 order by seq`,
+    history: `
+      select seq::float8 as seq, ts, type, task_id, agent_id, attempt, details from ${s}.audit
+      where task_id = $1 and ts >= ${NOW} - $2 order by seq`,
     audit: `
       select seq::float8 as seq, ts, type, task_id, agent_id, attempt, details from ${s}.audit
-      where seq > $1 and ($3::text is null or type = $3) order by seq limit $2`,
-    findTask: `select * from ${s}.tasks where id = $1`,
+      where seq > $1 and ($3::text is null or type = $3) and ts >= ${NOW} - $4 order by seq limit $2`,
+    findTask: `select *, ${RETRYING} as retrying from ${s}.tasks where id = $1`,
     listTasks: `
-      select * from ${s}.tasks where ($1::text[] is null or status = any($1)) and ($2::text is null or type = $2)
+      select *, ${RETRYING} as retrying from ${s}.tasks
+      where ($1::text[] is null or (case when ${RETRYING} then 'retrying' else status end) = any($1)) and ($2::text is null or type = $2)
       order by seq desc limit $3`,
     statuses: `select id, status, attempt, agent_id, submitter, owner, result, error, run_at > ${NOW} as delayed from ${s}.tasks where id = any($1::text[])`,
     nodes: `select id, host, pid, heartbeat_at, agents, running from ${s}.nodes where heartbeat_at >= ${NOW} - $1 order by started_at`,
@@ -239,9 +251,15 @@ export function statements(schema: string): Statements {
       on conflict (task_id) do update set sequence = excluded.sequence, body = excluded.body`,
     loadProgress: `select sequence, body from ${s}.progress where task_id = $1`,
   };
+  const claimTexts: string[] = [];
   return {
     insertTasks: (batch, node, channel) => named('insert', texts.insertTasks, [batch, node, channel]),
-    claim: (node, leaseMs, capabilitySets, limit) => named(`claim${capabilitySets.length}`, texts.claim(capabilitySets.length), [node, leaseMs, limit, ...capabilitySets]),
+    claim: (node, leaseMs, capabilitySets, limit) => {
+      const sets = capabilitySets.length;
+      // Built once per number of sets: a claim goes out many times a second under load.
+      const text = (claimTexts[sets] ??= texts.claim(sets));
+      return named(`claim${sets}`, text, [node, leaseMs, limit, ...capabilitySets]);
+    },
     settle: (batch, audit, node, channel, channels, payloads) => named('settle', texts.settle, [batch, audit, node, channel, channels, payloads]),
     appendAudit: (audit, node) => named('audit_append', texts.appendAudit, [audit, node]),
     heartbeat: (node, leaseMs, running, agents) => named('heartbeat', texts.heartbeat, [node, leaseMs, running, agents]),
@@ -258,8 +276,8 @@ export function statements(schema: string): Statements {
     putDeadLetters: (batch) => named('dead_letters', texts.putDeadLetters, [batch]),
     deleteDeadLetters: (ids) => named('dead_letters_delete', texts.deleteDeadLetters, [ids]),
     listDeadLetters: () => named('dead_letters_list', texts.listDeadLetters, []),
-    history: (taskId) => named('history', texts.history, [taskId]),
-    audit: (since, limit, type) => named('audit', texts.audit, [since, limit, type]),
+    history: (taskId, retainMs) => named('history', texts.history, [taskId, retainMs]),
+    audit: (since, limit, type, retainMs) => named('audit', texts.audit, [since, limit, type, retainMs]),
     findTask: (taskId) => named('find', texts.findTask, [taskId]),
     listTasks: (statuses, type, limit) => named('list', texts.listTasks, [statuses, type, limit]),
     statuses: (ids) => named('statuses', texts.statuses, [ids]),

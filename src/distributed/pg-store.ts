@@ -33,7 +33,7 @@ interface TaskRecordRow {
   result: unknown;
   error: SerializedError | null;
   owner: string | null;
-  run_at: number;
+  retrying: boolean;
 }
 
 interface AuditRecordRow {
@@ -62,17 +62,21 @@ type CheckpointWrite = { taskId: string; state: unknown; remove: false } | { tas
  * The store of the PostgreSQL backend: the audit trail, checkpoints and reads of task rows and
  * dead letters. Task rows and dead letters are written by the work source, atomically with each
  * claim and outcome (fenced by the claim token), so `saveTask` and `putDeadLetter` do nothing
- * here. Audit entries ride along with the next batched write of the node.
+ * here, and `claimUnfinished` takes nothing (a dead node's tasks come back when their leases
+ * expire). Audit entries ride along with the next batched write of the node.
  */
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   readonly durable = true;
   readonly #checkpoints: Batcher<CheckpointWrite>;
+  #closing: Promise<void> | null = null;
 
   constructor(
     readonly backend: PgBackend,
     /** Opens the backend (the work source knows the node's agents and channels). */
     readonly openBackend: () => Promise<void>,
+    /** Stops the work source: its claims not started go back, its timers stop (idempotent). */
+    readonly closeSource: () => Promise<void>,
     /** Closes the backend after the work source handed its claims back. */
     readonly closeBackend: () => Promise<void>,
     /** Commits every write the work source queued so far. */
@@ -96,26 +100,42 @@ export class PostgresStore implements Store {
   }
 
   open(): Promise<void> {
+    if (this.backend.closed) return Promise.reject(this.backend.notOpen());
     return this.openBackend();
   }
 
-  async close(): Promise<void> {
+  /** Idempotent. The engine closes the work source first; a store closed alone (a tool, a test) stops it too. */
+  close(): Promise<void> {
+    return (this.#closing ??= this.#close());
+  }
+
+  async #close(): Promise<void> {
+    await this.closeSource();
     await this.#checkpoints.drain();
     await this.closeBackend();
   }
 
+  /** @throws StoreError once closed */
+  #refuseClosed(): void {
+    if (this.backend.closed) throw this.backend.notOpen();
+  }
+
   async flush(): Promise<void> {
+    this.#refuseClosed();
     if (!this.backend.isOpen) return;
     await Promise.all([this.flushSource(), this.#checkpoints.drain()]);
     if (this.backend.pendingAudit.length > 0) await this.backend.auditWriter.push(this.backend.takeAudit());
     await this.backend.auditWriter.drain();
   }
 
-  saveTask(_task: PersistableTask): void {}
+  saveTask(_task: PersistableTask): void {
+    this.#refuseClosed();
+  }
 
-  claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
+  async claimUnfinished(): Promise<{ tasks: UnfinishedTask[]; unreadable: UnreadableTask[] }> {
+    if (!this.backend.isOpen) throw this.backend.notOpen();
     // Nothing to take over at start: a dead node's claims expire and any live node re-queues them.
-    return Promise.resolve({ tasks: [], unreadable: [] });
+    return { tasks: [], unreadable: [] };
   }
 
   async findTask(taskId: string): Promise<TaskRow | undefined> {
@@ -124,14 +144,14 @@ export class PostgresStore implements Store {
   }
 
   async listTasks(query: TaskListQuery): Promise<TaskRow[]> {
-    // 'retrying' is not a stored status: such a task is queued with a run_at in the future.
-    const statuses = query.status === undefined ? null : [...new Set(query.status.map((status) => (status === 'retrying' ? 'queued' : status)))];
+    // 'retrying' is not a stored status: such a task is queued with a run_at in the future (the statement tells them apart).
+    const statuses = query.status === undefined || query.status.length === 0 ? null : query.status;
     const { rows } = await this.backend.pool.query<TaskRecordRow>(this.backend.sql.listTasks(statuses, query.type ?? null, query.limit ?? 100));
     return rows.map(toTaskRow);
   }
 
   saveCheckpoint(taskId: string, state: unknown): Promise<void> {
-    if (!this.backend.isOpen) return Promise.reject(new StoreError(this.backend.where, 'is not open'));
+    if (!this.backend.isOpen) return Promise.reject(this.backend.notOpen());
     let encodable: unknown;
     try {
       // Encoded now, so a state JSON cannot carry fails this call rather than the batch.
@@ -143,6 +163,7 @@ export class PostgresStore implements Store {
   }
 
   deleteCheckpoint(taskId: string): void {
+    this.#refuseClosed();
     if (!this.backend.isOpen) return;
     void this.#checkpoints.push({ taskId, remove: true }).catch((error: unknown) => this.#failed('deleting a checkpoint', error));
   }
@@ -155,6 +176,7 @@ export class PostgresStore implements Store {
     attempt: number | null,
     details: Record<string, unknown> | null,
   ): void {
+    this.#refuseClosed();
     this.backend.appendAudit({ ts: timestamp, type, task: task?.id ?? null, agent: agentId, attempt, details });
   }
 
@@ -166,19 +188,23 @@ export class PostgresStore implements Store {
 
   async history(taskId: string): Promise<AuditEvent[]> {
     await this.#prune();
-    const { rows } = await this.backend.pool.query<AuditRecordRow>(this.backend.sql.history(taskId));
+    const { rows } = await this.backend.pool.query<AuditRecordRow>(this.backend.sql.history(taskId, this.backend.options.audit.retainMs));
     return rows.map(toAuditEvent);
   }
 
   async audit(query: AuditQuery): Promise<AuditEvent[]> {
     await this.#prune();
-    const { rows } = await this.backend.pool.query<AuditRecordRow>(this.backend.sql.audit(query.since ?? 0, query.limit ?? 100, query.type ?? null));
+    const { rows } = await this.backend.pool.query<AuditRecordRow>(this.backend.sql.audit(query.since ?? 0, query.limit ?? 100, query.type ?? null, this.backend.options.audit.retainMs));
     return rows.map(toAuditEvent);
   }
 
-  putDeadLetter(_entry: DeadLetterRow): void {}
+  putDeadLetter(_entry: DeadLetterRow): void {
+    this.#refuseClosed();
+  }
 
-  deleteDeadLetter(_taskId: string): void {}
+  deleteDeadLetter(_taskId: string): void {
+    this.#refuseClosed();
+  }
 
   async listDeadLetters(): Promise<DeadLetterRow[]> {
     const { rows } = await this.backend.pool.query<DeadLetterRecordRow>(this.backend.sql.listDeadLetters());
@@ -199,7 +225,7 @@ export function toTaskRow(r: TaskRecordRow): TaskRow {
     payload: r.payload ?? undefined,
     metadata: r.metadata,
     options: r.options,
-    status: r.status === 'queued' && r.attempt > 0 && r.run_at > Date.now() ? 'retrying' : r.status,
+    status: r.retrying ? ('retrying' as TaskStatus) : r.status,
     attempt: r.attempt,
     agentId: r.agent_id,
     submittedAt: r.submitted_at,

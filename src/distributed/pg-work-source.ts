@@ -72,6 +72,8 @@ const AUDIT_MAINTENANCE_MS = 600_000;
 const MAX_NOTIFY_BYTES = 7_900;
 /** Prefetch covers about this much time of work at the node's recent completion rate (see `#target`). */
 const PREFETCH_WINDOW_MS = 100;
+/** After a claim came back short, dispatch alone does not claim again for this long (ms). */
+const DRAINED_MS = 50;
 /** Completions counted for that rate: those of the last second, at most this many. */
 const RATE_SAMPLES = 4_096;
 
@@ -120,6 +122,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   #closing = false;
   #claiming = false;
   #claimAgain = false;
+  /** When the last claim came back short (-1: it did not, or a wake-up came since). */
+  #drainedAt = -1;
   #heartbeats = 0;
   #outboxScheduled = false;
   /** Times of recent completions here (a ring), for the prefetch size. */
@@ -162,8 +166,16 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   }
 
   #every(ms: number, run: () => unknown): void {
+    // One at a time: copies of a statement the server is slow to answer would take every pooled
+    // connection, and two heartbeats deadlock on the node's task rows.
+    let inFlight = false;
     const timer = setInterval(() => {
-      if (this.#open) void Promise.resolve(run()).catch((error: unknown) => this.#failed('a periodic statement', error));
+      if (!this.#open || inFlight) return;
+      inFlight = true;
+      void Promise.resolve()
+        .then(run)
+        .catch((error: unknown) => this.#failed('a periodic statement', error))
+        .finally(() => (inFlight = false));
     }, ms);
     // The engine holds the process while tasks are live; these timers never do.
     timer.unref();
@@ -349,7 +361,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     const queue = this.#queue;
     const task = queue.size === 0 ? null : queue.take(demand);
     if (task !== null) task.level = -1;
-    if (!this.#claiming && this.#open && !this.#closing && queue.size < this.#target(room)) this.#refill();
+    if (!this.#claiming && this.#open && !this.#closing && !this.#drainedRecently() && queue.size < this.#target(room)) this.#refill();
     return task;
   }
 
@@ -384,8 +396,19 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     this.#completionCount++;
   }
 
+  /**
+   * True for a moment after a claim came back short: the table had no more for this node, so
+   * taking a task from the local lanes does not claim again (a round trip and a commit for
+   * nothing, holding back the claim a notification asks for) until something wakes it.
+   */
+  #drainedRecently(): boolean {
+    return this.#drainedAt >= 0 && performance.now() - this.#drainedAt < DRAINED_MS;
+  }
+
   /** Claims a batch if there is room for one; again at once while batches come back full. */
   #refill(level = Infinity): void {
+    // Called by a wake-up (a notification, the poll, a timer) or with the table not drained.
+    this.#drainedAt = -1;
     if (this.#claiming) {
       this.#claimAgain = true;
       return;
@@ -393,7 +416,12 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     if (!this.#open || this.#closing) return;
     const sets = this.#host.capabilitySets();
     if (sets.length === 0) return;
-    const room = Math.max(0, this.#target(this.#host.freeSlots()) - this.#queue.size);
+    const free = this.#host.freeSlots();
+    const target = this.#target(free);
+    const size = this.#queue.size;
+    // While the waiting tasks cover the free slots, no claim for less than a quarter of the target:
+    // each claim is a round trip and a commit, and one in flight holds back the next.
+    const room = size >= free && target - size < Math.max(1, target >> 2) ? 0 : Math.max(0, target - size);
     // A task more urgent than one this node holds (waiting or running) is claimed even with no room:
     // one is enough, and it waits here at most for the next free slot, or takes one by preemption.
     const limit = room > 0 ? Math.min(room, this.#backend.options.maxBatch) : level < this.#worstHeldLevel() ? 1 : 0;
@@ -403,6 +431,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     void this.#claimBatch(sets, limit).then(
       (full) => {
         this.#claiming = false;
+        if (!full) this.#drainedAt = performance.now();
         if (full || this.#claimAgain) this.#refill();
       },
       (error: unknown) => {
@@ -431,6 +460,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     rows.sort((a, b) => a.seq - b.seq);
     const me = this.#backend.nodeId;
     for (const row of rows) {
+      // Claimed again before a heartbeat saw that the claim of its run here was lost: that claim goes first.
+      const stale = this.#host.live(row.id);
+      if (stale !== undefined && this.#held.has(stale)) this.#lost(stale);
       const task = this.#host.adopt({
         id: row.id,
         type: row.type,
@@ -489,6 +521,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     return this.#settles.push(item).then(
       (settled) => {
         if (settled && held.watchers.size > 0) this.#publishEnded(task, row, held.watchers);
+        if (!settled) this.#followIfMine(task);
         return settled;
       },
       (error: unknown) => {
@@ -599,6 +632,26 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
 
   holds(task: T): boolean {
     return this.#held.has(task);
+  }
+
+  watches(task: T): boolean {
+    return this.#watched.get(task.id) === task;
+  }
+
+  /** This node's claim of a task submitted here was lost: the node that took it over reports to this one (a watcher), so it stays live here. */
+  #followIfMine(task: T): void {
+    if (this.#mine.has(task) && !this.#held.has(task)) this.#watched.set(task.id, task);
+  }
+
+  /** This node's claim of a task it holds was taken over (its lease expired): its run here is abandoned. */
+  #lost(task: T): void {
+    this.#release(task);
+    if (task.inQueue) {
+      this.#queue.remove(task);
+      task.level = -1;
+    }
+    this.#followIfMine(task);
+    this.#host.claimLost(task, `the claim of this node (${this.#backend.nodeId}) expired and the task was taken over`);
   }
 
   /** True while the task is in this process only: claimed here, or submitted and not yet in the table. */
@@ -764,6 +817,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       case 'q':
         this.#host.remote({ kind: 'requeued', taskId: message.i, attempt: message.t });
         return;
+      case 'v':
+        this.#host.remote({ kind: 'preempted', taskId: message.i, attempt: message.t, by: message.b, agentId: message.a, preemptions: message.c });
+        return;
       case 'e':
         if (message.f === 1) {
           void this.#refetch(message.i);
@@ -819,14 +875,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       if (held.epoch >= epoch) continue;
       if (extended.get(task.id) === held.token) continue;
       // The claim is gone: the lease expired and another node re-queued (maybe already runs) the task.
-      this.#held.delete(task);
-      if (task.inQueue) {
-        this.#queue.remove(task);
-        task.level = -1;
-      }
-      this.#host.claimLost(task, `the claim of this node (${backend.nodeId}) expired and the task was taken over`);
+      this.#lost(task);
     }
-    if (this.#held.size === 0 && this.#drainWaiters.length > 0) for (const wake of this.#drainWaiters.splice(0)) wake();
     // Claims of this node it knows nothing of (a claim whose answer a lost connection swallowed)
     // go back to the cluster. Not while a claim is in flight: its rows may not have arrived yet.
     if (!this.#claiming) {

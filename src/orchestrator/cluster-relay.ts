@@ -69,10 +69,11 @@ export class ClusterRelay implements TransitionSink {
   failed(): void {}
   cancelled(): void {}
 
-  /** The task stays this node's, queued again: its watchers see it queued. */
-  preempted(record: TaskRecord): void {
+  /** The task stays this node's, queued again: its watchers see the preemption, as its events here do. */
+  preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
     const watchers = this.source.watchersOf(record);
     if (watchers === null) return;
-    for (const node of watchers) this.source.publish(node, { k: 'q', i: record.id, t: record.attempt });
+    const message: Message = { k: 'v', i: record.id, t: record.attempt, b: by.id, a: run.agent.agentId, c: record.preemptions };
+    for (const node of watchers) this.source.publish(node, message);
   }
 }

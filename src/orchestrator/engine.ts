@@ -226,7 +226,9 @@ export class Engine {
   #adopt(claim: ClaimedTask): TaskRecord {
     const local = this.#table.live(claim.id);
     let record: TaskRecord;
-    if (local !== undefined && local.status !== TaskStatus.RUNNING) {
+    // A live record with no run going on here: one submitted or observed here, one whose claim here
+    // was lost, or one whose outcome under that claim is still being written (and will be refused).
+    if (local !== undefined && (local.run === null || local.run.finished)) {
       record = local;
     } else {
       const spec = { ...(claim.options as Partial<TaskSpec>), id: claim.id, type: claim.type, priority: claim.priority as TaskPriority, capabilities: claim.capabilities, payload: claim.payload, metadata: claim.metadata, waitForAgent: true };
@@ -260,6 +262,9 @@ export class Engine {
         return;
       case 'requeued':
         this.#lifecycle.remoteRequeued(record, update.attempt);
+        return;
+      case 'preempted':
+        this.#lifecycle.remotePreempted(record, update.attempt, update.by, update.agentId, update.preemptions);
         return;
       case 'ended': {
         const outcome = update.status === TaskStatus.COMPLETED ? update.result : update.status === TaskStatus.CANCELLED ? (update.error?.message ?? 'cancelled') : deserializeError(update.error ?? { name: 'Error', message: 'failed', stack: undefined, props: {} });

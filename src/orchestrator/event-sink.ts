@@ -73,10 +73,14 @@ export class EventSink implements TransitionSink {
   }
 
   preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
+    this.preemptedAs(record, by.id, run.agent.agentId);
+  }
+
+  /** A preemption, here or in another process (`record.preemptions` counts it already). */
+  preemptedAs(record: TaskRecord, by: string, agentId: string): void {
     const own = record.events;
-    const agentId = run.agent.agentId;
-    if (own !== null && own.has('preempted')) own.emit('preempted', { type: 'preempted', taskId: record.id, by: by.id, agentId, preemptions: record.preemptions });
-    if (this.events.has('task:preempted')) this.events.emit('task:preempted', { taskId: record.id, by: by.id, agentId });
+    if (own !== null && own.has('preempted')) own.emit('preempted', { type: 'preempted', taskId: record.id, by, agentId, preemptions: record.preemptions });
+    if (this.events.has('task:preempted')) this.events.emit('task:preempted', { taskId: record.id, by, agentId });
   }
 
   cancelled(record: TaskRecord, reason: string): void {

@@ -11,8 +11,11 @@ import type { OrchestratorStats, TaskDetails, TaskInfo } from './stats.js';
 /** Options of `start()`. */
 export interface StartOptions {
   /**
-   * With a SQLite store, queue again the tasks a dead process left unfinished. False opens the
-   * store without touching them (an inspection tool). @default true
+   * SQLite only: queue again the tasks left unfinished in the file by processes that closed it or
+   * stopped heartbeating (never those of a process still open on it). False opens the store without taking them (an
+   * inspection tool); dead letters are loaded either way. No effect on the memory store (nothing
+   * outlives the process) nor on PostgreSQL, where start() recovers nothing: a dead node's tasks
+   * go back to the queue when their leases expire, re-queued by any live node. @default true
    */
   recover?: boolean;
 }
@@ -59,10 +62,13 @@ export class ParallelOrchestrator {
   }
 
   /**
-   * Opens the store and starts dispatching. With a durable store, tasks a previous process left
-   * unfinished are queued again first (they wait for a capable agent). Tasks submitted before
-   * `start()` wait in the queue. Idempotent.
-   * @throws StoreError when the store cannot be opened (a corrupt, locked or newer database)
+   * Opens the store and starts dispatching. SQLite: the dead letters are loaded and, unless
+   * `recover: false`, the tasks dead processes left unfinished are queued again first (they wait
+   * for a capable agent). PostgreSQL: creates or migrates the schema, joins the cluster and starts
+   * claiming queued tasks for this node's agents; nothing is recovered at start (see
+   * `StartOptions.recover`). Tasks submitted before `start()` wait in the queue. Idempotent.
+   * @throws StoreError when the store cannot be opened (a corrupt, locked or newer database, a
+   * PostgreSQL server that refuses the connection, `better-sqlite3` or `pg` missing)
    */
   start(options?: StartOptions): Promise<void> {
     let parsed: { recover: boolean };
@@ -159,8 +165,11 @@ export class ParallelOrchestrator {
 
   /**
    * Cancels a queued, retrying or running task: it stops here at once (a running handler sees its
-   * signal abort). Resolves with false if the task is not live.
-   * @throws InvalidArgumentError when `taskId` is not a non-empty string
+   * signal abort). Resolves with false if the task is not live. On PostgreSQL, any task of the
+   * cluster: one queued (or waiting for a retry) in the table is cancelled there before this
+   * resolves; one running on another node is aborted there when that node hears of it (at once,
+   * at the latest within its next heartbeat), and true means it was queued or running.
+   * Rejects with InvalidArgumentError when `taskId` is not a non-empty string, or `reason` not a string.
    */
   cancel(taskId: string, reason = 'cancelled by caller'): Promise<boolean> {
     try {

@@ -10,7 +10,8 @@ import type { TaskRecord } from './task-record.js';
 /** The summary of a task, from the engine's record or a stored row. */
 export function taskInfo(task: TaskRecord | TaskRow): TaskInfo {
   if ('seq' in task) {
-    return { taskId: task.id, type: task.type, status: task.status, priority: task.priority, attempt: task.attempt, agentId: task.agent?.agentId };
+    // `remote`: the task runs, or ran, in another process (shared store).
+    return { taskId: task.id, type: task.type, status: task.status, priority: task.priority, attempt: task.attempt, agentId: task.agent?.agentId ?? task.remote?.agentId };
   }
   return { taskId: task.id, type: task.type, status: task.status, priority: task.priority as TaskPriority, attempt: task.attempt, agentId: task.agentId ?? undefined };
 }

@@ -227,10 +227,23 @@ export class TaskLifecycle {
     this.lose(record, 'the claim of this process was taken over by another; its outcome was discarded');
   }
 
-  /** The task is no longer this process's: said in an event, then it leaves without a final event here. */
+  /**
+   * The task is no longer this process's: said in an event. A task submitted here stays live,
+   * queued as far as this process knows, and follows the process that took it over to its end;
+   * any other leaves without a final event here.
+   */
   lose(record: TaskRecord, reason: string): void {
     this.onClaimLost(record, reason);
-    this.release(record);
+    // Claimed here again meanwhile (the lost claim's outcome was still being written): it carries on under the new claim.
+    if (this.#source.holds(record)) return;
+    if (!this.#source.watches(record)) {
+      this.release(record);
+      return;
+    }
+    record.run = null;
+    record.status = TaskStatus.QUEUED;
+    record.outcome = undefined;
+    this.checkpoints.stopTracking(record);
   }
 
   // Transitions made by another process, of tasks this one watches: events only (that process
@@ -239,7 +252,7 @@ export class TaskLifecycle {
   remoteStarted(record: TaskRecord, agentId: string, workerId: string, attempt: number, nodeId: string): void {
     record.status = TaskStatus.RUNNING;
     record.attempt = attempt;
-    record.remote = { agentId, workerId, nodeId };
+    this.#runsElsewhere(record, { agentId, workerId, nodeId });
     this.events.startedAs(record, agentId, workerId, attempt);
   }
 
@@ -255,17 +268,31 @@ export class TaskLifecycle {
     record.attempt = attempt;
   }
 
+  remotePreempted(record: TaskRecord, attempt: number, by: string, agentId: string, preemptions: number): void {
+    record.status = TaskStatus.QUEUED;
+    record.attempt = attempt;
+    record.preemptions = preemptions;
+    this.events.preemptedAs(record, by, agentId);
+  }
+
   remoteEnded(record: TaskRecord, status: TaskStatus, outcome: unknown, end: { attempts: number; agentId: string | null; workerId: string | null; duration: number }): void {
     if (record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING && record.status !== TaskStatus.RUNNING) return;
     record.status = status;
     record.outcome = outcome;
     record.attempt = end.attempts;
     record.duration = end.duration;
-    if (end.agentId !== null) record.remote = { agentId: end.agentId, workerId: end.workerId ?? record.remote?.workerId ?? '', nodeId: record.remote?.nodeId ?? '' };
+    if (end.agentId !== null) this.#runsElsewhere(record, { agentId: end.agentId, workerId: end.workerId ?? record.remote?.workerId ?? '', nodeId: record.remote?.nodeId ?? '' });
     if (status === TaskStatus.COMPLETED) this.events.completedAs(record, record.remote?.agentId ?? '', record.remote?.workerId ?? '', end.duration);
     else if (status === TaskStatus.CANCELLED) this.events.cancelled(record, outcome as string);
     else this.events.failedAs(record, outcome as Error, status);
     this.release(record);
+  }
+
+  /** The latest run is another process's: its agent and worker are the task's now (not a run here whose claim was lost). */
+  #runsElsewhere(record: TaskRecord, remote: NonNullable<TaskRecord['remote']>): void {
+    record.remote = remote;
+    record.agent = null;
+    record.worker = null;
   }
 
   #finish(record: TaskRecord, finishedAt: number, keepInStore = false): void {

@@ -212,6 +212,10 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
     return task.inQueue;
   }
 
+  watches(): boolean {
+    return false;
+  }
+
   readonly shared = false;
 
   drained(): Promise<void> {

@@ -57,6 +57,7 @@ export type RemoteUpdate =
   | { kind: 'progress'; taskId: string; sequence: number; agentId: string; timestamp: number; delta: JsonPatchOperation[] | null; state: unknown }
   | { kind: 'retrying'; taskId: string; attempt: number; delay: number; error: SerializedError }
   | { kind: 'requeued'; taskId: string; attempt: number }
+  | { kind: 'preempted'; taskId: string; attempt: number; by: string; agentId: string; preemptions: number }
   | {
       kind: 'ended';
       taskId: string;
@@ -138,6 +139,11 @@ export interface WorkSource<T extends SourcedTask<T>> {
   settle(task: T, settlement: Settlement): boolean | Promise<boolean>;
   /** True while this process holds the task (claimed here: waiting to start or running). */
   holds(task: T): boolean;
+  /**
+   * True when the task runs or waits in another process and this one follows it (a shared
+   * source: a task submitted here that another process holds, its claim here lost among others).
+   */
+  watches(task: T): boolean;
   /** True for a source shared by several processes (tasks are recovered by leases, not at start()). */
   readonly shared: boolean;
   /** Resolves once no task this process holds waits or runs (graceful shutdown waits for it). */

@@ -12,3 +12,4 @@ const runnerOptions = {
 const g = graphile({ runnerOptions, describeExtra: { concurrency: 10, note: 'localQueue.size 100, completeJobBatchDelay 0, failJobBatchDelay 0, maxPoolSize 12 (docs: 10 or concurrentJobs + 2), pollInterval 1000 ms (only for future jobs and retries: new jobs wake workers through LISTEN/NOTIFY)' } });
 export const { kind, describe, setup, teardown, pending, createProducer, work } = g;
 export const recovery = graphileRecovery;
+export const scaleOut = true;

@@ -7,10 +7,17 @@ import { AgentRole, createParallelOrchestrator } from '../../../dist/index.js';
 
 export const kind = 'postgres';
 
-const store = ({ connectionString, schema, options }) => ({ type: 'postgres', connectionString, schema, ...options?.recovery });
+// Tuning runs: BENCH_OURS_VARIANTS='[{"label":"ours prefetch 1500","store":{"prefetch":1500}}]' adds
+// rows with other store options next to the defaults (row 'ours', which the ratios and goals use).
+const extra = JSON.parse(process.env.BENCH_OURS_VARIANTS ?? '[]');
+export const variants = [{ label: 'ours', options: {} }, ...extra.map((v) => ({ label: v.label, options: { store: v.store } }))];
+export const scaleOut = variants.map((v) => v.label);
 
-export function describe() {
+const store = ({ connectionString, schema, options }) => ({ type: 'postgres', connectionString, schema, ...options?.store, ...options?.recovery });
+
+export function describe(options = {}) {
   return {
+    ...(options.store ? { storeOverrides: options.store } : {}),
     library: 'parallel-orchestrator (this repo, dist/)',
     store: "{ type: 'postgres', connectionString, schema } with defaults: leaseMs 5000, prefetch 500, maxBatch 500, poolSize 8, pollIntervalMs 2000",
     producer: "submit({ type, payload, waitForAgent: true }) for each job, then flush() (one insert statement per turn); submitAsync() for the latency run (resolves on commit)",

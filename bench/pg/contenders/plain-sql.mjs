@@ -353,3 +353,6 @@ export const recovery = {
   options: { leaseMs: 2000 },
   note: 'lease column: a killed worker stops renewing locked_until; any live worker\'s sweep (every lease/2) puts expired jobs back to ready and NOTIFYs',
 };
+
+// the ceiling in the scale-out phase (1, 2 and 3 worker processes)
+export const scaleOut = ['plain-sql B=500'];
