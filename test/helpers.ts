@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 import {
   createParallelOrchestrator,
@@ -82,4 +84,32 @@ export async function settle<T>(promise: Promise<T>): Promise<{ ok: true; value:
 /** Resolves with the next payload of one of a task's events. */
 export function eventOf<R, S, K extends keyof TaskEvents<R, S>>(obs: TaskObservable<R, S>, event: K): Promise<TaskEvents<R, S>[K]> {
   return new Promise((resolve) => obs.once(event, resolve));
+}
+
+/** What test/fixtures/lanes-heap.mjs prints. */
+export interface LanesHeap {
+  /** Heap growth per capability set named once (bytes). */
+  perSet: number;
+  endings: string[];
+  refused: string;
+  served: { result: unknown };
+  /** Learned figures of the agent of the 'served' sets, and samples of its hot set, run once per chunk. */
+  learned: number;
+  hotSamples: number;
+  chunks: number;
+}
+
+/**
+ * Runs test/fixtures/lanes-heap.mjs in a fresh process with --expose-gc (killed after a minute,
+ * so a hang fails): `kind` 'unserved' names sets no agent serves, 'served' subsets of an agent's capabilities.
+ */
+export function lanesHeap(strategy: string, kind: 'unserved' | 'served', store?: object): Promise<LanesHeap> {
+  const fixture = fileURLToPath(new URL('./fixtures/lanes-heap.mjs', import.meta.url));
+  const args = ['--expose-gc', fixture, strategy, kind, ...(store === undefined ? [] : [JSON.stringify(store)])];
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, { timeout: 60_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      if (error !== null) reject(new Error(`${error.message}: ${stderr}`));
+      else resolve(JSON.parse(stdout.trim()) as LanesHeap);
+    });
+  });
 }

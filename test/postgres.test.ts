@@ -15,7 +15,7 @@ import {
   type ParallelOrchestrator,
   type StoreOptions,
 } from '../dist/index.js';
-import { deferred, nextEvent, settle } from './helpers.js';
+import { deferred, lanesHeap, nextEvent, settle } from './helpers.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const available = await postgresAvailable();
@@ -351,5 +351,14 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     expect(error.message).toMatch(/refuse_writes/);
     expect((await task.result()).result).toBe('done');
     expect(listenerErrors).toEqual([]);
+  });
+
+  it('drops the lane and signature of a capability set no agent serves once its last task ends', async () => {
+    const run = await lanesHeap('adaptive', 'unserved', store);
+    expect(run.endings).toEqual(['TaskCancelledError']);
+    // Before the fix each set stayed: ~1,000 bytes.
+    expect(run.perSet).toBeLessThan(200);
+    expect(run.refused).toBe('NoCapableAgentError');
+    expect(run.served.result).toBe('served');
   });
 });

@@ -11,7 +11,7 @@ import {
   type AssignmentStrategy,
   type ParallelOrchestrator,
 } from '../src/index.js';
-import { deferred, eventOf, nextEvent, settle, useOrchestrators, type Deferred } from './helpers.js';
+import { deferred, eventOf, lanesHeap, nextEvent, settle, useOrchestrators, type Deferred } from './helpers.js';
 
 const make = useOrchestrators();
 
@@ -493,5 +493,54 @@ describe('tasks no agent can serve', () => {
     expect(o.getTask(waiting.taskId)).toMatchObject({ status: TaskStatus.QUEUED, attempt: 0 });
     o.registerAgent({ agentId: 'z', role: AgentRole.EXECUTOR, capabilities: ['z'], handler: async () => 'z' });
     expect(await waiting.result()).toMatchObject({ agentId: 'z', result: 'z' });
+  });
+});
+
+describe('capability sets named by tasks', () => {
+  it.each(['least-busy', 'adaptive'] as const)('no agent serves leave nothing behind once their tasks end (%s)', async (strategy) => {
+    const run = await lanesHeap(strategy, 'unserved');
+    expect(run.endings).toEqual(['NoCapableAgentError', 'TaskCancelledError']);
+    // Before the fix each set kept its lane and signature: ~940 bytes (least-busy), ~1,120 (adaptive).
+    expect(run.perSet).toBeLessThan(200);
+    // A dropped set is indexed anew: refused while nobody serves it, served by an agent registered later.
+    expect(run.refused).toBe('NoCapableAgentError');
+    expect(run.served.result).toBe('served');
+  });
+
+  it.each(['least-busy', 'adaptive'] as const)('served as subsets of one agent\'s capabilities stay bounded too (%s)', async (strategy) => {
+    const run = await lanesHeap(strategy, 'served');
+    expect(run.endings).toEqual(['wide']);
+    // Before the fix each subset named stayed: ~1,190 bytes (least-busy), ~1,880 (adaptive, with its learned figures).
+    expect(run.perSet).toBeLessThan(200);
+    if (strategy === 'adaptive') {
+      // Of 52,000 sets, those of idle lanes swept took their figures along; the hot one, used between sweeps, kept all of its.
+      expect(run.learned).toBeLessThan(10_000);
+      expect(run.hotSamples).toBe(run.chunks);
+    }
+  });
+
+  it('no agent serves keep their lane while a task of theirs lives: a retry waits for the agent registered after the last one left', async () => {
+    const o = await make();
+    const started = deferred();
+    const release = deferred();
+    o.registerAgent({
+      agentId: 'first',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['u'],
+      handler: async () => {
+        started.resolve();
+        await release.promise;
+        throw new Error('first attempt fails');
+      },
+    });
+    const task = o.submit({ type: 'u', capabilities: ['u'], waitForAgent: true, retry: { maxAttempts: 2, initialDelay: 1 } });
+    await started.promise;
+    o.unregisterAgent('first');
+    // Another task of the set, ending while the first runs: the set has no agent, but the lane is held.
+    await expect(o.submit({ type: 'u', capabilities: ['u'] }).result()).rejects.toBeInstanceOf(NoCapableAgentError);
+    release.resolve();
+    await eventOf(task, 'retry');
+    o.registerAgent({ agentId: 'second', role: AgentRole.EXECUTOR, capabilities: ['u'], handler: async () => 'second' });
+    expect(await task.result()).toMatchObject({ agentId: 'second', result: 'second', attempts: 2 });
   });
 });

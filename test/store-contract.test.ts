@@ -111,7 +111,7 @@ const postgres: StoreTestInitializer = {
     };
     const { store } = createPostgresBackend(
       { type: 'postgres', connectionString: DATABASE_URL, schema, leaseMs: 1_000, pollIntervalMs: 200 },
-      { nodeId, agingMs: 0, maxSize: Infinity, audit: { enabled: true, ...audit }, onError, signatureOf: noLanes },
+      { nodeId, agingMs: 0, maxSize: Infinity, audit: { enabled: true, ...audit }, onError, signatures: { signature: noLanes, forgetSignature: noLanes } },
       host,
     );
     return store;

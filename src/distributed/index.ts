@@ -1,7 +1,7 @@
 import type { StoreError } from '../errors.js';
 import type { PostgresStoreOptions } from '../options.js';
 import type { SharedSourceHost } from '../queue/work-source.js';
-import type { CapabilitySignature } from '../routing/capability-signature.js';
+import type { SignatureIndex } from '../queue/lanes.js';
 import { PgBackend } from './pg-backend.js';
 import { PostgresStore } from './pg-store.js';
 import { PostgresWorkSource, type SharedTask } from './pg-work-source.js';
@@ -30,7 +30,7 @@ export function createPostgresBackend<T extends SharedTask<T>>(
     maxSize: number;
     audit: { enabled: boolean; maxEvents: number; retainMs: number };
     onError(error: StoreError): void;
-    signatureOf(key: string): CapabilitySignature;
+    signatures: SignatureIndex;
   },
   host: SharedSourceHost<T>,
 ): { store: PostgresStore; source: PostgresWorkSource<T> } {
@@ -49,7 +49,7 @@ export function createPostgresBackend<T extends SharedTask<T>>(
     context.nodeId,
     context.onError,
   );
-  const source = new PostgresWorkSource<T>(backend, { maxSize: context.maxSize, signatureOf: context.signatureOf }, host);
+  const source = new PostgresWorkSource<T>(backend, { maxSize: context.maxSize, signatures: context.signatures }, host);
   const store = new PostgresStore(
     backend,
     () => source.open(),

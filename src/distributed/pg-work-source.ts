@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { DuplicateTaskError, StoreError } from '../errors.js';
 import type { TaskRow } from '../persistence/store.js';
-import { Lane } from '../queue/lane.js';
+import type { Lane } from '../queue/lane.js';
+import { Lanes, type SignatureIndex } from '../queue/lanes.js';
 import { TaskQueue } from '../queue/task-queue.js';
 import type { Demand, Settlement, SharedSourceHost, SourcedTask, WorkSource } from '../queue/work-source.js';
 import type { CapabilitySignature } from '../routing/capability-signature.js';
@@ -59,7 +60,7 @@ interface SettleItem {
 
 export interface SharedSourceOptions {
   maxSize: number;
-  signatureOf(key: string): CapabilitySignature;
+  signatures: SignatureIndex;
 }
 
 const STALE_FACTOR = 3;
@@ -100,7 +101,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   readonly #host: SharedSourceHost<T>;
   readonly #options: SharedSourceOptions;
   readonly #queue = new TaskQueue<T, CapabilitySignature>(Infinity, 0);
-  readonly #lanes = new Map<string, Lane<T, CapabilitySignature>>();
+  readonly #lanes: Lanes<T>;
   readonly #held = new Map<T, Held>();
   /** Tasks of this node's own (submitted or observed here) that wait or run elsewhere, by id. */
   readonly #watched = new Map<string, T>();
@@ -133,6 +134,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   constructor(backend: PgBackend, options: SharedSourceOptions, host: SharedSourceHost<T>) {
     this.#backend = backend;
     this.#options = options;
+    this.#lanes = new Lanes(options.signatures);
     this.#host = host;
     const max = backend.options.maxBatch;
     this.#inserts = new Batcher((tasks) => this.#writeInserts(tasks), max);
@@ -212,12 +214,11 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   // Offers, claims, outcomes
 
   lane(key: string): Lane<T, CapabilitySignature> {
-    let lane = this.#lanes.get(key);
-    if (lane === undefined) {
-      lane = new Lane<T, CapabilitySignature>(this.#options.signatureOf(key));
-      this.#lanes.set(key, lane);
-    }
-    return lane;
+    return this.#lanes.get(key);
+  }
+
+  laneIdle(lane: Lane<T, CapabilitySignature>): void {
+    this.#lanes.prune(lane);
   }
 
   offer(task: T, delayMs: number): void {
@@ -667,14 +668,15 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     // Claimed tasks no agent here can serve any more go back to the cluster (another node may).
     for (const signature of signatures) {
       if (signature.agents.length > 0) continue;
-      const lane = this.#lanes.get(signature.key);
-      if (lane === undefined || lane.size === 0) continue;
+      const lane = this.#lanes.find(signature.key);
+      if (lane === undefined) continue;
       for (const task of lane.tasks()) {
         const held = this.#held.get(task);
         this.#queue.remove(task);
         task.level = -1;
         if (held !== undefined) this.#handBack(task, held, 0, true);
       }
+      this.#lanes.prune(lane);
     }
   }
 

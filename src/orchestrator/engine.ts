@@ -96,7 +96,7 @@ export class Engine {
     this.events = new Emitter<OrchestratorEvents>((error, event) => this.reportListenerError(error, event));
     this.nodeId = randomBytes(9).toString('base64url');
     const streaming = options.streaming;
-    this.#table = new TaskTable(`${this.nodeId}-`, streaming.retainCompletedMax, streaming.retainCompletedMs, now);
+    this.#table = new TaskTable(`${this.nodeId}-`, streaming.retainCompletedMax, streaming.retainCompletedMs, now, (lane) => this.#source.laneIdle(lane));
     const events = new EventSink(this.events);
     this.#pool = new WorkerPool(options.workerPool, this.#threadHost());
     this.#directory = new AgentDirectory(
@@ -119,12 +119,12 @@ export class Engine {
       requeued: (record: TaskRecord) => this.#lifecycle.requeued(record),
       wake: () => this.#dispatcher.schedule(),
     };
-    const signatureOf = (key: string) => this.#directory.signature(key);
+    const signatures = this.#directory;
     const onStoreError = (error: StoreError) => this.#reportStoreError(error);
     if (options.store.type === 'postgres') {
       const backend = createPostgresBackend<TaskRecord>(
         options.store,
-        { nodeId: this.nodeId, agingMs: options.taskQueue.agingMs, maxSize: options.taskQueue.maxSize, audit: options.audit, onError: onStoreError, signatureOf },
+        { nodeId: this.nodeId, agingMs: options.taskQueue.agingMs, maxSize: options.taskQueue.maxSize, audit: options.audit, onError: onStoreError, signatures },
         { ...sourceHost, ...this.#sharedHost() },
       );
       this.#store = backend.store;
@@ -137,7 +137,7 @@ export class Engine {
           maxSize: options.taskQueue.maxSize,
           agingMs: options.taskQueue.agingMs,
           deadLetterLimit: DEAD_LETTER_LIMIT,
-          signatureOf,
+          signatures,
           onDeadLetterEvicted: (entry) => this.#checkpoints.evict(entry.taskId),
           clock: now,
           idle: () => this.#table.onIdle(),
@@ -495,8 +495,15 @@ export class Engine {
   /** A task record in its lane; refuses a payload its agents could not receive or the store could not keep. */
   #newRecord(spec: TaskSpec, asyncScope: AsyncResource | null): TaskRecord {
     const lane = this.#source.lane(signatureKey(spec.capabilities ?? NO_CAPABILITIES));
-    if (spec.payload !== undefined && lane.key.threadAgents > 0) assertCloneable(spec);
-    const payloadJson = this.#store.durable ? storableJson(spec) : undefined;
+    let payloadJson: string | null | undefined;
+    try {
+      if (spec.payload !== undefined && lane.key.threadAgents > 0) assertCloneable(spec);
+      payloadJson = this.#store.durable ? storableJson(spec) : undefined;
+    } catch (error) {
+      // No task holds a lane made for a refused one.
+      this.#source.laneIdle(lane);
+      throw error;
+    }
     const record = new TaskRecord(this.#runHost, spec, this.#defaults, lane, this.#table.nextSeq(), asyncScope);
     record.payloadJson = payloadJson;
     return record;

@@ -49,14 +49,16 @@ export class LiveTasks<T extends Indexed> {
     this.#size++;
   }
 
-  delete(task: T): void {
+  /** False when the task was not live. */
+  delete(task: T): boolean {
     const chunkNo = task.seq >>> CHUNK_BITS;
     const chunk = this.#chunks.get(chunkNo);
-    if (chunk === undefined || chunk.slots[task.seq & (CHUNK_SIZE - 1)] !== task) return;
+    if (chunk === undefined || chunk.slots[task.seq & (CHUNK_SIZE - 1)] !== task) return false;
     chunk.slots[task.seq & (CHUNK_SIZE - 1)] = undefined;
     if (--chunk.live === 0) this.#chunks.delete(chunkNo);
     if (this.#byCallerId.size > 0 && this.#byCallerId.get(task.id) === task) this.#byCallerId.delete(task.id);
     this.#size--;
+    return true;
   }
 
   get(id: string): T | undefined {

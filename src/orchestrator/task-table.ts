@@ -19,7 +19,14 @@ export class TaskTable {
   #keepAlive: NodeJS.Timeout | null = null;
   #seq = 0;
 
-  constructor(idPrefix: string, retainMax: number, retainMs: number, clock: () => number) {
+  constructor(
+    idPrefix: string,
+    retainMax: number,
+    retainMs: number,
+    clock: () => number,
+    /** The last live task of a lane no agent serves ended (the lane may go: see `Lanes`). */
+    readonly laneIdle: (lane: TaskRecord['lane']) => void,
+  ) {
     this.#live = new LiveTasks(idPrefix);
     this.#recent = new RecentTasks(retainMax, retainMs, clock);
   }
@@ -39,13 +46,15 @@ export class TaskTable {
 
   add(record: TaskRecord, callerChosenId: boolean): void {
     this.#live.add(record, callerChosenId);
+    record.lane.holders++;
     if (this.#keepAlive === null) this.#keepAlive = setInterval(noop, KEEP_ALIVE_MS);
   }
 
   /** The task ended here (`finishedAt` by the monotonic clock); it stays findable for a while. */
   finished(record: TaskRecord, finishedAt: number): void {
     const live = this.#live;
-    live.delete(record);
+    // Only a lane of a set no agent serves goes when its last task ends (see `Lanes`): the common case skips the call.
+    if (live.delete(record) && --record.lane.holders === 0 && record.lane.key.agents.length === 0) this.laneIdle(record.lane);
     this.#recent.add(record, finishedAt);
     if (live.size === 0) this.#becameIdle();
   }

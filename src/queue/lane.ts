@@ -102,6 +102,10 @@ export class Lane<T extends QueueNode, K = unknown> {
   size = 0;
   /** Position in the queue's list of non-empty lanes, or -1. */
   activeIndex = -1;
+  /** Live tasks of this lane (queued, running, retrying): while any is, the lane is kept (see `Lanes`). */
+  holders = 0;
+  /** The sweep epoch of its last use (see `Lanes`). */
+  usedIn = 0;
 
   constructor(readonly key: K) {}
 

@@ -1,7 +1,8 @@
 import type { CapabilitySignature } from '../routing/capability-signature.js';
 import type { DeadLetter } from '../types.js';
 import { DeadLetterQueue } from './dead-letter-queue.js';
-import { Lane } from './lane.js';
+import type { Lane } from './lane.js';
+import { Lanes, type SignatureIndex } from './lanes.js';
 import { TaskQueue } from './task-queue.js';
 import type { Demand, Settlement, SourcedTask, WorkSource, WorkSourceHost } from './work-source.js';
 
@@ -9,8 +10,8 @@ export interface LocalWorkSourceOptions {
   maxSize: number;
   agingMs: number;
   deadLetterLimit: number;
-  /** The signature (with its agents) of a canonical capability key. */
-  signatureOf(key: string): CapabilitySignature;
+  /** The signatures (with their agents) of canonical capability keys. */
+  signatures: SignatureIndex;
   /** Told when a dead letter is dropped to stay bounded (its checkpoint can go too). */
   onDeadLetterEvicted(entry: DeadLetter): void;
   clock(): number;
@@ -25,7 +26,7 @@ export interface LocalWorkSourceOptions {
  */
 export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> {
   readonly #queue: TaskQueue<T, CapabilitySignature>;
-  readonly #lanes = new Map<string, Lane<T, CapabilitySignature>>();
+  readonly #lanes: Lanes<T>;
   readonly #retryTimers = new Map<T, NodeJS.Timeout>();
   /** Offered tasks no agent can serve now, whose verdict waits for a microtask. */
   readonly #awaitingVerdict = new Set<T>();
@@ -38,16 +39,16 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
     this.#options = options;
     this.#host = host;
     this.#queue = new TaskQueue(options.maxSize, options.agingMs);
+    this.#lanes = new Lanes(options.signatures);
     this.#deadLetters = new DeadLetterQueue(options.deadLetterLimit, options.onDeadLetterEvicted);
   }
 
   lane(key: string): Lane<T, CapabilitySignature> {
-    let lane = this.#lanes.get(key);
-    if (lane === undefined) {
-      lane = new Lane<T, CapabilitySignature>(this.#options.signatureOf(key));
-      this.#lanes.set(key, lane);
-    }
-    return lane;
+    return this.#lanes.get(key);
+  }
+
+  laneIdle(lane: Lane<T, CapabilitySignature>): void {
+    this.#lanes.prune(lane);
   }
 
   get agingMs(): number {
@@ -143,13 +144,14 @@ export class LocalWorkSource<T extends SourcedTask<T>> implements WorkSource<T> 
   agentsLeft(signatures: readonly CapabilitySignature[]): void {
     for (const signature of signatures) {
       if (signature.agents.length > 0) continue;
-      const lane = this.#lanes.get(signature.key);
-      if (lane === undefined || lane.size === 0) continue;
+      const lane = this.#lanes.find(signature.key);
+      if (lane === undefined) continue;
       for (const task of lane.tasks()) {
         if (task.waitForAgent) continue;
         this.withdraw(task, false);
         this.#host.unservable(task);
       }
+      this.#lanes.prune(lane);
     }
   }
 

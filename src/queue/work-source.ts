@@ -113,6 +113,8 @@ export interface SharedSourceHost<T> extends WorkSourceHost<T> {
 export interface WorkSource<T extends SourcedTask<T>> {
   /** The lane of a canonical capability key; a task is created in one and stays in it. */
   lane(key: string): Lane<T, CapabilitySignature>;
+  /** No live task holds the lane any more (`holders` is 0): it goes unless an agent serves its set. */
+  laneIdle(lane: Lane<T, CapabilitySignature>): void;
   /** A task to run: new or recovered (`delayMs` 0) or retried (after `delayMs`). */
   offer(task: T, delayMs: number): void;
   /** The most urgent waiting task of each lane (for preemption). */

@@ -1,6 +1,7 @@
 import { CircuitState, type AgentRole } from '../enums.js';
 import { AgentNotFoundError, DuplicateAgentError, InvalidOptionsError } from '../errors.js';
 import type { RoutingStrategy } from '../options.js';
+import type { SignatureIndex } from '../queue/lanes.js';
 import type { Demand } from '../queue/work-source.js';
 import { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { ResolvedBreakerOptions } from '../resilience/breaker-options.js';
@@ -43,7 +44,7 @@ export type RunVerdict = 'success' | 'failure' | 'abandoned';
  * whether it takes new work; its load decides whether it has room. Exposes what dispatch can
  * serve (`canServe`, pure) and picks the agent for a task (`select`).
  */
-export class AgentDirectory implements Demand {
+export class AgentDirectory implements Demand, SignatureIndex {
   readonly #router: AgentRouter;
   readonly #breaker: (ResolvedBreakerOptions & { enabled: boolean }) | null;
   readonly #capacity: WorkerCapacity;
@@ -69,6 +70,10 @@ export class AgentDirectory implements Demand {
   /** The signature of a canonical capability key, indexed against every agent. */
   signature(key: string): CapabilitySignature {
     return this.#router.signature(key);
+  }
+
+  forgetSignature(signature: CapabilitySignature): void {
+    this.#router.forget(signature);
   }
 
   register(definition: AgentDefinition): Agent {

@@ -81,6 +81,13 @@ export class AgentRouter {
     return signature;
   }
 
+  /** Forgets a signature no live task holds, with what its agents learned of it. */
+  forget(signature: CapabilitySignature): void {
+    if (this.#signatures.get(signature.key) !== signature) return;
+    this.#signatures.delete(signature.key);
+    if (signature.learning !== null) for (const agent of signature.agents) for (const learning of signature.learning.values()) agent.estimates.delete(learning);
+  }
+
   /**
    * Picks an available agent for a task of this signature, or null when every capable agent is
    * at `maxConcurrent`, not admitting, or of a kind with no free worker (`inlineOk`, `threadOk`).
