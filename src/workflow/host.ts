@@ -6,7 +6,7 @@ import { Coordinator, type CoordinatorPayload, type CoordinatorState } from './c
 import { planOf, type WorkflowPlan } from './plan.js';
 import { RunChannel, WorkflowRun } from './run.js';
 import type { RegisterWorkflowsOptions, RunWorkflowOptions, WorkflowResult, WorkflowResults } from './types.js';
-import { hasCode, isRecord } from './util.js';
+import { hasCode, isRecord, requireRunId } from './util.js';
 import type { Workflow } from './definition.js';
 
 /** The `type` of a coordinator task. */
@@ -317,7 +317,8 @@ export function registerWorkflows(orchestrator: ParallelOrchestrator, workflows:
  * running coordinator task (a run recovered at `start()`). Undefined for an unknown or finished run
  * (use `getWorkflow`).
  */
-export function observeWorkflow<R extends WorkflowResults = WorkflowResults>(orchestrator: ParallelOrchestrator, runId: string): Promise<WorkflowRun<R> | undefined> {
+export async function observeWorkflow<R extends WorkflowResults = WorkflowResults>(orchestrator: ParallelOrchestrator, runId: string): Promise<WorkflowRun<R> | undefined> {
+  requireRunId(runId);
   return hostOf(orchestrator).observe(runId) as Promise<WorkflowRun<R> | undefined>;
 }
 
@@ -327,7 +328,8 @@ export function observeWorkflow<R extends WorkflowResults = WorkflowResults>(orc
  * or already stopping or rolling back. A run coordinated by another process is stopped without
  * a rollback (its coordinator task is cancelled).
  */
-export function cancelWorkflow(orchestrator: ParallelOrchestrator, runId: string, reason = 'cancelled by caller'): Promise<boolean> {
+export async function cancelWorkflow(orchestrator: ParallelOrchestrator, runId: string, reason = 'cancelled by caller'): Promise<boolean> {
+  requireRunId(runId);
   return hostOf(orchestrator).cancel(runId, reason);
 }
 

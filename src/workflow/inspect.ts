@@ -2,7 +2,7 @@ import type { AuditEvent, ParallelOrchestrator } from '../index.js';
 import type { CoordinatorPayload, CoordinatorState } from './coordinator.js';
 import { COORDINATOR_TYPE, hostOf } from './host.js';
 import type { StepStatus, WorkflowHistoryEntry, WorkflowInfo, WorkflowResult, WorkflowResults, WorkflowRunStatus, WorkflowStepInfo } from './types.js';
-import { isRecord } from './util.js';
+import { isRecord, requireRunId } from './util.js';
 
 /** A step's state from its audit trail: the last transition says where it is. */
 function statusFromHistory(entries: readonly AuditEvent[]): WorkflowStepInfo['status'] {
@@ -49,6 +49,7 @@ function stepsOf(orchestrator: ParallelOrchestrator, workflowId: string, result:
  * store) finished ones however long ago they ran. Undefined for an unknown id.
  */
 export async function getWorkflow<R extends WorkflowResults = WorkflowResults>(orchestrator: ParallelOrchestrator, runId: string): Promise<WorkflowInfo<R> | undefined> {
+  requireRunId(runId);
   const details = await orchestrator.findTask(runId);
   if (details === undefined || details.type !== COORDINATOR_TYPE || !isRecord(details.payload)) return undefined;
   const payload = details.payload as unknown as CoordinatorPayload;
@@ -113,6 +114,7 @@ export async function getWorkflow<R extends WorkflowResults = WorkflowResults>(o
  * steps run inside the coordinator and have no entries of their own. `[]` for an unknown run.
  */
 export async function workflowHistory(orchestrator: ParallelOrchestrator, runId: string): Promise<WorkflowHistoryEntry[]> {
+  requireRunId(runId);
   const details = await orchestrator.findTask(runId);
   const own = await orchestrator.history(runId);
   const entries: WorkflowHistoryEntry[] = own.map((entry) => ({ ...entry, step: null }));

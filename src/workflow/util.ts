@@ -1,4 +1,4 @@
-import { isOrchestratorError } from '../errors.js';
+import { InvalidArgumentError, isOrchestratorError } from '../errors.js';
 import type { RetryPolicy } from '../index.js';
 import type { WorkflowErrorInfo } from './types.js';
 
@@ -105,4 +105,9 @@ export class LazyAbort {
     this.#reason = reason;
     this.#controller?.abort(reason);
   }
+}
+
+/** @throws InvalidArgumentError (field `runId`) unless `runId` is a non-empty string */
+export function requireRunId(runId: unknown): void {
+  if (typeof runId !== 'string' || runId.length === 0) throw new InvalidArgumentError('runId', 'must be a non-empty string');
 }

@@ -197,10 +197,10 @@ const METHOD_CASES: Case[] = [
   // workflows
   { name: 'runWorkflow options unknown key', call: (o) => runWorkflow(o, WORKFLOW, {}, { bogus: 1 } as never), error: InvalidArgumentError, field: 'options.bogus' },
   { name: 'runWorkflow priority 1.5', call: (o) => runWorkflow(o, WORKFLOW, {}, { priority: 1.5 } as never), error: InvalidArgumentError, field: 'priority' },
-  { name: 'getWorkflow(o, 5)', call: (o) => getWorkflow(o, 5 as never), error: InvalidArgumentError, field: /^(runId|taskId)$/ },
-  { name: 'workflowHistory(o, null)', call: (o) => workflowHistory(o, null as never), error: InvalidArgumentError, field: /^(runId|taskId)$/ },
-  { name: 'observeWorkflow(o, {})', call: (o) => observeWorkflow(o, {} as never), error: InvalidArgumentError, field: /^(runId|taskId)$/ },
-  { name: 'cancelWorkflow(o, 5)', call: (o) => cancelWorkflow(o, 5 as never), error: InvalidArgumentError, field: /^(runId|taskId)$/ },
+  { name: 'getWorkflow(o, 5)', call: (o) => getWorkflow(o, 5 as never), error: InvalidArgumentError, field: /^runId$/ },
+  { name: 'workflowHistory(o, null)', call: (o) => workflowHistory(o, null as never), error: InvalidArgumentError, field: /^runId$/ },
+  { name: 'observeWorkflow(o, {})', call: (o) => observeWorkflow(o, {} as never), error: InvalidArgumentError, field: /^runId$/ },
+  { name: 'cancelWorkflow(o, 5)', call: (o) => cancelWorkflow(o, 5 as never), error: InvalidArgumentError, field: /^runId$/ },
 ];
 
 const WORKFLOW = defineWorkflow({ id: 'inputs-wf', steps: { one: { capabilities: ['echo'] } } });
