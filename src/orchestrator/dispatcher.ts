@@ -68,11 +68,11 @@ export class Dispatcher {
       while (pool.anyAvailable) {
         const record = source.claim(directory, pool.room);
         if (record === null) break;
-        // The source only hands out tasks the directory said it can serve now.
-        const agent = directory.select(record.lane.key, record.type, record.preferredRole)!;
-        const worker = agent.execution.kind === 'inline' ? pool.acquireInline() : pool.acquireThread();
-        // A thread may pass its look-ahead time between the question and the answer: the task waits.
-        if (worker === null) {
+        // The source only hands out tasks the directory said it can serve now; but a thread may
+        // pass its look-ahead time between that question, this one and the next: the task waits.
+        const agent = directory.select(record.lane.key, record.type, record.preferredRole);
+        const worker = agent === null ? null : agent.execution.kind === 'inline' ? pool.acquireInline() : pool.acquireThread();
+        if (agent === null || worker === null) {
           source.returnToFront(record);
           break;
         }
