@@ -116,3 +116,24 @@ describe('PostgreSQL: cancel() right after submitAsync()', () => {
     }
   });
 });
+
+describe('PostgreSQL: cancel() of a task waiting in the table', () => {
+  it('counts it in getStats().totalCancelled, as its task:cancelled event', async (ctx) => {
+    if (!(await postgresAvailable())) ctx.skip();
+    const schema = uniqueSchema('po_reg');
+    try {
+      const o = createParallelOrchestrator({ store: { type: 'postgres', connectionString: DATABASE_URL, schema } });
+      const cancelled: string[] = [];
+      o.on('task:cancelled', ({ taskId }) => cancelled.push(taskId));
+      await o.start();
+      // Committed in the table, no agent: cancelled there, not by a run here.
+      await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'], waitForAgent: true });
+      expect(await o.cancel('t1')).toBe(true);
+      await o.shutdown();
+      expect(cancelled).toEqual(['t1']);
+      expect(o.getStats().totalCancelled).toBe(1);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+});
