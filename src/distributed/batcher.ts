@@ -8,6 +8,8 @@ export class Batcher<I, R = void> {
   #pending: I[] = [];
   #waiters: { resolve: (value: R) => void; reject: (error: unknown) => void }[] = [];
   #inFlight: Promise<void> | null = null;
+  /** The items of the batch in flight. */
+  #writing: I[] = [];
   #scheduled = false;
 
   constructor(
@@ -35,6 +37,14 @@ export class Batcher<I, R = void> {
   /** True while `item` waits to be written. */
   has(item: I): boolean {
     return this.#pending.includes(item);
+  }
+
+  /** Resolves once `item` no longer waits and is not being written (written or failed). */
+  async written(item: I): Promise<void> {
+    while (this.#pending.includes(item) || this.#writing.includes(item)) {
+      if (this.#inFlight === null) this.#flush();
+      await this.#inFlight;
+    }
   }
 
   /** Drops a pending (not yet written) item; false when it already went. */
@@ -67,6 +77,7 @@ export class Batcher<I, R = void> {
     if (this.#pending.length === 0) return;
     const items = this.#pending.splice(0, this.maxBatch);
     const waiters = this.#waiters.splice(0, items.length);
+    this.#writing = items;
     this.#inFlight = this.write(items).then(
       (results) => {
         for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(results[i]!);
@@ -76,6 +87,7 @@ export class Batcher<I, R = void> {
       },
     ).finally(() => {
       this.#inFlight = null;
+      this.#writing = [];
       if (this.#pending.length > 0) this.#flush();
     });
   }

@@ -692,6 +692,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
    * Resolves with false when the task is not queued or running anywhere.
    */
   async cancelElsewhere(taskId: string, reason: string): Promise<'queued' | 'running' | null> {
+    // Submitted here and its insert in flight (submitAsync() starts it at once): the row must be there to be cancelled.
+    const own = this.#watched.get(taskId);
+    if (own !== undefined) await this.#inserts.written(own);
     const { rows } = await this.#backend.pool.query<{ was: 'queued' | 'running'; owner: string | null; watchers: string[] }>(this.#backend.sql.cancel(taskId, reason, this.#backend.nodeId));
     const row = rows[0];
     if (row === undefined) return null;

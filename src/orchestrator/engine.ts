@@ -520,7 +520,8 @@ export class Engine {
     if (shared === null || (record !== undefined && shared.isHere(record))) return record !== undefined && this.#lifecycle.cancel(record, reason, false);
     return shared.cancelElsewhere(taskId, reason).then((was) => {
       // Cancelled in the table: so it is here at once (a running one ends when its node has stopped it).
-      if (was === 'queued' && record !== undefined) this.#lifecycle.remoteEnded(record, TaskStatus.CANCELLED, reason, { attempts: record.attempt, agentId: null, workerId: null, duration: 0 });
+      // No other node counts it: counted here, with its event.
+      if (was === 'queued' && record !== undefined && this.#lifecycle.remoteEnded(record, TaskStatus.CANCELLED, reason, { attempts: record.attempt, agentId: null, workerId: null, duration: 0 })) this.#counters.cancelled();
       return was !== null;
     });
   }

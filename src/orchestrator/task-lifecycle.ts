@@ -275,8 +275,9 @@ export class TaskLifecycle {
     this.events.preemptedAs(record, by, agentId);
   }
 
-  remoteEnded(record: TaskRecord, status: TaskStatus, outcome: unknown, end: { attempts: number; agentId: string | null; workerId: string | null; duration: number }): void {
-    if (record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING && record.status !== TaskStatus.RUNNING) return;
+  /** The task ended in another process or in the table; false when it had ended here already. */
+  remoteEnded(record: TaskRecord, status: TaskStatus, outcome: unknown, end: { attempts: number; agentId: string | null; workerId: string | null; duration: number }): boolean {
+    if (record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING && record.status !== TaskStatus.RUNNING) return false;
     record.status = status;
     record.outcome = outcome;
     record.attempt = end.attempts;
@@ -286,6 +287,7 @@ export class TaskLifecycle {
     else if (status === TaskStatus.CANCELLED) this.events.cancelled(record, outcome as string);
     else this.events.failedAs(record, outcome as Error, status);
     this.release(record);
+    return true;
   }
 
   /** The latest run is another process's: its agent and worker are the task's now (not a run here whose claim was lost). */

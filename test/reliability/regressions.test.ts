@@ -93,3 +93,47 @@ describe('FIFO within a level: a task no agent could serve, then one that waits 
     expect(order).toEqual(['t1', 't2']);
   });
 });
+
+describe('PostgreSQL: cancel() right after submitAsync()', () => {
+  it('cancels the task whose insert is in flight', async (ctx) => {
+    if (!(await postgresAvailable())) ctx.skip();
+    const schema = uniqueSchema('po_reg');
+    try {
+      const o = createParallelOrchestrator({ store: { type: 'postgres', connectionString: DATABASE_URL, schema } });
+      const cancelled: string[] = [];
+      o.on('task:cancelled', ({ taskId }) => cancelled.push(taskId));
+      await o.start();
+      // submitAsync() sends the insert at once; the cancel must not look for the row before it commits.
+      const submitted = o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'], waitForAgent: true });
+      const result = await o.cancel('t1');
+      await submitted;
+      await o.shutdown();
+      expect(result).toBe(true);
+      expect(cancelled).toEqual(['t1']);
+      expect(await sql(`select id, status from ${schema}.tasks`)).toEqual([{ id: 't1', status: 'cancelled' }]);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+});
+
+describe('PostgreSQL: cancel() of a task waiting in the table', () => {
+  it('counts it in getStats().totalCancelled, as its task:cancelled event', async (ctx) => {
+    if (!(await postgresAvailable())) ctx.skip();
+    const schema = uniqueSchema('po_reg');
+    try {
+      const o = createParallelOrchestrator({ store: { type: 'postgres', connectionString: DATABASE_URL, schema } });
+      const cancelled: string[] = [];
+      o.on('task:cancelled', ({ taskId }) => cancelled.push(taskId));
+      await o.start();
+      // Committed in the table, no agent: cancelled there, not by a run here.
+      await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'], waitForAgent: true });
+      expect(await o.cancel('t1')).toBe(true);
+      await o.shutdown();
+      expect(cancelled).toEqual(['t1']);
+      expect(o.getStats().totalCancelled).toBe(1);
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+});
