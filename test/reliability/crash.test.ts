@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from '../pg-helpers.js';
+import { seededRandom } from '../helpers.js';
 
 // Replay a run: CRASH_SEED=<seed> npx vitest run test/reliability/crash.test.ts
 const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 2 ** 31);
@@ -22,18 +23,6 @@ const TASKS_PER_ROUND = 6;
 const STEPS = 4;
 const NODE = fileURLToPath(new URL('../fixtures/reliability/crash-node.mjs', import.meta.url));
 console.log(`crash.test.ts: seed ${SEED}, ${ROUNDS} kill rounds of ${TASKS_PER_ROUND} tasks per store`);
-
-/** mulberry32: a small seeded generator, so a failing matrix can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface Line {
   node: string;
@@ -275,7 +264,7 @@ describe('crash matrix: SQLite', () => {
 
   it('processes killed at seeded points lose no committed task, finish each once, and never resume from an older checkpoint', async () => {
     const db = join(dir, 'matrix.db');
-    const matrix = plansOf(random(SEED));
+    const matrix = plansOf(seededRandom(SEED));
     const lines: Line[] = [];
     const plans: { plan: Plan; reached: boolean; exit: Exit }[] = [];
     for (const [round, plan] of matrix.entries()) {
@@ -317,7 +306,7 @@ describe.skipIf(!available)('crash matrix: PostgreSQL', () => {
     const env = { STORE: 'postgres', SCHEMA: schema };
     const survivor = startNode({ ...env, NODE: 'survivor', MODE: 'serve' }, 80_000);
     await new Promise<void>((resolve) => survivor.onLine((l) => l.e === 'ready' && resolve()));
-    const matrix = plansOf(random(SEED ^ 0x5eed));
+    const matrix = plansOf(seededRandom(SEED ^ 0x5eed));
     const lines: Line[] = [];
     const plans: { plan: Plan; reached: boolean; exit: Exit }[] = [];
     for (const [round, plan] of matrix.entries()) {
