@@ -66,8 +66,11 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
 
   it('releases its connections and leaves the registry when shut down while start() connects', async () => {
     const o = await node({}, false);
-    const starting = settle(o.start());
+    let startSettled = false;
+    const starting = settle(o.start()).finally(() => (startSettled = true));
     await o.shutdown();
+    // Nothing of the opening outlives shutdown(): it resolves once the store gave back what it opened.
+    expect(startSettled).toBe(true);
     const started = await starting;
     expect(started.ok ? null : started.error).toBeInstanceOf(OrchestratorShutdownError);
     // Connections end asynchronously on the server: their backends are gone once pg_stat_activity says so.
@@ -123,7 +126,11 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     const retried = new Promise<{ attempt: number; delay: number }>((resolve) => task.once('retry', resolve));
     expect(await retried).toMatchObject({ attempt: 2, delay: 50 });
     expect((await task.result()).result).toBe('ok on attempt 2');
-    expect((await producer.history(task.taskId)).map((entry) => entry.type)).toEqual(['submitted', 'started', 'retried', 'started', 'completed']);
+    const types = (await producer.history(task.taskId)).map((entry) => entry.type);
+    // The producer's 'submitted' entry commits on its own node, and on a loaded machine after the
+    // worker's first entries: the trail is in commit order.
+    expect(types.filter((type) => type !== 'submitted')).toEqual(['started', 'retried', 'started', 'completed']);
+    expect(types.filter((type) => type === 'submitted')).toEqual(['submitted']);
   });
 
   it('dead-letters a task whose attempts ran out, and any node can requeue it', async () => {
@@ -317,8 +324,9 @@ describe.skipIf(!available)('the PostgreSQL store', () => {
     await worker.flush();
     const twice = await sql(`select task_id, count(*)::int as n from ${schema}.audit where type = 'completed' group by task_id having count(*) > 1`);
     expect(twice).toEqual([]);
-    const rerun = await sql(`select id, attempt from ${schema}.tasks where attempt <> 1 or status <> 'completed'`);
-    expect(rerun).toEqual([]);
+    // (A lease that a loaded machine lets expire re-runs its task legitimately: attempts may exceed 1.)
+    const unfinished = await sql(`select id, status from ${schema}.tasks where status <> 'completed'`);
+    expect(unfinished).toEqual([]);
   });
 
   it('reports a failed automatic checkpoint write as store:error (a failure of the store, not of a listener)', async () => {

@@ -69,6 +69,8 @@ export class PgBackend {
   readonly auditWriter: Batcher<PendingAudit[], void>;
   #pool: PgPool | null = null;
   #closed = false;
+  /** An open() in flight (settled, never rejecting): close() waits for it to give back what it opened. */
+  #opening: Promise<void> | null = null;
   #listener: PgListener | null = null;
   #pg: PgModule | null = null;
   #channelPrefix: string;
@@ -127,7 +129,16 @@ export class PgBackend {
   }
 
   /** Loads `pg`, connects, migrates and listens. @throws StoreError naming the schema */
-  async open(agents: string): Promise<void> {
+  open(agents: string): Promise<void> {
+    const opening = this.#open(agents);
+    this.#opening = opening.then(
+      () => {},
+      () => {},
+    );
+    return opening;
+  }
+
+  async #open(agents: string): Promise<void> {
     if (this.#closed) throw this.notOpen();
     let pg: PgModule;
     try {
@@ -150,6 +161,8 @@ export class PgBackend {
     pool.on('error', (error) => this.onError(new StoreError(this.where, `a pooled connection failed: ${error.message}`, { cause: error })));
     try {
       await migrate(pool, this.schema);
+      // close() came while this migrated: no registry row, no listener.
+      if (this.#closed) throw this.notOpen();
       await pool.query(this.sql.registerNode(this.nodeId, hostname(), process.pid, agents));
       const listener = new PgListener(pg, {
         connectionString: this.options.connectionString,
@@ -216,6 +229,8 @@ export class PgBackend {
   /** Stops listening, writes what is pending, leaves the registry and closes the pool. */
   async close(): Promise<void> {
     this.#closed = true;
+    // An open() in flight gives back its pool and listener itself: closed means nothing is left.
+    await this.#opening;
     const pool = this.#pool;
     await this.#listener?.close();
     this.#listener = null;
