@@ -517,10 +517,10 @@ describe('jobs waiting behind a job that does not end', () => {
     const first = starts.find((event) => event.taskId === 'b')!;
     expect(first.workerId, 'b was first handed to the thread of the spinner').toBe(spinner);
     expect(done[1]!.workerId).not.toBe(spinner);
-    // Later tasks are not handed to the blocked thread at all: each starts once, on the other one.
+    // Later tasks run on the other thread without using up an attempt. (Whether one is first handed
+    // to the blocked thread and taken back depends on how late a loaded machine runs the thread.)
     const later = await Promise.all(['d', 'e', 'f', 'g'].map((id) => o.submit({ id, type: 'spin', capabilities: ['spin'], payload: { value: id } }).result()));
-    expect(later.map(({ workerId }) => workerId)).toEqual(Array(4).fill(done[1]!.workerId));
-    expect(starts.filter((event) => ['d', 'e', 'f', 'g'].includes(event.taskId))).toHaveLength(4);
+    expect(later.map(({ workerId, attempts }) => [workerId, attempts])).toEqual(Array(4).fill([done[1]!.workerId, 1]));
     expect(spinning.state).toBe('running');
   });
 });
