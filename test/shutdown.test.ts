@@ -1,43 +1,8 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AgentRole, OrchestratorShutdownError, TaskCancelledError, TaskStatus } from '../src/index.js';
-import { deferred, eventOf, nextEvent, settle, useOrchestrators } from './helpers.js';
+import { deferred, eventOf, nextEvent, runFixture, settle, useOrchestrators, type ChildRun } from './helpers.js';
 
 const make = useOrchestrators();
-
-interface ChildRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** True when the child had to be killed: it did not exit on its own. */
-  killed: boolean;
-}
-
-/** Runs a fixture in a fresh Node process; kills it after `killAfterMs` so a hang fails the test rather than stalling it. */
-function runFixture(name: string, killAfterMs = 20_000): Promise<ChildRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killed = false;
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill('SIGKILL');
-    }, killAfterMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, killed });
-    });
-  });
-}
 
 function report(run: ChildRun): Record<string, unknown> {
   expect(run.killed, `the child did not exit on its own; stderr: ${run.stderr}`).toBe(false);

@@ -1,6 +1,5 @@
 // Thread agents (modules run in node:worker_threads): real CPU work, ctx across the thread
 // boundary, and real thread deaths. Threads load the built entry, so this imports dist.
-import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -16,7 +15,7 @@ import {
   type OrchestratorEvents,
   type ParallelOrchestrator,
 } from '../dist/index.js';
-import { nextEvent, settle, useOrchestrators } from './helpers.js';
+import { nextEvent, runFixture, settle, useOrchestrators } from './helpers.js';
 
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
 
@@ -559,32 +558,8 @@ describe('timeout counts from the start of the run', () => {
 });
 
 describe('idle threads and the process', () => {
-  /** Runs a fixture in a fresh Node process; kills it after `killAfterMs`, so a process held alive fails the test instead of stalling it. */
-  function runChild(name: string, killAfterMs: number): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      let killed = false;
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-      const timer = setTimeout(() => {
-        killed = true;
-        child.kill('SIGKILL');
-      }, killAfterMs);
-      child.on('error', (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr, killed });
-      });
-    });
-  }
-
   it('a finished orchestrator with idle threads and no shutdown() lets the process exit by itself', { timeout: 20_000 }, async () => {
-    const run = await runChild('thread-idle-exit.mjs', 15_000);
+    const run = await runFixture('thread-idle-exit.mjs', 15_000);
     expect(run.killed, `the child did not exit on its own; stdout: ${run.stdout} stderr: ${run.stderr}`).toBe(false);
     expect(run.code, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout.trim())).toEqual({ values: [55, 89, 144], crashed: 'WORKER_CRASHED', threads: 3 });
