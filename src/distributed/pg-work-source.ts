@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { clock as auditClock } from '../orchestrator/journal.js';
 import { DuplicateTaskError, StoreError } from '../errors.js';
 import type { TaskRow } from '../persistence/store.js';
 import type { Lane } from '../queue/lane.js';
@@ -1164,7 +1165,8 @@ interface OutcomeAudit {
 
 /** The terminal audit entries of a completion or failure, worded as Journal.completed and Journal.failed word them. */
 function outcomeAudit(row: TaskRow, settlement: Exclude<Settlement, { kind: 'cancelled' }>): OutcomeAudit[] {
-  const ts = Date.now();
+  // The journal's clock, as the task's other entries: Date.now() drifts from it by a millisecond or so.
+  const ts = auditClock();
   if (settlement.kind === 'completed') return [{ ts, type: 'completed', agent: row.agentId, attempt: row.attempt, details: null }];
   const { error, code } = settlement.deadLetter;
   return [

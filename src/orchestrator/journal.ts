@@ -117,7 +117,7 @@ export class Journal implements TransitionSink {
 }
 
 /** Epoch ms from the monotonic clock: every entry's time comes from one clock, so they never go backwards. */
-function clock(): number {
+export function clock(): number {
   return epoch(performance.now());
 }
 
