@@ -43,7 +43,7 @@ import { Journal } from './journal.js';
 import { ProgressFanout } from './progress-fanout.js';
 import type { OrchestratorStats, TaskDetails, TaskInfo } from './stats.js';
 import { buildStats, taskDetails, taskInfo } from './stats-builder.js';
-import { TaskLifecycle } from './task-lifecycle.js';
+import { TaskLifecycle, isEnded } from './task-lifecycle.js';
 import { NO_CAPABILITIES, TaskRecord, type RunHost, type TaskDefaults, type TaskRun } from './task-record.js';
 import { TaskTable } from './task-table.js';
 import { validateTaskSpec } from './task-spec.js';
@@ -246,7 +246,8 @@ export class Engine {
   /** A transition another process made, of a task watched here. */
   #applyRemote(update: RemoteUpdate): void {
     const record = this.#table.live(update.taskId);
-    if (record === undefined || this.#source.holds(record)) return;
+    // An ended task ignores late news: a reaper's notice that it was queued again may arrive after this process claimed and completed it.
+    if (record === undefined || this.#source.holds(record) || isEnded(record)) return;
     switch (update.kind) {
       case 'started':
         this.#lifecycle.remoteStarted(record, update.agentId, update.workerId, update.attempt, update.nodeId);

@@ -277,7 +277,7 @@ export class TaskLifecycle {
 
   /** The task ended in another process or in the table; false when it had ended here already. */
   remoteEnded(record: TaskRecord, status: TaskStatus, outcome: unknown, end: { attempts: number; agentId: string | null; workerId: string | null; duration: number }): boolean {
-    if (record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING && record.status !== TaskStatus.RUNNING) return false;
+    if (isEnded(record)) return false;
     record.status = status;
     record.outcome = outcome;
     record.attempt = end.attempts;
@@ -309,3 +309,8 @@ export class TaskLifecycle {
 
 const COMPLETED = { kind: 'completed' } as const;
 const CANCELLED = { kind: 'cancelled' } as const;
+
+/** Ended here: its outcome is set (and maybe still being written), and no later transition applies. */
+export function isEnded(record: TaskRecord): boolean {
+  return record.status !== TaskStatus.QUEUED && record.status !== TaskStatus.RETRYING && record.status !== TaskStatus.RUNNING;
+}

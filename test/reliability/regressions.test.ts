@@ -1,5 +1,7 @@
 // Faults the model-based fuzzing (model.test.ts) found, one focused test each (each failed before
 // its fix). Thread agents load the built package, so this file imports dist.
+import { createHash } from 'node:crypto';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { AgentRole, createParallelOrchestrator, type ParallelOrchestrator } from '../../dist/index.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from '../pg-helpers.js';
@@ -123,5 +125,60 @@ describe('PostgreSQL: cancel() of a task waiting in the table', () => {
     await o.shutdown();
     expect(cancelled).toEqual(['t1']);
     expect(o.getStats().totalCancelled).toBe(1);
+    }));
+});
+
+describe('PostgreSQL: a late "queued again" notice about a task whose outcome is being written', () => {
+  it('does not reopen the task: its result still arrives', (ctx) =>
+    onPostgres(ctx, async (o, schema) => {
+      const listenerErrors: unknown[] = [];
+      o.on('listener:error', ({ error }) => listenerErrors.push(error));
+      await o.start();
+      let finish!: () => void;
+      const gate = new Promise<void>((resolve) => (finish = resolve));
+      const started = new Set<string>();
+      let bothStarted!: () => void;
+      const running = new Promise<void>((resolve) => (bothStarted = resolve));
+      o.on('task:started', ({ taskId }) => {
+        started.add(taskId);
+        if (started.size === 2) bothStarted();
+      });
+      o.registerAgent({
+        agentId: 'a',
+        role: AgentRole.EXECUTOR,
+        capabilities: ['a'],
+        maxConcurrent: 2,
+        handler: async (task, run) => {
+          if (task.id === 't1') await gate;
+          else await new Promise((resolve) => run.signal.addEventListener('abort', resolve, { once: true }));
+          return 'ok';
+        },
+      });
+      const t1 = await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'] });
+      const t2 = await o.submitAsync({ id: 't2', type: 'x', capabilities: ['a'] });
+      const result = t1.result();
+      await running;
+      // t1's outcome write waits behind a lock on its row.
+      const locker = new pg.Client({ connectionString: DATABASE_URL });
+      await locker.connect();
+      try {
+        await locker.query('begin');
+        await locker.query(`select 1 from ${schema}.tasks where id = 't1' for update`);
+        finish();
+        while ((await sql(`select 1 from pg_locks where not granted and relation = '${schema}.tasks'::regclass`)).length === 0);
+        // A reaper's notice that t1 was queued again, then a cancel of t2 whose event says the notice was read.
+        const channel = `po_${createHash('sha1').update(schema).digest('hex').slice(0, 10)}_n_${o.nodeId}`;
+        const t2Cancelled = new Promise((resolve) => t2.once('cancelled', resolve));
+        await sql('select pg_notify($1, $2)', [channel, JSON.stringify([{ k: 'q', i: 't1', t: 1 }])]);
+        await sql('select pg_notify($1, $2)', [channel, JSON.stringify([{ k: 'x', i: 't2', m: 'probe' }])]);
+        await t2Cancelled;
+        expect(o.getTask('t1')?.status).toBe('completed');
+      } finally {
+        await locker.query('rollback');
+        await locker.end();
+      }
+      await expect(result).resolves.toMatchObject({ result: 'ok' });
+      await o.shutdown();
+      expect(listenerErrors).toEqual([]);
     }));
 });
