@@ -17,6 +17,8 @@ export class Counters implements TransitionSink {
     failedAttempts: 0,
     durationTotal: 0,
   };
+  /** Whether the attempt that just failed timed out: `retrying` follows `attemptFailed` synchronously. */
+  #attemptTimedOut = false;
 
   submitted(): void {
     this.counts.submitted++;
@@ -36,16 +38,20 @@ export class Counters implements TransitionSink {
 
   attemptFailed(_record: TaskRecord, _run: TaskRun | null, _error: Error, status: TaskStatus): void {
     this.counts.failedAttempts++;
-    if (status === TaskStatus.TIMEOUT) this.counts.timeouts++;
+    this.#attemptTimedOut = status === TaskStatus.TIMEOUT;
   }
 
+  // A timeout counts with the event that tells it (task:retry or task:failed): on a shared store
+  // a last attempt's failure is told once committed, and getStats() must agree with the events.
   retrying(): void {
     this.counts.retries++;
+    if (this.#attemptTimedOut) this.counts.timeouts++;
   }
 
   requeued(): void {}
 
-  failed(): void {
+  failed(_record: TaskRecord, _error: Error, status: TaskStatus): void {
+    if (status === TaskStatus.TIMEOUT) this.counts.timeouts++;
     this.counts.failed++;
     this.counts.deadLettered++;
   }

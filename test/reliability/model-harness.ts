@@ -110,45 +110,73 @@ export function activeResources(): Map<string, number> {
   return counts;
 }
 
+/** The monotonic clock every thread of the process shares (uv_hrtime), so a thread's times compare with the main thread's. */
+const now = (): bigint => process.hrtime.bigint();
+
+interface Interval {
+  agentId: string;
+  /** Thread runs only: a thread runs one job at a time. */
+  workerId: string | null;
+  start: bigint;
+  end: bigint | null;
+}
+
 /**
- * Handlers in flight, counted by the handlers themselves: +1 on entry, -1 when their promise
- * settles, so a handler that ignores its abort counts until it really returns. The only handlers
- * not counted against a limit are those the engine abandoned by design: `worker:stuck` named
- * their task (the slot is reclaimed after stuckGrace). Thread agents run in another isolate, so
- * their attempts are counted from the engine's events (task:started to the attempt's outcome).
+ * Attempts in flight, as intervals of the shared monotonic clock, checked against the limits once
+ * the program ended. In-process handlers time themselves: from entry until their promise settles,
+ * so a handler that ignores its abort counts until it really returns, unless the engine abandoned
+ * it by design (`worker:stuck` named its task: the slot is reclaimed after stuckGrace, and the
+ * interval ends there). Thread agents (another isolate) report when they ran in their result or
+ * error (`ranFrom`, `ranTo`); an attempt that reports nothing (its thread died, or it was
+ * cancelled) runs from `task:started` to the event that ended it. Events alone would not do: on
+ * PostgreSQL an outcome's event comes after its commit, when the slot may already serve another task.
  */
 class Concurrency {
-  readonly violations: string[] = [];
-  maxCounted = 0;
   maxWithAbandoned = 0;
-  #next = 0;
-  readonly #runs = new Map<number, { agentId: string; taskId: string; abandoned: boolean }>();
-  readonly #threadRuns = new Map<string, { agentId: string; workerId: string }>();
+  readonly #intervals: Interval[] = [];
+  readonly #runs = new Map<Interval, { taskId: string; abandoned: boolean }>();
+  readonly #threadRuns = new Map<string, Interval>();
   #drained: (() => void) | undefined;
 
-  enter(agentId: string, taskId: string): number {
-    const id = this.#next++;
-    this.#runs.set(id, { agentId, taskId, abandoned: false });
-    this.#check(`handler of ${taskId} entered on ${agentId}`);
-    return id;
+  enter(agentId: string, taskId: string): Interval {
+    const interval: Interval = { agentId, workerId: null, start: now(), end: null };
+    this.#intervals.push(interval);
+    this.#runs.set(interval, { taskId, abandoned: false });
+    this.#noteAlive();
+    return interval;
   }
 
-  exit(id: number): void {
-    this.#runs.delete(id);
+  exit(interval: Interval): void {
+    interval.end ??= now();
+    this.#runs.delete(interval);
     if (this.#runs.size === 0) this.#drained?.();
   }
 
   stuck(taskId: string): void {
-    for (const run of this.#runs.values()) if (run.taskId === taskId) run.abandoned = true;
+    for (const [interval, run] of this.#runs) {
+      if (run.taskId !== taskId) continue;
+      run.abandoned = true;
+      interval.end ??= now();
+    }
   }
 
   threadStarted(taskId: string, agentId: string, workerId: string): void {
-    this.#threadRuns.set(taskId, { agentId, workerId });
-    this.#check(`thread attempt of ${taskId} started on ${agentId}`);
+    const interval: Interval = { agentId, workerId, start: now(), end: null };
+    this.#intervals.push(interval);
+    this.#threadRuns.set(taskId, interval);
+    this.#noteAlive();
   }
 
-  attemptEnded(taskId: string): void {
+  /** A thread attempt's outcome, with the times the thread reported if it did. */
+  attemptEnded(taskId: string, reported?: unknown): void {
+    const interval = this.#threadRuns.get(taskId);
+    if (interval === undefined) return;
     this.#threadRuns.delete(taskId);
+    const { ranFrom, ranTo } = (reported ?? {}) as { ranFrom?: unknown; ranTo?: unknown };
+    if (typeof ranFrom === 'string' && typeof ranTo === 'string') {
+      interval.start = BigInt(ranFrom);
+      interval.end = BigInt(ranTo);
+    } else interval.end = now();
   }
 
   /** Resolves once every in-process handler has returned (hanging ones return on their abort). */
@@ -157,28 +185,39 @@ class Concurrency {
     return new Promise((resolve) => (this.#drained = resolve));
   }
 
-  #check(when: string): void {
+  /** The limits broken at any moment of the program (call once it ended). */
+  violations(): string[] {
+    const end = now();
+    const edges: { at: bigint; delta: 1 | -1; interval: Interval }[] = [];
+    for (const interval of this.#intervals) {
+      edges.push({ at: interval.start, delta: 1, interval }, { at: interval.end ?? end, delta: -1, interval });
+    }
+    // Ends before starts at the same instant: a slot given back and taken again is not an overlap.
+    edges.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.delta - b.delta));
+    const violations: string[] = [];
     const perAgent = new Map<string, number>();
-    let counted = 0;
-    for (const run of this.#runs.values()) {
-      if (run.abandoned) continue;
-      counted++;
-      perAgent.set(run.agentId, (perAgent.get(run.agentId) ?? 0) + 1);
+    // A thread takes one of the pool's workers however many jobs wait in it; each is one of its agent's slots.
+    const perThread = new Map<string, number>();
+    let running = 0;
+    for (const { delta, interval } of edges) {
+      if (interval.workerId === null) running += delta;
+      else {
+        const jobs = perThread.get(interval.workerId) ?? 0;
+        perThread.set(interval.workerId, jobs + delta);
+        if (jobs + delta === 0 || jobs === 0) running += delta;
+      }
+      const n = (perAgent.get(interval.agentId) ?? 0) + delta;
+      perAgent.set(interval.agentId, n);
+      if (delta < 0) continue;
+      const limit = AGENTS[interval.agentId as AgentName]?.maxConcurrent ?? Infinity;
+      if (n > limit) violations.push(`${n} attempts ran at once on ${interval.agentId} > maxConcurrent ${limit}`);
+      if (running > MAX_WORKERS) violations.push(`${running} attempts ran at once > maxWorkers ${MAX_WORKERS}`);
     }
-    // A thread runs its tasks one after another: the ones handed to it wait there, in its one slot.
-    const threads = new Set<string>();
-    for (const { agentId, workerId } of this.#threadRuns.values()) {
-      threads.add(workerId);
-      perAgent.set(agentId, (perAgent.get(agentId) ?? 0) + 1);
-    }
-    counted += threads.size;
-    this.maxCounted = Math.max(this.maxCounted, counted);
-    this.maxWithAbandoned = Math.max(this.maxWithAbandoned, this.#runs.size + threads.size);
-    if (counted > MAX_WORKERS) this.violations.push(`${when}: ${counted} running > maxWorkers ${MAX_WORKERS}`);
-    for (const [agentId, n] of perAgent) {
-      const limit = AGENTS[agentId as AgentName]?.maxConcurrent ?? Infinity;
-      if (n > limit) this.violations.push(`${when}: ${n} running on ${agentId} > maxConcurrent ${limit}`);
-    }
+    return violations;
+  }
+
+  #noteAlive(): void {
+    this.maxWithAbandoned = Math.max(this.maxWithAbandoned, this.#runs.size + this.#threadRuns.size);
   }
 }
 
@@ -201,15 +240,15 @@ class EventLog {
     });
     o.on('task:retry', ({ taskId, error }) => {
       this.entries.push({ event: 'retry', taskId, code: (error as { code?: string }).code });
-      concurrency?.attemptEnded(taskId);
+      concurrency?.attemptEnded(taskId, error);
     });
-    o.on('task:completed', ({ taskId }) => {
+    o.on('task:completed', ({ taskId, result }) => {
       this.entries.push({ event: 'completed', taskId });
-      concurrency?.attemptEnded(taskId);
+      concurrency?.attemptEnded(taskId, result);
     });
     o.on('task:failed', ({ taskId, status, error }) => {
       this.entries.push({ event: 'failed', taskId, status, error: error.message });
-      concurrency?.attemptEnded(taskId);
+      concurrency?.attemptEnded(taskId, error);
     });
     o.on('task:cancelled', ({ taskId, reason }) => {
       this.entries.push({ event: 'cancelled', taskId, reason });
@@ -217,6 +256,10 @@ class EventLog {
     });
     o.on('worker:stuck', ({ taskId }) => {
       if (taskId !== undefined) concurrency?.stuck(taskId);
+    });
+    // Emitted before the dead thread's slot is given back.
+    o.on('worker:failed', ({ taskId }) => {
+      if (taskId !== undefined) concurrency?.attemptEnded(taskId);
     });
   }
 
@@ -421,7 +464,7 @@ export async function runProgram(program: Program, backend: Backend): Promise<{ 
     await Promise.all(pending);
     await Promise.all([...tasks.values()].map((entry) => entry.result));
     await concurrency.drained();
-    violations.push(...concurrency.violations);
+    violations.push(...concurrency.violations());
     violations.push(...statsMismatch(o, log, 'after shutdown'));
     // On PostgreSQL the order is decided when a node claims from the table, ahead of the starts
     // (claims are prefetched), so the start order says nothing about who waited with whom.

@@ -19,6 +19,24 @@ async function onPostgres(ctx: { skip(): void }, body: (o: ParallelOrchestrator,
   }
 }
 
+/** Locks a task's row from another connection (its next write waits); resolves with the unlock. */
+async function lockTaskRow(schema: string, taskId: string): Promise<() => Promise<void>> {
+  const locker = new pg.Client({ connectionString: DATABASE_URL });
+  await locker.connect();
+  await locker.query('begin');
+  await locker.query(`select 1 from ${schema}.tasks where id = $1 for update`, [taskId]);
+  return async () => {
+    await locker.query('rollback');
+    await locker.end();
+  };
+}
+
+/** Resolves once an outcome write (the settle statement) of the schema waits for a lock (the server's view, polled). */
+async function outcomeWriteBlocked(schema: string): Promise<void> {
+  const settle = `%update ${schema}.tasks t set status = u.status%`;
+  while ((await sql(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like $1`, [settle])).length === 0);
+}
+
 describe('FIFO within a level when an agent registers between two submits', () => {
   it('starts the task submitted before the agent came first', async () => {
     const o = createParallelOrchestrator({ workerPool: { minWorkers: 1, maxWorkers: 1 } });
@@ -159,13 +177,10 @@ describe('PostgreSQL: a late "queued again" notice about a task whose outcome is
       const result = t1.result();
       await running;
       // t1's outcome write waits behind a lock on its row.
-      const locker = new pg.Client({ connectionString: DATABASE_URL });
-      await locker.connect();
+      const unlock = await lockTaskRow(schema, 't1');
       try {
-        await locker.query('begin');
-        await locker.query(`select 1 from ${schema}.tasks where id = 't1' for update`);
         finish();
-        while ((await sql(`select 1 from pg_locks where not granted and relation = '${schema}.tasks'::regclass`)).length === 0);
+        await outcomeWriteBlocked(schema);
         // A reaper's notice that t1 was queued again, then a cancel of t2 whose event says the notice was read.
         const channel = `po_${createHash('sha1').update(schema).digest('hex').slice(0, 10)}_n_${o.nodeId}`;
         const t2Cancelled = new Promise((resolve) => t2.once('cancelled', resolve));
@@ -174,11 +189,40 @@ describe('PostgreSQL: a late "queued again" notice about a task whose outcome is
         await t2Cancelled;
         expect(o.getTask('t1')?.status).toBe('completed');
       } finally {
-        await locker.query('rollback');
-        await locker.end();
+        await unlock();
       }
       await expect(result).resolves.toMatchObject({ result: 'ok' });
       await o.shutdown();
       expect(listenerErrors).toEqual([]);
+    }));
+});
+
+describe('PostgreSQL: a last attempt that timed out, while its failure is being written', () => {
+  it('is not in getStats().totalTimeouts before its task:failed event', (ctx) =>
+    onPostgres(ctx, async (o, schema) => {
+      const failed: string[] = [];
+      o.on('task:failed', ({ taskId, status }) => failed.push(`${taskId} ${status}`));
+      await o.start();
+      o.registerAgent({
+        agentId: 'a',
+        role: AgentRole.EXECUTOR,
+        capabilities: ['a'],
+        handler: (_task, run) => new Promise((resolve) => run.signal.addEventListener('abort', resolve, { once: true })),
+      });
+      const task = await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'], timeout: 500, retry: { maxAttempts: 1 } });
+      const outcome = task.result().catch((error: unknown) => error);
+      await new Promise<void>((resolve) => o.once('task:started', () => resolve()));
+      const unlock = await lockTaskRow(schema, 't1');
+      try {
+        await outcomeWriteBlocked(schema);
+        expect(failed).toEqual([]);
+        expect(o.getStats().totalTimeouts).toBe(0);
+      } finally {
+        await unlock();
+      }
+      await expect(outcome).resolves.toMatchObject({ code: 'TASK_TIMEOUT' });
+      expect(failed).toEqual(['t1 timeout']);
+      expect(o.getStats().totalTimeouts).toBe(1);
+      await o.shutdown();
     }));
 });
