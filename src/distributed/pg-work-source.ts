@@ -122,6 +122,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   #open = false;
   #closing = false;
   #claiming = false;
+  /** The claim in flight (it never rejects): close() waits for it, as the tasks it brings must be handed back. */
+  #claimInFlight: Promise<void> = Promise.resolve();
   #claimAgain = false;
   /** When the last claim came back short (-1: it did not, or a wake-up came since). */
   #drainedAt = -1;
@@ -195,6 +197,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     this.#delayedTimer = null;
     for (const waiter of this.#roomWaiters.splice(0)) waiter();
     if (this.#open) {
+      await this.#claimInFlight;
       for (const lane of this.#lanes.values()) for (const task of lane.tasks()) this.withdraw(task, true);
       if (this.#outbox.size > 0 || this.#backend.pendingAudit.length > 0) void this.#settles.push(CARRY_ONLY).catch(() => {});
       await Promise.allSettled([this.#inserts.drain(), this.#settles.drain()]);
@@ -434,7 +437,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     if (limit === 0) return;
     this.#claiming = true;
     this.#claimAgain = false;
-    void this.#claimBatch(sets, limit).then(
+    this.#claimInFlight = this.#claimBatch(sets, limit).then(
       (full) => {
         this.#claiming = false;
         if (!full) this.#drainedAt = performance.now();

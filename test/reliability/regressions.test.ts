@@ -31,11 +31,13 @@ async function lockTaskRow(schema: string, taskId: string): Promise<() => Promis
   };
 }
 
-/** Resolves once an outcome write (the settle statement) of the schema waits for a lock (the server's view, polled). */
-async function outcomeWriteBlocked(schema: string): Promise<void> {
-  const settle = `%update ${schema}.tasks t set status = u.status%`;
-  while ((await sql(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like $1`, [settle])).length === 0);
+/** Resolves once a statement of the schema like `pattern` waits for a lock (the server's view, polled). */
+async function statementBlocked(pattern: string): Promise<void> {
+  while ((await sql(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like $1`, [pattern])).length === 0);
 }
+
+/** Resolves once an outcome write (the settle statement) of the schema waits for a lock. */
+const outcomeWriteBlocked = (schema: string) => statementBlocked(`%update ${schema}.tasks t set status = u.status%`);
 
 describe('FIFO within a level when an agent registers between two submits', () => {
   it('starts the task submitted before the agent came first', async () => {
@@ -224,5 +226,38 @@ describe('PostgreSQL: a last attempt that timed out, while its failure is being 
       expect(failed).toEqual(['t1 timeout']);
       expect(o.getStats().totalTimeouts).toBe(1);
       await o.shutdown();
+    }));
+});
+
+describe('PostgreSQL: a forced shutdown while a claim is in flight', () => {
+  it('hands the claimed task back before the store closes', (ctx) =>
+    onPostgres(ctx, async (o, schema) => {
+      const storeErrors: string[] = [];
+      o.on('store:error', ({ error }) => storeErrors.push(error.message));
+      await o.start();
+      await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'], waitForAgent: true });
+      // The claim the agent's registration starts waits behind a lock on the whole table.
+      const locker = new pg.Client({ connectionString: DATABASE_URL });
+      await locker.connect();
+      let shutdown: Promise<void>;
+      try {
+        await locker.query('begin');
+        await locker.query(`lock table ${schema}.tasks in access exclusive mode`);
+        o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], handler: () => 'ok' });
+        await statementBlocked(`%update ${schema}.tasks t set status = 'running'%`);
+        shutdown = o.shutdown({ graceful: false });
+        // A close that does not wait for the claim ends the node's LISTEN connection meanwhile; one
+        // that waits keeps it until the claim is answered, so the wait for that is bounded (1 s).
+        const listening = `listen "%_n_${o.nodeId}"`;
+        for (const until = Date.now() + 1_000; Date.now() < until; ) {
+          if ((await sql('select 1 from pg_stat_activity where query like $1', [listening])).length === 0) break;
+        }
+      } finally {
+        await locker.query('rollback');
+        await locker.end();
+      }
+      await shutdown;
+      expect(storeErrors).toEqual([]);
+      expect(await sql(`select id, status, owner from ${schema}.tasks`)).toEqual([{ id: 't1', status: 'queued', owner: null }]);
     }));
 });
