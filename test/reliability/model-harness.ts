@@ -482,7 +482,8 @@ export async function runProgram(program: Program, backend: Backend): Promise<{ 
         if (!durable) violations.push(`${entry.taskId}: memory store said the task stays in the store`);
         kept.add(entry.taskId);
       }
-      const starts = log.count('started', (e) => e.taskId === entry.taskId);
+      // Attempts, not start events: a job handed to a thread that died before beginning it starts again with the same attempt (docs/events.md).
+      const starts = new Set(log.entries.flatMap((e) => (e.event === 'started' && e.taskId === entry.taskId ? [e.attempt] : []))).size;
       if (starts > entry.attempts) violations.push(`${entry.taskId}: ${starts} attempts started, maxAttempts ${entry.attempts}`);
     }
     const accepted = new Set(log.entries.filter((e) => e.event === 'submitted').map((e) => e.taskId));

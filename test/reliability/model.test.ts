@@ -60,13 +60,8 @@ describe.runIf(REPLAY !== undefined)('replay of one program', () => {
 describe.skipIf(REPLAY !== undefined)('model-based fuzzing', () => {
   it('memory store', { timeout: 300_000 }, () => fuzz(memory, 60, 30));
   it('SQLite store (a real file)', { timeout: 300_000 }, () => fuzz(sqlite, 30, 25));
-  // Opt-in (FUZZ_POSTGRES=1) until the PostgreSQL faults it finds are fixed: RELIABILITY.md, "Found and not fixed".
   it('PostgreSQL store (a unique schema)', { timeout: 300_000 }, async (ctx) => {
-    if (process.env.FUZZ_POSTGRES !== '1') {
-      console.warn('\n!!! model fuzzing on PostgreSQL SKIPPED: it still finds open faults (RELIABILITY.md); FUZZ_POSTGRES=1 runs it\n');
-      ctx.skip();
-    }
     if (!(await postgresAvailable())) ctx.skip();
-    await fuzz(postgres, 15, 25);
+    await fuzz(postgres, 25, 25);
   });
 });
