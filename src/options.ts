@@ -29,14 +29,19 @@ export const retrySchema = z.strictObject({
 const flag = z.boolean({ error: 'must be true or false' });
 /** An object with these methods (a provider or logger from another library: checked by shape, not class). */
 const withMethods = <T>(methods: readonly string[], optional: readonly string[], error: string) =>
-  z.custom<T>(
-    (value) =>
-      typeof value === 'object' &&
-      value !== null &&
-      methods.every((name) => typeof (value as Record<string, unknown>)[name] === 'function') &&
-      optional.every((name) => (value as Record<string, unknown>)[name] === undefined || typeof (value as Record<string, unknown>)[name] === 'function'),
-    { error },
-  );
+  z.custom<T>((value) => {
+    try {
+      return (
+        typeof value === 'object' &&
+        value !== null &&
+        methods.every((name) => typeof (value as Record<string, unknown>)[name] === 'function') &&
+        optional.every((name) => (value as Record<string, unknown>)[name] === undefined || typeof (value as Record<string, unknown>)[name] === 'function')
+      );
+    } catch {
+      // A getter (or a proxy's trap) threw: not one.
+      return false;
+    }
+  }, { error });
 const megabytes = z.number({ error: 'must be a number of MB' }).positive({ error: 'must be a number of MB > 0' });
 
 const optionsSchema = z.strictObject({

@@ -148,8 +148,9 @@ export class Engine {
     this.#journal = new Journal(this.#store, options.audit.enabled);
     this.#checkpoints = new Checkpoints(this.#store, this.#journal, options.checkpointing, onStoreError);
     this.#relay = this.#shared === null ? null : new ClusterRelay(this.#shared, this.nodeId, onStoreError);
-    this.#telemetry = options.telemetry.enabled ? new Telemetry(options.telemetry, { nodeId: this.nodeId, propagate: this.#shared !== null, stats: () => this.getStats(), clock: now }) : null;
+    // The logger first: its child() may be refused, and the meter must not keep this orchestrator then.
     if (options.logger !== undefined) attachLogger(this.events, options.logger, this.nodeId);
+    this.#telemetry = options.telemetry.enabled ? new Telemetry(options.telemetry, { nodeId: this.nodeId, propagate: this.#shared !== null, stats: () => this.getStats(), clock: now }) : null;
     // Telemetry first: a listener of an event sent by a later sink may cancel the task, and the span must exist by then.
     const sinks = [this.#telemetry, this.#counters, events, this.#journal, this.#relay].filter((sink) => sink !== null);
     this.#lifecycle = new TaskLifecycle(this.#table, sinks, events, this.#checkpoints, () => this.#state === 'stopped', now, (record, reason) => {

@@ -1,4 +1,5 @@
 import { CircuitState } from '../enums.js';
+import { InvalidOptionsError, describeThrown } from '../errors.js';
 import type { OrchestratorEvents } from '../types.js';
 import type { Emitter } from '../util/emitter.js';
 
@@ -23,7 +24,7 @@ export interface Logger {
  * nobody listens).
  */
 export function attachLogger(events: Emitter<OrchestratorEvents>, logger: Logger, nodeId: string): void {
-  const log = typeof logger.child === 'function' ? logger.child({ name: 'parallel-orchestrator', nodeId }) : logger;
+  const log = typeof logger.child === 'function' ? child(logger, nodeId) : logger;
   // Errors: something failed that the orchestrator works around, and an operator should know.
   events.on('store:error', ({ error }) => log.error({ err: error }, `store error: ${error.message}`));
   events.on('listener:error', ({ event, error }) => log.error({ err: error, event }, `a listener of '${event}' threw`));
@@ -51,4 +52,24 @@ export function attachLogger(events: Emitter<OrchestratorEvents>, logger: Logger
   events.on('agent:unregistered', ({ agentId }) => log.debug({ agentId }, `agent ${agentId} unregistered`));
   events.on('task:retry', ({ taskId, attempt, delay, error }) => log.debug({ err: error, taskId, attempt, delay }, `task ${taskId} will retry (attempt ${attempt}) in ${Math.round(delay)} ms: ${error.message}`));
   events.on('backpressure:conflated', ({ taskId, dropped }) => log.debug({ taskId, dropped }, `a subscriber of task ${taskId} fell behind: ${dropped} update(s) replaced by a snapshot`));
+}
+
+const METHODS = ['debug', 'info', 'warn', 'error'] as const;
+
+/** The logger's child, checked like the logger itself. @throws InvalidOptionsError when `child()` throws or returns something else than a logger. */
+function child(logger: Logger, nodeId: string): Logger {
+  let log: unknown;
+  try {
+    log = logger.child!({ name: 'parallel-orchestrator', nodeId });
+  } catch (error) {
+    throw new InvalidOptionsError('logger', `threw from child(): ${describeThrown(error instanceof Error ? error.message : error)}`);
+  }
+  let valid = false;
+  try {
+    valid = typeof log === 'object' && log !== null && METHODS.every((name) => typeof (log as Record<string, unknown>)[name] === 'function');
+  } catch {
+    // A getter threw: not a logger.
+  }
+  if (!valid) throw new InvalidOptionsError('logger', `child() must return a logger with debug, info, warn and error methods (received ${log === null ? 'null' : typeof log})`);
+  return log as Logger;
 }

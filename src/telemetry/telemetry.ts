@@ -9,10 +9,12 @@ import {
   metrics,
   trace,
   type Context,
+  type Meter,
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
 import { TaskStatus } from '../enums.js';
+import { InvalidOptionsError, describeThrown } from '../errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { OrchestratorStats } from '../orchestrator/stats.js';
 import type { TransitionSink } from '../orchestrator/task-lifecycle.js';
@@ -49,14 +51,35 @@ export class Telemetry implements TransitionSink {
   readonly #provider: TracerProvider;
   #tracer: Tracer | null = null;
   readonly #metrics: TaskMetrics;
+  /** Whether the SDK's throwing was reported already (once per orchestrator: it may throw at every task). */
+  #faultReported = false;
 
+  /** @throws InvalidOptionsError when a provider, or what it returns, cannot be used. */
   constructor(
     options: ResolvedOptions['telemetry'],
     readonly host: TelemetryHost,
   ) {
     this.#provider = options.tracerProvider ?? trace.getTracerProvider();
-    const meter = (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, VERSION);
-    this.#metrics = new TaskMetrics(meter, host.nodeId, () => host.stats());
+    // A provider given as an option is asked for its tracer now, so that a broken one is refused
+    // here rather than at the first task (the global proxy gets its SDK later: see #resolveTracer).
+    if (options.tracerProvider !== undefined && !(options.tracerProvider instanceof ProxyTracerProvider)) {
+      let tracer: unknown;
+      try {
+        tracer = options.tracerProvider.getTracer(INSTRUMENTATION_SCOPE, VERSION);
+      } catch (error) {
+        throw new InvalidOptionsError('telemetry.tracerProvider', `threw from getTracer(): ${describeThrown(error instanceof Error ? error.message : error)}`);
+      }
+      if (!isTracer(tracer)) throw new InvalidOptionsError('telemetry.tracerProvider', `getTracer() must return an OpenTelemetry Tracer (an object with startSpan()) (received ${tracer === null ? 'null' : typeof tracer})`);
+      this.#tracer = tracer;
+    }
+    const where = options.meterProvider === undefined ? ' (the global MeterProvider, as registered with metrics.setGlobalMeterProvider)' : '';
+    try {
+      const meter: unknown = (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, VERSION);
+      if (typeof meter !== 'object' || meter === null) throw new TypeError(`getMeter() returned ${describeThrown(meter)}, not a Meter`);
+      this.#metrics = new TaskMetrics(meter as Meter, host.nodeId, () => host.stats());
+    } catch (error) {
+      throw new InvalidOptionsError('telemetry.meterProvider', `could not make the orchestrator's instruments${where}: ${describeThrown(error instanceof Error ? error.message : error)}`);
+    }
   }
 
   /**
@@ -66,7 +89,14 @@ export class Telemetry implements TransitionSink {
   readonly enter = (handler: AgentHandler, run: TaskRun): unknown => {
     const span = run.record.telemetry?.span;
     if (span == null) return handler(run.task, run);
-    return context.with(trace.setSpan(context.active(), span), handler, undefined, run.task, run);
+    let active: Context;
+    try {
+      active = trace.setSpan(context.active(), span);
+    } catch (error) {
+      this.#fault(error);
+      return handler(run.task, run);
+    }
+    return context.with(active, handler, undefined, run.task, run);
   };
 
   /** Stops the metrics' observations (at shutdown). */
@@ -74,12 +104,23 @@ export class Telemetry implements TransitionSink {
     this.#metrics.close();
   }
 
+  // Every sink method catches what the SDK (or a span, context or propagator handed to it) throws:
+  // the lifecycle calls its sinks mid-transition, and a throw there would leave the task
+  // half-moved (submit() throwing for a task it queued, an attempt that never settles).
+
   submitted(record: TaskRecord): void {
     // submit() runs in the submitter's context: a span active there is the parent of the task's.
-    const active = context.active();
-    const spanContext = trace.getSpanContext(active);
-    const parent = spanContext !== undefined && isSpanContextValid(spanContext) ? active : null;
-    if (parent !== null && this.host.propagate) record.traceContext = injectTraceContext(parent);
+    let parent: Context | null;
+    try {
+      const active = context.active();
+      const spanContext = trace.getSpanContext(active);
+      parent = spanContext !== undefined && isSpanContextValid(spanContext) ? active : null;
+      if (parent !== null && this.host.propagate) record.traceContext = injectTraceContext(parent);
+    } catch (error) {
+      this.#fault(error);
+      parent = null;
+      record.traceContext = null;
+    }
     this.#queued(record, parent);
   }
 
@@ -94,6 +135,14 @@ export class Telemetry implements TransitionSink {
   }
 
   started(record: TaskRecord, run: TaskRun): void {
+    try {
+      this.#started(record, run);
+    } catch (error) {
+      this.#fault(error);
+    }
+  }
+
+  #started(record: TaskRecord, run: TaskRun): void {
     let state = record.telemetry;
     if (state !== null && !Number.isNaN(state.readyAt)) this.#metrics.waited(Math.max(0, run.startedAt - state.readyAt));
     const tracer = this.#resolveTracer();
@@ -119,6 +168,8 @@ export class Telemetry implements TransitionSink {
     );
     // Sampled out: the span does nothing, and nothing needs to keep it.
     if (!span.isRecording()) return;
+    // Kept before anything else is asked of it, so that it is ended whatever the SDK throws next.
+    (state ?? (record.telemetry = new TaskTelemetry(null))).span = span;
     // Literal keys: an object literal with computed keys is built property by property.
     span.setAttributes({
       'messaging.message.id': record.id,
@@ -126,11 +177,10 @@ export class Telemetry implements TransitionSink {
       'parallel_orchestrator.task.attempt': run.attempt,
       'parallel_orchestrator.agent.id': run.agent.agentId,
     });
-    (state ?? (record.telemetry = new TaskTelemetry(null))).span = span;
   }
 
   completed(record: TaskRecord, run: TaskRun): void {
-    if (this.#metrics.recording) this.#metrics.ran(run.duration);
+    this.#ran(run);
     this.#endSpan(record, 'completed', run.startedAt + run.duration);
     record.telemetry = null;
   }
@@ -138,12 +188,18 @@ export class Telemetry implements TransitionSink {
   attemptFailed(record: TaskRecord, run: TaskRun | null, error: Error, status: TaskStatus): void {
     if (run === null) return;
     const outcome = status === TaskStatus.TIMEOUT ? 'timeout' : 'failed';
-    if (this.#metrics.recording) this.#metrics.ran(run.duration);
+    this.#ran(run);
     const span = record.telemetry?.span;
     if (span == null) return;
-    span.setAttribute(ATTR.ERROR_TYPE, errorType(error));
-    span.recordException(error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    try {
+      // The error is the handler's: any of its properties may be a getter that throws.
+      const exception = describeError(error);
+      span.setAttribute(ATTR.ERROR_TYPE, exception.code ?? exception.name);
+      span.recordException(exception);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: exception.message });
+    } catch (fault) {
+      this.#fault(fault);
+    }
     this.#endSpan(record, outcome, run.startedAt + run.duration);
   }
 
@@ -168,18 +224,20 @@ export class Telemetry implements TransitionSink {
   preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
     const state = record.telemetry;
     if (state === null) return;
-    if (this.#metrics.recording) {
-      this.#metrics.ran(run.duration);
-      state.readyAt = this.host.clock();
+    this.#ran(run);
+    if (this.#metrics.recording) state.readyAt = this.host.clock();
+    try {
+      state.span?.setAttribute(ATTR.PREEMPTED_BY, by.id);
+    } catch (error) {
+      this.#fault(error);
     }
-    state.span?.setAttribute(ATTR.PREEMPTED_BY, by.id);
     this.#endSpan(record, 'preempted', run.startedAt + run.duration);
   }
 
   cancelled(record: TaskRecord): void {
     // The running attempt, if any, is still the record's while the sinks hear of its cancel.
     const run = record.run;
-    if (run !== null && this.#metrics.recording) this.#metrics.ran(run.duration);
+    if (run !== null) this.#ran(run);
     this.#endSpan(record, 'cancelled', run === null ? undefined : run.startedAt + run.duration);
     record.telemetry = null;
   }
@@ -195,8 +253,38 @@ export class Telemetry implements TransitionSink {
     const span = state?.span;
     if (span == null) return;
     state!.span = null;
-    span.setAttribute(ATTR.OUTCOME, outcome);
-    span.end(endTime);
+    try {
+      span.setAttribute(ATTR.OUTCOME, outcome);
+      span.end(endTime);
+    } catch (error) {
+      this.#fault(error);
+    }
+  }
+
+  /** The run-time histogram, when metrics are recorded. */
+  #ran(run: TaskRun): void {
+    if (!this.#metrics.recording) return;
+    try {
+      this.#metrics.ran(run.duration);
+    } catch (error) {
+      this.#fault(error);
+    }
+  }
+
+  /**
+   * The SDK (or a span, context or propagator handed to it) threw: the task goes on without that
+   * span or measurement. Reported once per orchestrator, as a process warning.
+   */
+  #fault(error: unknown): void {
+    if (this.#faultReported) return;
+    this.#faultReported = true;
+    let message: string;
+    try {
+      message = error instanceof Error ? error.message : describeThrown(error);
+    } catch {
+      message = describeThrown(error);
+    }
+    process.emitWarning(`telemetry: OpenTelemetry threw (${message}); the orchestrator goes on without the span or measurement concerned (reported once)`, 'ParallelOrchestratorWarning');
   }
 
   /**
@@ -207,14 +295,35 @@ export class Telemetry implements TransitionSink {
   #resolveTracer(): Tracer | null {
     if (this.#tracer === null) {
       const provider = this.#provider;
-      this.#tracer = (provider instanceof ProxyTracerProvider ? provider.getDelegateTracer(INSTRUMENTATION_SCOPE, VERSION) : provider.getTracer(INSTRUMENTATION_SCOPE, VERSION)) ?? null;
+      const tracer: unknown = provider instanceof ProxyTracerProvider ? provider.getDelegateTracer(INSTRUMENTATION_SCOPE, VERSION) : provider.getTracer(INSTRUMENTATION_SCOPE, VERSION);
+      if (tracer == null) return null;
+      // The global provider is whatever the application registered: a junk one is reported, not called.
+      if (!isTracer(tracer)) throw new TypeError(`the TracerProvider's getTracer() returned ${describeThrown(tracer)}, not a Tracer`);
+      this.#tracer = tracer;
     }
     return this.#tracer;
   }
 }
 
-/** `error.type`: the error's code when it has one (every error of this library does), else its class name. */
-function errorType(error: Error): string {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' ? code : error.name;
+function isTracer(value: unknown): value is Tracer {
+  return typeof value === 'object' && value !== null && typeof (value as { startSpan?: unknown }).startSpan === 'function';
+}
+
+/**
+ * What a span records of an error, read once and safely: `code` (`error.type`, and the
+ * exception's type, when it is a string: every error of this library has one), `name`, `message`
+ * and `stack`. A property whose getter throws is left out (the name and message fall back).
+ */
+function describeError(error: Error): { code?: string; name: string; message: string; stack?: string } {
+  const read = (key: 'code' | 'name' | 'message' | 'stack'): string | undefined => {
+    try {
+      const value = (error as unknown as Record<string, unknown>)[key];
+      return typeof value === 'string' ? value : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const code = read('code');
+  const stack = read('stack');
+  return { ...(code === undefined ? {} : { code }), name: read('name') ?? 'Error', message: read('message') ?? '(its message could not be read)', ...(stack === undefined ? {} : { stack }) };
 }
