@@ -93,6 +93,12 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   slot = 0;
   level: number;
   enqueuedAt = 0;
+  /**
+   * When the task last became ready to run (engine clock, ms), for the wait-time metric; -1 when
+   * no metrics are recorded or this process did not see it queued. A field, not telemetry state:
+   * an object per task would outlive the young generation of a long queue and cost its GC.
+   */
+  readyAt = -1;
   status: TaskStatus = TaskStatus.QUEUED;
   attempt = 0;
   /** The agent chosen by routing for the next run, then the agent of the current or last run. */

@@ -7,6 +7,8 @@ import { ATTR } from './names.js';
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 120, 300];
 const PRIORITIES = Object.entries(TaskPriority) as [keyof typeof TaskPriority, TaskPriority][];
 const CIRCUIT_STATES = Object.values(CircuitState);
+/** One shared object: the SDK's default for absent attributes is a new `{}` per measurement. */
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
 /**
  * The orchestrator's metrics. Only the two histograms are recorded per task, and without
@@ -60,12 +62,12 @@ export class TaskMetrics {
 
   /** An attempt started `ms` after the task became ready. */
   waited(ms: number): void {
-    this.#wait.record(ms / 1000);
+    this.#wait.record(ms / 1000, NO_ATTRIBUTES);
   }
 
   /** An attempt ended after running `ms`. */
   ran(ms: number): void {
-    this.#run.record(ms / 1000);
+    this.#run.record(ms / 1000, NO_ATTRIBUTES);
   }
 
   /** Stops the observations: the meter no longer holds the orchestrator. */

@@ -129,9 +129,8 @@ export class Telemetry implements TransitionSink {
   }
 
   #queued(record: TaskRecord, parent: Context | null): void {
-    if (parent === null && !this.#metrics.recording) return;
-    const state = (record.telemetry = new TaskTelemetry(parent));
-    if (this.#metrics.recording) state.readyAt = this.host.clock();
+    if (this.#metrics.recording) record.readyAt = this.host.clock();
+    if (parent !== null) record.telemetry = new TaskTelemetry(parent);
   }
 
   started(record: TaskRecord, run: TaskRun): void {
@@ -143,8 +142,8 @@ export class Telemetry implements TransitionSink {
   }
 
   #started(record: TaskRecord, run: TaskRun): void {
+    if (record.readyAt >= 0) this.#metrics.waited(Math.max(0, run.startedAt - record.readyAt));
     let state = record.telemetry;
-    if (state !== null && !Number.isNaN(state.readyAt)) this.#metrics.waited(Math.max(0, run.startedAt - state.readyAt));
     const tracer = this.#resolveTracer();
     if (tracer === null) return;
     // A task submitted on another node (shared store) brings the submitter's context with its row.
@@ -204,14 +203,11 @@ export class Telemetry implements TransitionSink {
   }
 
   retrying(record: TaskRecord, _error: Error, delay: number): void {
-    const state = record.telemetry;
-    if (state !== null && this.#metrics.recording) state.readyAt = this.host.clock() + delay;
+    if (this.#metrics.recording) record.readyAt = this.host.clock() + delay;
   }
 
   requeued(record: TaskRecord): void {
-    const state = record.telemetry;
-    if (state === null) return;
-    if (this.#metrics.recording) state.readyAt = this.host.clock();
+    if (this.#metrics.recording) record.readyAt = this.host.clock();
     // A thread handed back a job it never started.
     this.#endSpan(record, 'handed-back', undefined);
   }
@@ -222,12 +218,10 @@ export class Telemetry implements TransitionSink {
 
   /** A more urgent task took the attempt's slot: it ends here, and the task waits at the front of its lane. */
   preempted(record: TaskRecord, run: TaskRun, by: TaskRecord): void {
-    const state = record.telemetry;
-    if (state === null) return;
     this.#ran(run);
-    if (this.#metrics.recording) state.readyAt = this.host.clock();
+    if (this.#metrics.recording) record.readyAt = this.host.clock();
     try {
-      state.span?.setAttribute(ATTR.PREEMPTED_BY, by.id);
+      record.telemetry?.span?.setAttribute(ATTR.PREEMPTED_BY, by.id);
     } catch (error) {
       this.#fault(error);
     }
