@@ -233,14 +233,22 @@ export class StoreError extends OrchestratorError {
  * Proxy, a getter that throws), and the task must still fail rather than hang.
  */
 export function coerceError(thrown: unknown): Error {
+  let isError = false;
   try {
-    if (thrown instanceof Error) return thrown;
+    if (thrown instanceof Error) {
+      isError = true;
+      // What the engine reads of an error later (its message, name, code, retryability): a getter
+      // that throws there would strand the task half-failed.
+      void [thrown.message, thrown.name, (thrown as { code?: unknown }).code, (thrown as { retryable?: unknown }).retryable];
+      return thrown;
+    }
     if (typeof thrown === 'object' && thrown !== null && typeof (thrown as { message?: unknown }).message === 'string') {
       return Object.assign(new Error((thrown as { message: string }).message, { cause: thrown }), thrown);
     }
   } catch {
     // Its prototype, message or properties could not be read: it is described below.
   }
+  if (isError) return new Error('an error was thrown whose message, name, code or retryable cannot be read', { cause: thrown });
   return new Error(typeof thrown === 'string' ? thrown : `non-error thrown: ${describeThrown(thrown)}`, { cause: thrown });
 }
 

@@ -261,3 +261,40 @@ describe('PostgreSQL: a forced shutdown while a claim is in flight', () => {
       expect(await sql(`select id, status, owner from ${schema}.tasks`)).toEqual([{ id: 't1', status: 'queued', owner: null }]);
     }));
 });
+
+describe('a handler that throws an Error whose code or message getter throws', () => {
+  it('fails the task with a readable error, without an unhandled rejection', async () => {
+    class UnreadableCode extends Error {
+      get code(): string {
+        throw new Error('code getter');
+      }
+    }
+    class UnreadableMessage extends Error {
+      constructor() {
+        super('x');
+        Object.defineProperty(this, 'message', {
+          get() {
+            throw new Error('message getter');
+          },
+        });
+      }
+    }
+    const o = createParallelOrchestrator({ taskQueue: { retry: { maxAttempts: 1 } } });
+    await o.start();
+    const kinds = { UnreadableCode, UnreadableMessage };
+    o.registerAgent({
+      agentId: 'a',
+      role: AgentRole.EXECUTOR,
+      capabilities: ['a'],
+      handler: (task) => {
+        throw new kinds[task.payload as keyof typeof kinds]();
+      },
+    });
+    for (const kind of Object.keys(kinds)) {
+      const error = await o.submit({ type: kind, capabilities: ['a'], payload: kind }).result().catch((thrown: unknown) => thrown);
+      expect(error).toMatchObject({ message: 'an error was thrown whose message, name, code or retryable cannot be read' });
+      expect((error as Error).cause).toBeInstanceOf(kinds[kind as keyof typeof kinds]);
+    }
+    await o.shutdown();
+  });
+});
