@@ -113,11 +113,11 @@ export function statements(schema: string): Statements {
           level_since = case when u.status = 'queued' then ${NOW} else t.level_since end,
           updated_at = ${NOW}
         from u where t.id = u.id and t.claim_token = u.token and t.status = 'running'
-        returning t.id, t.watchers, t.level, t.status
+        returning t.id, u.token, t.watchers, t.level, t.status
       ), d as (
         insert into ${s}.dead_letters as d (task_id, row, error, code, attempts, failed_at)
         select u.id, u.dead -> 'row', u.dead -> 'error', u.dead ->> 'code', (u.dead ->> 'attempts')::int4, ${NOW}
-        from u join s on s.id = u.id where u.dead is not null
+        from u join s on s.id = u.id and s.token = u.token where u.dead is not null
         on conflict (task_id) do update set row = excluded.row, error = excluded.error, code = excluded.code,
           attempts = excluded.attempts, failed_at = excluded.failed_at
       ), a as (
@@ -128,7 +128,7 @@ export function statements(schema: string): Statements {
           as a(ts float8, type text, task text, agent text, attempt int4, details jsonb)
         union all
         select o.ts, o.type, u.id, o.agent, o.attempt, o.details, $3
-        from u join s on s.id = u.id cross join lateral jsonb_to_recordset(u.audit)
+        from u join s on s.id = u.id and s.token = u.token cross join lateral jsonb_to_recordset(u.audit)
           as o(ts float8, type text, agent text, attempt int4, details jsonb)
       ), c as (
         -- A completed task's checkpoint goes with its outcome (as the journal's later delete would).
@@ -136,7 +136,7 @@ export function statements(schema: string): Statements {
       ), n as (
         select pg_notify(c, p) from unnest($5::text[], $6::text[]) as n(c, p)
       )
-      select array(select id from s) as ids, (select count(*) from n) as messages,
+      select array(select id || ':' || token from s) as ids, (select count(*) from n) as messages,
         (select pg_notify($4, min(level)::text) from s where status = 'queued' having count(*) > 0) as notified`,
     appendAudit: `
       insert into ${s}.audit (ts, type, task_id, agent_id, attempt, details, node)

@@ -114,6 +114,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   readonly #cancelOnArrival = new Map<string, string>();
   /** Tasks submitted here: they stay live here when they go back to the cluster. */
   readonly #mine = new WeakSet<T>();
+  /** Outcomes of claims here being written, per task (a task claimed again here may have two). */
+  readonly #writing = new Map<T, number>();
   readonly #roomWaiters: (() => void)[] = [];
   readonly #drainWaiters: (() => void)[] = [];
   #timers: NodeJS.Timeout[] = [];
@@ -527,17 +529,46 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       orphan: false,
     };
     task.outcomeAudited = item.audit !== null;
+    this.#writing.set(task, (this.#writing.get(task) ?? 0) + 1);
     return this.#settles.push(item).then(
       (settled) => {
+        this.#written(task);
         if (settled && held.watchers.size > 0) this.#publishEnded(task, row, held.watchers);
-        if (!settled) this.#followIfMine(task);
+        if (!settled) this.#followIfMineAgain(task);
         return settled;
       },
       (error: unknown) => {
+        this.#written(task);
         this.#failed(`recording the outcome of task ${row.id}`, error);
+        // Not written: the row keeps this node's claim until its lease expires, and a task
+        // submitted here follows whoever runs it then.
+        this.#followIfMineAgain(task);
         return false;
       },
     );
+  }
+
+  #written(task: T): void {
+    const left = this.#writing.get(task)! - 1;
+    if (left === 0) this.#writing.delete(task);
+    else this.#writing.set(task, left);
+  }
+
+  /**
+   * An outcome of a claim here was refused or not written. Unless the task was claimed here again
+   * meanwhile (it runs, or that claim's outcome is being written: it carries on under that claim),
+   * a task submitted here follows the process that holds it now.
+   */
+  #followIfMineAgain(task: T): void {
+    if (this.#held.has(task) || this.#writing.has(task)) return;
+    this.#followIfMine(task);
+    // Its end may have been told while this node still held it, and ignored then: the row says.
+    if (this.#watched.get(task.id) === task) void this.#catchUp(task).catch((error: unknown) => this.#failed(`reading the status of task ${task.id}`, error));
+  }
+
+  async #catchUp(task: T): Promise<void> {
+    const { rows } = await this.#backend.pool.query<StatusRow>(this.#backend.sql.statuses([task.id]));
+    if (rows[0] !== undefined && this.#watched.get(task.id) === task) this.#applyStatus(rows[0]);
   }
 
   /** Back to the cluster: queued again after `delayMs` (a retry), or at once and uncounted (an unstarted claim). */
@@ -587,28 +618,30 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
     // The audit entries and node messages waiting to go ride along: one statement, one commit.
     const audit = JSON.stringify(this.#backend.takeAudit());
     const { channels, payloads } = this.#takeOutbox();
+    // By id and claim token: a task claimed here again may have the outcomes of two claims in one
+    // batch, and only the current claim's counts.
     const settled = new Set<string>();
     await this.#retrying('recording outcomes', async (again) => {
       const { rows } = await this.#backend.pool.query<{ ids: string[] }>(this.#backend.sql.settle(batch, audit, this.#backend.nodeId, this.#backend.workChannel, channels, payloads));
-      for (const id of rows[0]?.ids ?? []) settled.add(id);
+      for (const idAndToken of rows[0]?.ids ?? []) settled.add(idAndToken);
       // After a connection was lost at commit, the first try may have committed: the rows say so
       // (an outcome only if the row ended in the attempt that this node ran).
       if (again) {
-        const unsure = sent.filter((item) => item !== CARRY_ONLY && !settled.has(item.id));
-        await this.#confirm(unsure, (item, row) => row.status === item.status && (item.runAttempt === null || row.attempt === item.runAttempt), settled);
+        const unsure = sent.filter((item) => item !== CARRY_ONLY && !settled.has(settleKey(item)));
+        await this.#confirm(unsure, (item, row) => row.status === item.status && (item.runAttempt === null || row.attempt === item.runAttempt), settled, settleKey);
       }
     });
-    return items.map((item) => shadowed?.has(item) !== true && settled.has(item.id));
+    return items.map((item) => shadowed?.has(item) !== true && settled.has(settleKey(item)));
   }
 
-  /** Adds to `done` the items whose rows show what they were meant to write. */
-  async #confirm<I extends { id: string }>(items: I[], wrote: (item: I, row: StatusRow) => boolean, done: Set<string>): Promise<void> {
+  /** Adds to `done` the keys (ids by default) of the items whose rows show what they were meant to write. */
+  async #confirm<I extends { id: string }>(items: I[], wrote: (item: I, row: StatusRow) => boolean, done: Set<string>, key: (item: I) => string = (item) => item.id): Promise<void> {
     if (items.length === 0) return;
     const { rows } = await this.#backend.pool.query<StatusRow>(this.#backend.sql.statuses(items.map((item) => item.id)));
     const byId = new Map(rows.map((row) => [row.id, row]));
     for (const item of items) {
       const row = byId.get(item.id);
-      if (row !== undefined && wrote(item, row)) done.add(item.id);
+      if (row !== undefined && wrote(item, row)) done.add(key(item));
     }
   }
 
@@ -1176,6 +1209,11 @@ function outcomeAudit(row: TaskRow, settlement: Exclude<Settlement, { kind: 'can
     { ts, type: row.status === 'timeout' ? 'timed-out' : 'failed', agent: row.agentId, attempt: row.attempt, details: { error: error.message, code } },
     { ts, type: 'dead-lettered', agent: null, attempt: row.attempt, details: { attempts: row.attempt } },
   ];
+}
+
+/** What the settle statement returns of each outcome it recorded. */
+function settleKey(item: SettleItem): string {
+  return `${item.id}:${item.token}`;
 }
 
 function encodeSettle(item: SettleItem): string {

@@ -237,6 +237,7 @@ export class Engine {
       record.traceContext = claim.trace;
       this.#table.add(record, true);
     }
+    record.claims++;
     // The claim counted the attempt it starts; the executor counts it again when it starts the run.
     record.attempt = claim.attempt - 1;
     record.status = TaskStatus.QUEUED;

@@ -116,8 +116,17 @@ export class TaskLifecycle {
 
   /** A shared source answers once the outcome is committed; false means another process holds the task now. */
   #whenSettled(settled: false | Promise<boolean>, record: TaskRecord, recorded: () => void): void {
-    if (settled === false) this.#claimLost(record);
-    else void settled.then((ok) => (ok ? recorded() : this.#claimLost(record)));
+    if (settled === false) {
+      this.#claimLost(record);
+      return;
+    }
+    // Refused after this process claimed the task again (its lease expired while the outcome
+    // waited to be written): the newer claim carries on, running or with its own outcome on the way.
+    const claim = record.claims;
+    void settled.then((ok) => {
+      if (ok) recorded();
+      else if (record.claims === claim) this.#claimLost(record);
+    });
   }
 
   /** An attempt failed (`status` FAILED) or timed out (TIMEOUT): retried while attempts are left, else failed. */

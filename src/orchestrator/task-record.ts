@@ -78,6 +78,7 @@ class TaskExtras {
   preemptions = 0;
   preemptionsSinceCheckpoint = 0;
   outcomeAudited = false;
+  claims = 0;
 }
 
 /**
@@ -250,6 +251,15 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
   }
 
   /** What telemetry keeps of the task between transitions (its parent context, wait start, running span); null while it keeps nothing. */
+  /** Claims of the task by this process (shared store): an outcome refused after a newer claim is that claim's business. */
+  get claims(): number {
+    return this.#extras?.claims ?? 0;
+  }
+
+  set claims(count: number) {
+    this.#writableExtras().claims = count;
+  }
+
   get telemetry(): TaskTelemetry | null {
     return this.#extras?.telemetry ?? null;
   }

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { AgentRole, createParallelOrchestrator, type ParallelOrchestrator } from '../../dist/index.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from '../pg-helpers.js';
+import { deferred } from '../helpers.js';
 import { activeResources } from './model-harness.js';
 
 
@@ -297,4 +298,57 @@ describe('a handler that throws an Error whose code or message getter throws', (
     }
     await o.shutdown();
   });
+});
+
+describe('PostgreSQL: the outcomes of two claims of one task in one write (its lease expired while the first was waiting to be written)', () => {
+  it("records the current claim's outcome once, and settles the task's observable with it", (ctx) =>
+    onPostgres(ctx, async (o, schema) => {
+      const listenerErrors: unknown[] = [];
+      const completed: string[] = [];
+      o.on('listener:error', ({ error }) => listenerErrors.push(error));
+      o.on('task:completed', ({ taskId, result }) => completed.push(`${taskId} ${String(result)}`));
+      await o.start();
+      const gates = { t0: deferred(), t1: deferred() };
+      o.registerAgent({
+        agentId: 'a',
+        role: AgentRole.EXECUTOR,
+        capabilities: ['a'],
+        maxConcurrent: 2,
+        handler: async (task, run) => {
+          if (run.attempt === 1) await gates[task.id as keyof typeof gates].promise;
+          return run.attempt;
+        },
+      });
+      const startedOnce = (key: string) => new Promise<void>((resolve) => o.on('task:started', ({ taskId, attempt }) => `${taskId}#${attempt}` === key && resolve()));
+      const bothStarted = Promise.all([startedOnce('t0#1'), startedOnce('t1#1')]);
+      await o.submitAsync({ id: 't0', type: 'x', capabilities: ['a'] });
+      const t1 = await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'] });
+      const result = t1.result();
+      await bothStarted;
+      const endedHere = async (taskId: string) => {
+        while (o.getTask(taskId)?.status !== 'completed') await new Promise((resolve) => setImmediate(resolve));
+      };
+      // t0's outcome write waits behind a lock on its row; what ends meanwhile waits for the next write.
+      const unlock = await lockTaskRow(schema, 't0');
+      try {
+        gates.t0.resolve();
+        await outcomeWriteBlocked(schema);
+        gates.t1.resolve();
+        await endedHere('t1');
+        // t1's lease expires and the task is queued again (as the reaper does); this node claims it again.
+        const secondStart = startedOnce('t1#2');
+        await sql(`update ${schema}.tasks set status = 'queued', owner = null, claim_token = null, lease_until = null, run_at = 0 where id = 't1'`);
+        await sql('select pg_notify($1, $2)', [`po_${createHash('sha1').update(schema).digest('hex').slice(0, 10)}_work`, '2']);
+        await secondStart;
+        await endedHere('t1');
+      } finally {
+        await unlock();
+      }
+      await expect(result).resolves.toMatchObject({ result: 2, attempts: 2 });
+      await o.flush();
+      expect(completed.filter((entry) => entry.startsWith('t1'))).toEqual(['t1 2']);
+      expect(await sql(`select count(*)::int as n from ${schema}.audit where task_id = 't1' and type = 'completed'`)).toEqual([{ n: 1 }]);
+      expect(listenerErrors).toEqual([]);
+      await o.shutdown();
+    }));
 });
