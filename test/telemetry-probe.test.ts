@@ -2,26 +2,15 @@
 // an error) that throws: each must be refused at construction, naming the field, or be survived
 // by the task that met it. Real SDK components throughout; thread agents are not involved.
 import { ProxyTracerProvider, SpanStatusCode, context, trace, type Span, type TracerProvider } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BasicTracerProvider, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { describe, expect, it } from 'vitest';
 import { AgentRole, InvalidOptionsError, createParallelOrchestrator, type OrchestratorOptions, type ParallelOrchestrator } from '../dist/index.js';
 import { settle, useOrchestrators } from './helpers.js';
+import { useInMemoryTracing } from './otel-helpers.js';
 
 const started = useOrchestrators(createParallelOrchestrator);
-const contextManager = new AsyncLocalStorageContextManager();
-const spans = new InMemorySpanExporter();
-const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
-
-beforeAll(() => {
-  context.setGlobalContextManager(contextManager.enable());
-});
-afterAll(async () => {
-  context.disable();
-  await tracerProvider.shutdown();
-});
-afterEach(() => spans.reset());
+const { spans, tracerProvider } = useInMemoryTracing();
 
 /** A metric reader collected on demand. */
 class Reader extends MetricReader {

@@ -1,7 +1,6 @@
 // OpenTelemetry spans and metrics through the SDK's in-memory exporters, and the `logger` option
 // with a real pino logger. Thread agents load the built entry, so this imports dist.
 import { context, trace, SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
 import { AlwaysOffSampler, BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { pino } from 'pino';
@@ -17,24 +16,14 @@ import {
   type StoreOptions,
 } from '../dist/index.js';
 import { deferred, nextEvent, settle, useOrchestrators } from './helpers.js';
+import { useInMemoryTracing } from './otel-helpers.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
 const started = useOrchestrators(createParallelOrchestrator);
 
-const spans = new InMemorySpanExporter();
-const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
+const { spans, tracerProvider } = useInMemoryTracing();
 const tracer = tracerProvider.getTracer('test');
-const contextManager = new AsyncLocalStorageContextManager();
-
-beforeAll(() => {
-  context.setGlobalContextManager(contextManager.enable());
-});
-afterAll(async () => {
-  context.disable();
-  await tracerProvider.shutdown();
-});
-afterEach(() => spans.reset());
 
 /** Options sending spans to the in-memory exporter, and metrics to `meterProvider` when given. */
 function traced(options: OrchestratorOptions = {}, meterProvider?: MeterProvider): OrchestratorOptions {

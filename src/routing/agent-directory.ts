@@ -50,6 +50,8 @@ export class AgentDirectory implements Demand, SignatureIndex {
   readonly #capacity: WorkerCapacity;
   readonly #host: AgentDirectoryHost;
   readonly #clock: () => number;
+  /** Agents removed while runs of theirs went on, by id (their runs still count under that id). */
+  readonly #departed = new Map<string, Agent>();
 
   constructor(strategy: RoutingStrategy, breaker: ResolvedBreakerOptions & { enabled: boolean }, capacity: WorkerCapacity, host: AgentDirectoryHost, clock: () => number) {
     this.#router = new AgentRouter(strategy);
@@ -82,6 +84,13 @@ export class AgentDirectory implements Demand, SignatureIndex {
     const breaker = this.#breaker === null ? null : new CircuitBreaker(this.#breaker, (transition) => this.#onCircuitChange(agent!, transition.from, transition.to), this.#clock);
     const limiter = definition.rateLimit === undefined ? null : new StartRateLimiter(definition.rateLimit, this.#clock);
     agent = new Agent(definition.agentId, definition.role, definition.capabilities, definition.maxConcurrent, definition.execution, breaker, limiter);
+    // The id's previous registration still has runs going: they take slots of the id's new limit.
+    const previous = this.#departed.get(definition.agentId);
+    if (previous !== undefined) {
+      this.#departed.delete(definition.agentId);
+      previous.successor = agent;
+      agent.active = previous.active;
+    }
     this.#router.register(agent);
     this.#host.agentRegistered(agent);
     this.#host.wake();
@@ -92,6 +101,7 @@ export class AgentDirectory implements Demand, SignatureIndex {
   unregister(agentId: string): CapabilitySignature[] {
     const agent = this.require(agentId);
     agent.registered = false;
+    if (agent.active > 0) this.#departed.set(agentId, agent);
     this.#dispose(agent);
     const touched = this.#router.unregister(agent);
     this.#host.agentUnregistered(agentId);
@@ -165,9 +175,12 @@ export class AgentDirectory implements Demand, SignatureIndex {
     return ticket;
   }
 
-  /** The run gave its agent slot back. */
+  /** The run gave its agent slot back: on its agent, and on the later registrations of its id. */
   runReleased(agent: Agent): void {
-    agent.active--;
+    for (let holder: Agent | null = agent; holder !== null; holder = holder.successor) {
+      holder.active--;
+      if (holder.active === 0 && this.#departed.get(holder.agentId) === holder) this.#departed.delete(holder.agentId);
+    }
   }
 
   /**

@@ -10,8 +10,13 @@ export type AgentExecution = { kind: 'inline'; handler: AgentHandler } | { kind:
 /** A registered agent and its live load. */
 export class Agent {
   readonly capabilitySet: ReadonlySet<string>;
-  /** Tasks running on this agent now. */
+  /** Tasks running on this agent now (and on earlier registrations of its id: see `successor`). */
   active = 0;
+  /**
+   * The registration of the same id made after this one was removed while its runs went on:
+   * those runs count against the successor's `maxConcurrent` too, until they end.
+   */
+  successor: Agent | null = null;
   completed = 0;
   failed = 0;
   /**

@@ -128,7 +128,8 @@ interface Interval {
  * it by design (`worker:stuck` named its task: the slot is reclaimed after stuckGrace, and the
  * interval ends there). Thread agents (another isolate) report when they ran in their result or
  * error (`ranFrom`, `ranTo`); an attempt that reports nothing (its thread died, or it was
- * cancelled) runs from `task:started` to the event that ended it. Events alone would not do: on
+ * cancelled) runs from `task:started` to the event that ended it (`worker:failed` ends every job
+ * handed to the dead thread). Events alone would not do: on
  * PostgreSQL an outcome's event comes after its commit, when the slot may already serve another task.
  */
 class Concurrency {
@@ -136,6 +137,8 @@ class Concurrency {
   readonly #intervals: Interval[] = [];
   readonly #runs = new Map<Interval, { taskId: string; abandoned: boolean }>();
   readonly #threadRuns = new Map<string, Interval>();
+  /** Each task's latest thread interval, open or not: a report that comes after the thread died still gives its times. */
+  readonly #lastThreadRun = new Map<string, Interval>();
   #drained: (() => void) | undefined;
 
   enter(agentId: string, taskId: string): Interval {
@@ -161,22 +164,37 @@ class Concurrency {
   }
 
   threadStarted(taskId: string, agentId: string, workerId: string): void {
+    // Handed to a thread before and given back unstarted (another thread was idle): that wait ended.
+    const before = this.#threadRuns.get(taskId);
+    if (before !== undefined) before.end = now();
     const interval: Interval = { agentId, workerId, start: now(), end: null };
     this.#intervals.push(interval);
     this.#threadRuns.set(taskId, interval);
+    this.#lastThreadRun.set(taskId, interval);
     this.#noteAlive();
   }
 
   /** A thread attempt's outcome, with the times the thread reported if it did. */
   attemptEnded(taskId: string, reported?: unknown): void {
-    const interval = this.#threadRuns.get(taskId);
-    if (interval === undefined) return;
+    const open = this.#threadRuns.get(taskId);
     this.#threadRuns.delete(taskId);
     const { ranFrom, ranTo } = (reported ?? {}) as { ranFrom?: unknown; ranTo?: unknown };
-    if (typeof ranFrom === 'string' && typeof ranTo === 'string') {
+    // On PostgreSQL the outcome's event follows its commit: the thread may have died meanwhile.
+    const interval = open ?? this.#lastThreadRun.get(taskId);
+    if (interval !== undefined && typeof ranFrom === 'string' && typeof ranTo === 'string') {
       interval.start = BigInt(ranFrom);
       interval.end = BigInt(ranTo);
-    } else interval.end = now();
+    } else if (open !== undefined) open.end = now();
+  }
+
+  /** A thread died: its running job and the ones waiting in it (handed back, to start again elsewhere) end there. */
+  threadDied(workerId: string): void {
+    const at = now();
+    for (const [taskId, interval] of this.#threadRuns) {
+      if (interval.workerId !== workerId) continue;
+      interval.end = at;
+      this.#threadRuns.delete(taskId);
+    }
   }
 
   /** Resolves once every in-process handler has returned (hanging ones return on their abort). */
@@ -257,10 +275,8 @@ class EventLog {
     o.on('worker:stuck', ({ taskId }) => {
       if (taskId !== undefined) concurrency?.stuck(taskId);
     });
-    // Emitted before the dead thread's slot is given back.
-    o.on('worker:failed', ({ taskId }) => {
-      if (taskId !== undefined) concurrency?.attemptEnded(taskId);
-    });
+    // Emitted before the dead thread's slot is given back and its waiting jobs are queued again.
+    o.on('worker:failed', ({ workerId }) => concurrency?.threadDied(workerId));
   }
 
   count(event: Logged['event'], matches: (entry: Logged) => boolean = () => true): number {
@@ -345,6 +361,11 @@ function statsMismatch(o: ParallelOrchestrator, log: EventLog, when: string): st
   return Object.entries(expected)
     .filter(([field, n]) => stats[field as keyof typeof expected] !== n)
     .map(([field, n]) => `${when}: getStats().${field} = ${String(stats[field as keyof typeof expected])}, events say ${n}`);
+}
+
+/** Attempts, not start events: a job handed to a thread that gave it back unstarted starts again with the same attempt (docs/events.md). */
+function attemptsStarted(log: EventLog, taskId: string): number {
+  return new Set(log.entries.flatMap((e) => (e.event === 'started' && e.taskId === taskId ? [e.attempt] : []))).size;
 }
 
 /** Tasks that waited together for the same agents start in priority order (FIFO within a level). */
@@ -482,8 +503,7 @@ export async function runProgram(program: Program, backend: Backend): Promise<{ 
         if (!durable) violations.push(`${entry.taskId}: memory store said the task stays in the store`);
         kept.add(entry.taskId);
       }
-      // Attempts, not start events: a job handed to a thread that died before beginning it starts again with the same attempt (docs/events.md).
-      const starts = new Set(log.entries.flatMap((e) => (e.event === 'started' && e.taskId === entry.taskId ? [e.attempt] : []))).size;
+      const starts = attemptsStarted(log, entry.taskId);
       if (starts > entry.attempts) violations.push(`${entry.taskId}: ${starts} attempts started, maxAttempts ${entry.attempts}`);
     }
     const accepted = new Set(log.entries.filter((e) => e.event === 'submitted').map((e) => e.taskId));
@@ -510,7 +530,7 @@ export async function runProgram(program: Program, backend: Backend): Promise<{ 
       for (const taskId of kept) {
         const ends = log2.entries.filter((e) => e.taskId === taskId && (e.event === 'completed' || e.event === 'failed' || e.event === 'cancelled'));
         // An interrupted run counts as an attempt (docs/persistence.md): one that was the last is dead-lettered.
-        const lastAttemptRan = log.count('started', (e) => e.taskId === taskId) === tasks.get(taskId)!.attempts;
+        const lastAttemptRan = attemptsStarted(log, taskId) === tasks.get(taskId)!.attempts;
         const expected = lastAttemptRan ? 'failed' : 'completed';
         // On PostgreSQL a cancel() of a task in the table may reach it after this node shut down.
         const cancelled = backend.name === 'postgres' && cancelRequested.has(taskId) && ends[0]?.event === 'cancelled';

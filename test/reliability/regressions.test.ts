@@ -352,3 +352,29 @@ describe('PostgreSQL: the outcomes of two claims of one task in one write (its l
       await o.shutdown();
     }));
 });
+
+describe('an agent registered again while a run of its previous registration goes on', () => {
+  it("counts that run against the id's maxConcurrent until it ends", async () => {
+    const o = createParallelOrchestrator();
+    await o.start();
+    const order: string[] = [];
+    o.on('task:started', ({ taskId }) => order.push(`started ${taskId}`));
+    o.on('task:completed', ({ taskId }) => order.push(`completed ${taskId}`));
+    const first = deferred();
+    const spec = { agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 1 } as const;
+    o.registerAgent({ ...spec, handler: () => first.promise.then(() => 'first') });
+    const t1 = o.submit({ id: 't1', type: 'x', capabilities: ['a'] });
+    await new Promise<void>((resolve) => o.once('task:started', () => resolve()));
+    o.unregisterAgent('a');
+    o.registerAgent({ ...spec, handler: () => 'second' });
+    const t2 = o.submit({ id: 't2', type: 'x', capabilities: ['a'] });
+    // t2 may not start while t1 holds the id's one slot.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(order).toEqual(['started t1']);
+    first.resolve();
+    await Promise.all([t1.result(), t2.result()]);
+    expect(order).toEqual(['started t1', 'completed t1', 'started t2', 'completed t2']);
+    expect(o.getAgent('a')?.active).toBe(0);
+    await o.shutdown();
+  });
+});
