@@ -1,7 +1,8 @@
 import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { InvalidOptionsError, createParallelOrchestrator, type OrchestratorOptions } from '../dist/index.js';
 
 /**
  * A tracer provider whose spans go to an in-memory exporter (emptied after each test), with the
@@ -20,4 +21,16 @@ export function useInMemoryTracing(): { spans: InMemorySpanExporter; tracerProvi
   });
   afterEach(() => spans.reset());
   return { spans, tracerProvider };
+}
+
+/** The InvalidOptionsError that creating an orchestrator with `options` throws (fails the test if none). */
+export function refusal(options: OrchestratorOptions): InvalidOptionsError {
+  let thrown: unknown;
+  try {
+    createParallelOrchestrator(options);
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(InvalidOptionsError);
+  return thrown as InvalidOptionsError;
 }

@@ -5,9 +5,9 @@ import { ProxyTracerProvider, SpanStatusCode, context, trace, type Span, type Tr
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
-import { AgentRole, InvalidOptionsError, createParallelOrchestrator, type OrchestratorOptions, type ParallelOrchestrator } from '../dist/index.js';
+import { AgentRole, createParallelOrchestrator, type ParallelOrchestrator } from '../dist/index.js';
 import { settle, useOrchestrators } from './helpers.js';
-import { useInMemoryTracing } from './otel-helpers.js';
+import { refusal, useInMemoryTracing } from './otel-helpers.js';
 
 const started = useOrchestrators(createParallelOrchestrator);
 const { spans, tracerProvider } = useInMemoryTracing();
@@ -32,17 +32,6 @@ async function warningsDuring(fn: () => Promise<void>): Promise<string[]> {
     process.off('warning', listener);
   }
   return seen;
-}
-
-function refusal(options: OrchestratorOptions): InvalidOptionsError {
-  let thrown: unknown;
-  try {
-    createParallelOrchestrator(options);
-  } catch (error) {
-    thrown = error;
-  }
-  expect(thrown).toBeInstanceOf(InvalidOptionsError);
-  return thrown as InvalidOptionsError;
 }
 
 function echo(o: ParallelOrchestrator, handler: (payload: unknown) => unknown = (payload) => payload): void {

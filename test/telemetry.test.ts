@@ -8,7 +8,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AgentRole,
   CircuitState,
-  InvalidOptionsError,
   TaskPriority,
   createParallelOrchestrator,
   type OrchestratorOptions,
@@ -16,7 +15,7 @@ import {
   type StoreOptions,
 } from '../dist/index.js';
 import { deferred, nextEvent, settle, useOrchestrators } from './helpers.js';
-import { useInMemoryTracing } from './otel-helpers.js';
+import { refusal, useInMemoryTracing } from './otel-helpers.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from './pg-helpers.js';
 
 const moduleUrl = (name: string): URL => new URL(`./fixtures/modules/${name}.mjs`, import.meta.url);
@@ -328,16 +327,7 @@ describe('options', () => {
       [{ logger: console.log as never }, 'logger'],
       [{ logger: { debug() {}, info() {}, warn() {}, error() {}, child: 'x' } as never }, 'logger'],
     ];
-    for (const [options, field] of cases) {
-      let thrown: unknown;
-      try {
-        createParallelOrchestrator(options);
-      } catch (error) {
-        thrown = error;
-      }
-      expect(thrown).toBeInstanceOf(InvalidOptionsError);
-      expect((thrown as InvalidOptionsError).field).toBe(field);
-    }
+    for (const [options, field] of cases) expect(refusal(options).field).toBe(field);
   });
 });
 
