@@ -647,8 +647,9 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
 
   /**
    * Runs a write, again after a lost connection (the server restarted, the connection was
-   * terminated) with a growing delay, until it succeeds or the node closes. `again` is true from
-   * the second try on. Errors that retrying cannot fix (a bad statement) are thrown at once.
+   * terminated) or a deadlock with another statement, with a growing delay, until it succeeds or
+   * the node closes. `again` is true from the second try on. Errors that retrying cannot fix (a
+   * bad statement) are thrown at once.
    */
   async #retrying(what: string, write: (again: boolean) => Promise<void>): Promise<void> {
     let delay = RETRY_FIRST_MS;
@@ -657,8 +658,10 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
         await write(attempt > 0);
         return;
       } catch (error) {
-        if (!isConnectionError(error) || !this.#open) throw error;
-        this.#failed(`${what} (retrying)`, error);
+        const rolledBack = isRolledBack(error);
+        if (!(rolledBack || isConnectionError(error)) || !this.#open) throw error;
+        // A deadlock under contention is routine, and its retry starts from a clean slate: reported only when it persists.
+        if (!rolledBack || attempt >= 2) this.#failed(`${what} (retrying)`, error);
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
         delay = Math.min(RETRY_MAX_MS, delay * 2);
       }
@@ -1243,6 +1246,12 @@ function toDeadLetter(row: { task_id: string; row: TaskRow; error: SerializedErr
 }
 
 /** Errors of a lost connection (the write may be tried again), as opposed to errors of the statement. */
+/** A deadlock or serialization failure: the server rolled the statement back, and it may simply be run again. */
+function isRolledBack(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
+
 function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string') {

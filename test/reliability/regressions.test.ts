@@ -378,3 +378,43 @@ describe('an agent registered again while a run of its previous registration goe
     await o.shutdown();
   });
 });
+
+describe('PostgreSQL: an outcome write that deadlocks with another transaction', () => {
+  it('is written again, without a store error or a second run', (ctx) =>
+    onPostgres(ctx, async (o, schema) => {
+      const storeErrors: string[] = [];
+      o.on('store:error', ({ error }) => storeErrors.push(error.message));
+      await o.start();
+      const gates = { tb: deferred(), t0: deferred(), t1: deferred() };
+      o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 3, handler: (task) => gates[task.id as keyof typeof gates].promise.then(() => task.id) });
+      const running = Promise.all(Object.keys(gates).map((id) => new Promise<void>((resolve) => o.on('task:started', ({ taskId }) => taskId === id && resolve()))));
+      const tasks = await Promise.all(Object.keys(gates).map((id) => o.submitAsync({ id, type: 'x', capabilities: ['a'] })));
+      const results = Promise.all(tasks.map((task) => task.result()));
+      await running;
+      const other = new pg.Client({ connectionString: DATABASE_URL });
+      await other.connect();
+      try {
+        // tb's write goes first and waits; t0's and t1's outcomes queue behind it, in one write.
+        const unlockBlocker = await lockTaskRow(schema, 'tb');
+        gates.tb.resolve();
+        await outcomeWriteBlocked(schema);
+        gates.t0.resolve();
+        await new Promise((resolve) => setImmediate(resolve));
+        gates.t1.resolve();
+        await new Promise((resolve) => setImmediate(resolve));
+        await other.query('begin');
+        await other.query(`select 1 from ${schema}.tasks where id = 't1' for update`);
+        await unlockBlocker();
+        // The write of t0 and t1 locks t0, then waits for t1; this transaction then waits for t0: a deadlock, which the server breaks by failing the write.
+        await outcomeWriteBlocked(schema);
+        await other.query(`update ${schema}.tasks set updated_at = updated_at where id = 't0'`);
+      } finally {
+        await other.query('rollback');
+        await other.end();
+      }
+      expect((await results).map((end) => [end.taskId, end.attempts])).toEqual([['tb', 1], ['t0', 1], ['t1', 1]]);
+      await o.flush();
+      expect(storeErrors).toEqual([]);
+      await o.shutdown();
+    }));
+});
