@@ -114,8 +114,8 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
   readonly #cancelOnArrival = new Map<string, string>();
   /** Tasks submitted here: they stay live here when they go back to the cluster. */
   readonly #mine = new WeakSet<T>();
-  /** Outcomes of claims here being written, per task (a task claimed again here may have two). */
-  readonly #writing = new Map<T, number>();
+  /** Each task's latest claim token here: an outcome refused under an older one is superseded. */
+  readonly #lastToken = new WeakMap<T, string>();
   readonly #roomWaiters: (() => void)[] = [];
   readonly #drainWaiters: (() => void)[] = [];
   #timers: NodeJS.Timeout[] = [];
@@ -489,6 +489,7 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       const watchers = new Set(row.watchers);
       watchers.delete(me);
       this.#held.set(task, { token: row.token, watchers, epoch });
+      this.#lastToken.set(task, row.token);
       this.#watched.delete(row.id);
       if (!this.#closing) this.#enqueue(task);
       else this.#handBack(task, this.#held.get(task)!, 0, true);
@@ -529,38 +530,29 @@ export class PostgresWorkSource<T extends SharedTask<T>> implements WorkSource<T
       orphan: false,
     };
     task.outcomeAudited = item.audit !== null;
-    this.#writing.set(task, (this.#writing.get(task) ?? 0) + 1);
     return this.#settles.push(item).then(
       (settled) => {
-        this.#written(task);
         if (settled && held.watchers.size > 0) this.#publishEnded(task, row, held.watchers);
-        if (!settled) this.#followIfMineAgain(task);
+        if (!settled) this.#followIfMineAgain(task, held.token);
         return settled;
       },
       (error: unknown) => {
-        this.#written(task);
         this.#failed(`recording the outcome of task ${row.id}`, error);
         // Not written: the row keeps this node's claim until its lease expires, and a task
         // submitted here follows whoever runs it then.
-        this.#followIfMineAgain(task);
+        this.#followIfMineAgain(task, held.token);
         return false;
       },
     );
   }
 
-  #written(task: T): void {
-    const left = this.#writing.get(task)! - 1;
-    if (left === 0) this.#writing.delete(task);
-    else this.#writing.set(task, left);
-  }
-
   /**
-   * An outcome of a claim here was refused or not written. Unless the task was claimed here again
-   * meanwhile (it runs, or that claim's outcome is being written: it carries on under that claim),
-   * a task submitted here follows the process that holds it now.
+   * The outcome of the claim `token` here was refused or not written. Unless the task was claimed
+   * here again meanwhile (it carries on under that claim), a task submitted here follows the
+   * process that holds it now.
    */
-  #followIfMineAgain(task: T): void {
-    if (this.#held.has(task) || this.#writing.has(task)) return;
+  #followIfMineAgain(task: T, token: string): void {
+    if (this.#lastToken.get(task) !== token) return;
     this.#followIfMine(task);
     // Its end may have been told while this node still held it, and ignored then: the row says.
     if (this.#watched.get(task.id) === task) void this.#catchUp(task).catch((error: unknown) => this.#failed(`reading the status of task ${task.id}`, error));
@@ -1245,13 +1237,13 @@ function toDeadLetter(row: { task_id: string; row: TaskRow; error: SerializedErr
   };
 }
 
-/** Errors of a lost connection (the write may be tried again), as opposed to errors of the statement. */
 /** A deadlock or serialization failure: the server rolled the statement back, and it may simply be run again. */
 function isRolledBack(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === '40P01' || code === '40001';
 }
 
+/** Errors of a lost connection (the write may be tried again), as opposed to errors of the statement. */
 function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string') {

@@ -250,7 +250,6 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     if (context !== null || this.#extras !== null) this.#writableExtras().traceContext = context;
   }
 
-  /** What telemetry keeps of the task between transitions (its parent context, wait start, running span); null while it keeps nothing. */
   /** Claims of the task by this process (shared store): an outcome refused after a newer claim is that claim's business. */
   get claims(): number {
     return this.#extras?.claims ?? 0;
@@ -260,6 +259,7 @@ export class TaskRecord extends TaskObservable implements LaneNode<TaskRecord, C
     this.#writableExtras().claims = count;
   }
 
+  /** What tracing keeps of the task between transitions (its parent context, running span); null while it keeps nothing. */
   get telemetry(): TaskTelemetry | null {
     return this.#extras?.telemetry ?? null;
   }
