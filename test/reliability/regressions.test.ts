@@ -5,7 +5,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { AgentRole, createParallelOrchestrator, type ParallelOrchestrator } from '../../dist/index.js';
 import { DATABASE_URL, dropSchema, postgresAvailable, sql, uniqueSchema } from '../pg-helpers.js';
-import { deferred } from '../helpers.js';
+import { deferred, nextEvent } from '../helpers.js';
 import { activeResources } from './model-harness.js';
 
 
@@ -20,17 +20,29 @@ async function onPostgres(ctx: { skip(): void }, body: (o: ParallelOrchestrator,
   }
 }
 
-/** Locks a task's row from another connection (its next write waits); resolves with the unlock. */
-async function lockTaskRow(schema: string, taskId: string): Promise<() => Promise<void>> {
-  const locker = new pg.Client({ connectionString: DATABASE_URL });
-  await locker.connect();
-  await locker.query('begin');
-  await locker.query(`select 1 from ${schema}.tasks where id = $1 for update`, [taskId]);
-  return async () => {
-    await locker.query('rollback');
-    await locker.end();
+/** A transaction on another connection (to hold locks); `end()` rolls it back and closes it. */
+async function transaction(): Promise<{ query: (text: string, values?: unknown[]) => Promise<unknown>; end: () => Promise<void> }> {
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  await client.query('begin');
+  return {
+    query: (text, values) => client.query(text, values),
+    end: async () => {
+      await client.query('rollback');
+      await client.end();
+    },
   };
 }
+
+/** Locks a task's row from another connection (its next write waits); resolves with the unlock. */
+async function lockTaskRow(schema: string, taskId: string): Promise<() => Promise<void>> {
+  const locker = await transaction();
+  await locker.query(`select 1 from ${schema}.tasks where id = $1 for update`, [taskId]);
+  return locker.end;
+}
+
+/** Resolves when attempt `attempt` of the task starts. */
+const started = (o: ParallelOrchestrator, taskId: string, attempt = 1) => nextEvent(o, 'task:started', (event) => event.taskId === taskId && event.attempt === attempt);
 
 /** Resolves once a statement of the schema like `pattern` waits for a lock (the server's view, polled). */
 async function statementBlocked(pattern: string): Promise<void> {
@@ -157,13 +169,7 @@ describe('PostgreSQL: a late "queued again" notice about a task whose outcome is
       await o.start();
       let finish!: () => void;
       const gate = new Promise<void>((resolve) => (finish = resolve));
-      const started = new Set<string>();
-      let bothStarted!: () => void;
-      const running = new Promise<void>((resolve) => (bothStarted = resolve));
-      o.on('task:started', ({ taskId }) => {
-        started.add(taskId);
-        if (started.size === 2) bothStarted();
-      });
+      const running = Promise.all([started(o, 't1'), started(o, 't2')]);
       o.registerAgent({
         agentId: 'a',
         role: AgentRole.EXECUTOR,
@@ -214,7 +220,7 @@ describe('PostgreSQL: a last attempt that timed out, while its failure is being 
       });
       const task = await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'], timeout: 500, retry: { maxAttempts: 1 } });
       const outcome = task.result().catch((error: unknown) => error);
-      await new Promise<void>((resolve) => o.once('task:started', () => resolve()));
+      await started(o, 't1');
       const unlock = await lockTaskRow(schema, 't1');
       try {
         await outcomeWriteBlocked(schema);
@@ -238,11 +244,9 @@ describe('PostgreSQL: a forced shutdown while a claim is in flight', () => {
       await o.start();
       await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'], waitForAgent: true });
       // The claim the agent's registration starts waits behind a lock on the whole table.
-      const locker = new pg.Client({ connectionString: DATABASE_URL });
-      await locker.connect();
+      const locker = await transaction();
       let shutdown: Promise<void>;
       try {
-        await locker.query('begin');
         await locker.query(`lock table ${schema}.tasks in access exclusive mode`);
         o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], handler: () => 'ok' });
         await statementBlocked(`%update ${schema}.tasks t set status = 'running'%`);
@@ -254,7 +258,6 @@ describe('PostgreSQL: a forced shutdown while a claim is in flight', () => {
           if ((await sql('select 1 from pg_stat_activity where query like $1', [listening])).length === 0) break;
         }
       } finally {
-        await locker.query('rollback');
         await locker.end();
       }
       await shutdown;
@@ -319,8 +322,7 @@ describe('PostgreSQL: the outcomes of two claims of one task in one write (its l
           return run.attempt;
         },
       });
-      const startedOnce = (key: string) => new Promise<void>((resolve) => o.on('task:started', ({ taskId, attempt }) => `${taskId}#${attempt}` === key && resolve()));
-      const bothStarted = Promise.all([startedOnce('t0#1'), startedOnce('t1#1')]);
+      const bothStarted = Promise.all([started(o, 't0'), started(o, 't1')]);
       await o.submitAsync({ id: 't0', type: 'x', capabilities: ['a'] });
       const t1 = await o.submitAsync({ id: 't1', type: 'x', capabilities: ['a'] });
       const result = t1.result();
@@ -336,7 +338,7 @@ describe('PostgreSQL: the outcomes of two claims of one task in one write (its l
         gates.t1.resolve();
         await endedHere('t1');
         // t1's lease expires and the task is queued again (as the reaper does); this node claims it again.
-        const secondStart = startedOnce('t1#2');
+        const secondStart = started(o, 't1', 2);
         await sql(`update ${schema}.tasks set status = 'queued', owner = null, claim_token = null, lease_until = null, run_at = 0 where id = 't1'`);
         await sql('select pg_notify($1, $2)', [`po_${createHash('sha1').update(schema).digest('hex').slice(0, 10)}_work`, '2']);
         await secondStart;
@@ -364,7 +366,7 @@ describe('an agent registered again while a run of its previous registration goe
     const spec = { agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 1 } as const;
     o.registerAgent({ ...spec, handler: () => first.promise.then(() => 'first') });
     const t1 = o.submit({ id: 't1', type: 'x', capabilities: ['a'] });
-    await new Promise<void>((resolve) => o.once('task:started', () => resolve()));
+    await started(o, 't1');
     o.unregisterAgent('a');
     o.registerAgent({ ...spec, handler: () => 'second' });
     const t2 = o.submit({ id: 't2', type: 'x', capabilities: ['a'] });
@@ -387,12 +389,11 @@ describe('PostgreSQL: an outcome write that deadlocks with another transaction',
       await o.start();
       const gates = { tb: deferred(), t0: deferred(), t1: deferred() };
       o.registerAgent({ agentId: 'a', role: AgentRole.EXECUTOR, capabilities: ['a'], maxConcurrent: 3, handler: (task) => gates[task.id as keyof typeof gates].promise.then(() => task.id) });
-      const running = Promise.all(Object.keys(gates).map((id) => new Promise<void>((resolve) => o.on('task:started', ({ taskId }) => taskId === id && resolve()))));
+      const running = Promise.all(Object.keys(gates).map((id) => started(o, id)));
       const tasks = await Promise.all(Object.keys(gates).map((id) => o.submitAsync({ id, type: 'x', capabilities: ['a'] })));
       const results = Promise.all(tasks.map((task) => task.result()));
       await running;
-      const other = new pg.Client({ connectionString: DATABASE_URL });
-      await other.connect();
+      const other = await transaction();
       try {
         // tb's write goes first and waits; t0's and t1's outcomes queue behind it, in one write.
         const unlockBlocker = await lockTaskRow(schema, 'tb');
@@ -402,14 +403,12 @@ describe('PostgreSQL: an outcome write that deadlocks with another transaction',
         await new Promise((resolve) => setImmediate(resolve));
         gates.t1.resolve();
         await new Promise((resolve) => setImmediate(resolve));
-        await other.query('begin');
         await other.query(`select 1 from ${schema}.tasks where id = 't1' for update`);
         await unlockBlocker();
         // The write of t0 and t1 locks t0, then waits for t1; this transaction then waits for t0: a deadlock, which the server breaks by failing the write.
         await outcomeWriteBlocked(schema);
         await other.query(`update ${schema}.tasks set updated_at = updated_at where id = 't0'`);
       } finally {
-        await other.query('rollback');
         await other.end();
       }
       expect((await results).map((end) => [end.taskId, end.attempts])).toEqual([['tb', 1], ['t0', 1], ['t1', 1]]);
