@@ -129,13 +129,14 @@ interface Interval {
  * interval ends there). Thread agents (another isolate) report when they ran in their result or
  * error (`ranFrom`, `ranTo`); an attempt that reports nothing (its thread died, or it was
  * cancelled) runs from `task:started` to the event that ended it (`worker:failed` ends every job
- * handed to the dead thread). Events alone would not do: on
- * PostgreSQL an outcome's event comes after its commit, when the slot may already serve another task.
+ * handed to the dead thread). Events alone would not do: on PostgreSQL an outcome's event comes
+ * after its commit, when the slot may already serve another task.
  */
 class Concurrency {
   maxWithAbandoned = 0;
   readonly #intervals: Interval[] = [];
-  readonly #runs = new Map<Interval, { taskId: string; abandoned: boolean }>();
+  /** In-process handlers alive, with their task ids (abandoned ones too: `drained()` waits for them). */
+  readonly #runs = new Map<Interval, string>();
   readonly #threadRuns = new Map<string, Interval>();
   /** Each task's latest thread interval, open or not: a report that comes after the thread died still gives its times. */
   readonly #lastThreadRun = new Map<string, Interval>();
@@ -144,7 +145,7 @@ class Concurrency {
   enter(agentId: string, taskId: string): Interval {
     const interval: Interval = { agentId, workerId: null, start: now(), end: null };
     this.#intervals.push(interval);
-    this.#runs.set(interval, { taskId, abandoned: false });
+    this.#runs.set(interval, taskId);
     this.#noteAlive();
     return interval;
   }
@@ -156,11 +157,7 @@ class Concurrency {
   }
 
   stuck(taskId: string): void {
-    for (const [interval, run] of this.#runs) {
-      if (run.taskId !== taskId) continue;
-      run.abandoned = true;
-      interval.end ??= now();
-    }
+    for (const [interval, runTaskId] of this.#runs) if (runTaskId === taskId) interval.end ??= now();
   }
 
   threadStarted(taskId: string, agentId: string, workerId: string): void {
